@@ -1,0 +1,1 @@
+"""Platform adapters (console, Matrix, Slack), the bridge, the scheduler and the wiring."""

@@ -1,0 +1,235 @@
+"""The `watchfloor` command line."""
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ioc.config import ConfigError, load_settings
+from ioc.zones import all_zones, get_zone
+
+app = typer.Typer(help="watchfloor: interagency operations, targeting and deconfliction in chat.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+import_app = typer.Typer(help="Bulk loading.", no_args_is_help=True)
+conflicts_app = typer.Typer(help="Conflicts.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+app.add_typer(conflicts_app, name="conflicts")
+app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL (default $WATCHFLOOR_DB_URL or sqlite:///watchfloor.db)")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="watchfloor.toml")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _zone(code: str):
+    zone = get_zone(code)
+    if zone is None:
+        fail(f"zone: unknown zone '{code}' (see `watchfloor zones`)")
+    return zone
+
+
+def _parts(config: Path | None, db: str | None):
+    from bot.wiring import build
+
+    try:
+        return build(config, db)
+    except ConfigError as e:
+        fail("\n".join(e.problems))
+
+
+@app.command()
+def console(
+    zone: Annotated[str, typer.Option("--zone", help="COTP zone code, e.g. LALB")],
+    user: Annotated[str, typer.Option("--user", help="your name in this room")],
+    agency: Annotated[Optional[str], typer.Option("--agency", help="your agency code, e.g. CBP")] = None,
+    role: Annotated[Optional[str], typer.Option("--role", help="member (default) or supervisor")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """A local chat room of the zone: one message per line from stdin; prints replies and alerts."""
+    from bot.console import ConsoleRoom, lines
+
+    z = _zone(zone)
+    if role is not None and role not in ("member", "supervisor"):
+        fail(f"role: '{role}' is not member or supervisor")
+    if not user.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        fail("user: use letters, digits, '.', '-' or '_'")
+    if agency is not None and not agency.replace("-", "").replace("_", "").isalnum():
+        fail("agency: use letters, digits, '-' or '_'")
+    parts = _parts(config, db)
+    room, sender = parts.directory.add_console(z.code, user, agency, role)
+    chat = ConsoleRoom(parts.engine, room, sender)
+    history = Path.home() / ".watchfloor_history"
+    for line in lines(sys.stdin, f"{z.code} {sender.label}> ", history):
+        chat.say(line)
+    parts.db.dispose()
+
+
+@app.command()
+def run(config: Annotated[Path, typer.Option("--config", help="watchfloor.toml")]) -> None:
+    """Run every configured adapter (Slack, Matrix), the bridge and the scheduler until SIGTERM."""
+    from bot.runner import run_service
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as e:
+        fail("\n".join(e.problems))
+    raise typer.Exit(run_service(settings))
+
+
+@app.command()
+def brief(
+    zone: Annotated[str, typer.Option("--zone", help="COTP zone code")],
+    at: Annotated[Optional[str], typer.Option("--at", help="zone local time, e.g. 2026-12-01T07:00")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the zone's briefing as it would be posted."""
+    from commands.briefing import build_briefing
+    from commands.errors import CommandError
+    from commands.values import parse_time
+    from ioc.markings import ALL_MARKINGS
+    from templates import render
+
+    z = _zone(zone)
+    parts = _parts(config, db)
+    now = datetime.now(UTC)
+    try:
+        when = parse_time("at", at, z.tz, now) if at else now
+    except CommandError as e:
+        fail(e.line)
+    with parts.db.session() as s:
+        data = build_briefing(s, parts.directory, z, when, ALL_MARKINGS)
+    typer.echo(render("briefing.j2", **data).text)
+
+
+@app.command()
+def zones() -> None:
+    """List the COTP zones: code, name, district, time zone."""
+    for z in all_zones().values():
+        typer.echo(f"{z.code:<6} {z.name:<45} {z.district:<12} {z.timezone}")
+
+
+@import_app.command("ops")
+def import_ops(
+    file: Annotated[Path, typer.Argument(help="CSV (header row) or JSON Lines", exists=True, dir_okay=False)],
+    zone: Annotated[Optional[str], typer.Option("--zone", help="zone for rows without a zone column")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Bulk-load operations; every row validated, all or nothing."""
+    import time
+
+    from commands.importer import ImportError_, import_ops as do_import
+
+    if zone is not None:
+        zone = _zone(zone).code
+    parts = _parts(config, db)
+    t0 = time.perf_counter()
+    try:
+        result = do_import(parts.engine, file, zone)
+    except ImportError_ as e:
+        fail("\n".join(e.problems), code=1)
+    typer.echo(f"imported {result.count} operations (OP-{result.first_id}..OP-{result.last_id}) "
+               f"in {time.perf_counter() - t0:.1f} s; {len(result.conflicts)} conflicts raised")
+
+
+@conflicts_app.command("scan")
+def conflicts_scan(
+    zone: Annotated[str, typer.Option("--zone", help="COTP zone code")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-check every stored operation and target of a zone and print the open conflicts."""
+    from commands.conflicts_scan import scan_and_list
+
+    z = _zone(zone)
+    parts = _parts(config, db)
+    for line in scan_and_list(parts.engine, z.code):
+        typer.echo(line)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Bring the schema to the current version (Alembic)."""
+    from storage.db import Database
+
+    database = Database(db)
+    database.upgrade()
+    typer.echo(f"database at head: {database.engine.url.render_as_string(hide_password=True)}")
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) -> None:
+    """Validate a config and list every problem, naming each key."""
+    try:
+        settings = load_settings(file)
+    except ConfigError as e:
+        for p in e.problems:
+            typer.echo(p)
+        raise typer.Exit(1)
+    typer.echo(f"{file}: ok ({len(settings.zone)} zones, {len(settings.agency)} agencies)")
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOpt = None) -> None:
+    """Check the audit trail's hash chain; name the first record altered or removed."""
+    from storage.audit import verify
+    from storage.db import Database
+
+    database = Database(db)
+    with database.session() as s:
+        count, problem = verify(s)
+    if problem:
+        typer.echo(f"audit trail broken at {problem} ({count} records read)")
+        raise typer.Exit(1)
+    typer.echo(f"audit trail intact: {count} records")
+
+
+@audit_app.command("show")
+def audit_show(
+    zone: Annotated[str, typer.Option("--zone", help="COTP zone code")],
+    since: Annotated[Optional[str], typer.Option("--since", help="time, e.g. 2026-12-01T00:00 or +0h-24h")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Print the audit trail of a zone."""
+    from sqlmodel import select
+
+    from commands.errors import CommandError
+    from commands.values import parse_time
+    from storage.db import Database
+    from storage.tables import AuditRow
+
+    z = _zone(zone)
+    database = Database(db)
+    q = select(AuditRow).where(AuditRow.zone_code == z.code)
+    if since:
+        try:
+            q = q.where(AuditRow.at >= parse_time("since", since, z.tz, datetime.now(UTC)))
+        except CommandError as e:
+            fail(e.line)
+    with database.session() as s:
+        for row in s.exec(q.order_by(AuditRow.id)).all():
+            local = row.at.astimezone(z.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+            typer.echo(f"{row.id:>6} {local} {row.actor} [{row.agency_code or '-'}] {row.room or '-'} "
+                       f"{row.action} {row.entity or ''} {row.detail}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

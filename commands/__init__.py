@@ -1,0 +1,1 @@
+"""The one chat grammar for every platform, the rules of who may do what, and the command handlers."""

@@ -1,0 +1,124 @@
+"""`conflicts [list|all]`, `conflicts ack CF-n`, `conflicts resolve CF-n proceed|joint|delay|cancel`."""
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from ioc.model import OPEN_CONFLICT_STATUSES, RESOLUTIONS, ConflictStatus, conflict_ref
+from storage import operations as ops_repo
+from storage import targets as targets_repo
+from storage.tables import ConflictRow, TargetRow
+
+from .engine import Context
+from .errors import CommandError
+from .ops import _only_keys, _words
+from .values import parse_ref, parse_text
+from .views import conflict_view
+
+
+def views(ctx: Context, rows: list[ConflictRow]) -> list[dict]:
+    ops = ops_repo.by_ids(ctx.s, {i for cf in rows for i in (cf.op_a, cf.op_b) if i is not None})
+    out = []
+    for cf in rows:
+        target = ctx.s.get(TargetRow, cf.target_id) if cf.target_id else None
+        endorsers = targets_repo.endorsers(ctx.s, cf.target_id) if cf.target_id else []
+        out.append(conflict_view(cf, ops, target, endorsers, ctx.room.clearance, ctx.sender.clearance))
+    return out
+
+
+def _find(ctx: Context, usage: str) -> ConflictRow:
+    if len(ctx.cmd.words) < 2:
+        raise CommandError("id", f"missing conflict id; usage: {usage}")
+    n = parse_ref("id", ctx.cmd.words[1].text, "CF")
+    row = ctx.s.get(ConflictRow, n)
+    if row is None or row.zone_code != ctx.zone.code:
+        raise CommandError("id", f"unknown conflict {conflict_ref(n)} in {ctx.zone.code}")
+    return row
+
+
+def list_conflicts(ctx: Context, include_all: bool) -> None:
+    _only_keys(ctx, (), "conflicts")
+    q = select(ConflictRow).where(ConflictRow.zone_code == ctx.zone.code)
+    if not include_all:
+        q = q.where(col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))
+    rows = list(ctx.s.exec(q.order_by(ConflictRow.id).limit(500)).all())
+    items = views(ctx, rows)
+    if not ctx.room.show_withheld:
+        items = [i for i in items if not i["withheld"]]
+    ctx.reply("conflict_list.j2", conflicts=items, include_all=include_all)
+
+
+def ack(ctx: Context) -> None:
+    usage = "conflicts ack CF-n"
+    ctx.allow("ack")
+    cf = _find(ctx, usage)
+    _words(ctx, 1, usage)
+    _only_keys(ctx, (), "conflicts ack")
+    if cf.status not in OPEN_CONFLICT_STATUSES:
+        # An acknowledgement racing an automatic close must not re-open it.
+        raise CommandError("id", f"{conflict_ref(cf.id)} is already {cf.status}"
+                                 + (f" ({cf.closed_reason})" if cf.closed_reason else ""))
+    if cf.status == ConflictStatus.ACKED.value and cf.acked_by == ctx.sender.id:
+        ctx.reply("conflict_changed.j2", conflict=views(ctx, [cf])[0], verb="already yours")
+        return
+    previous = cf.acked_by
+    cf.status, cf.acked_by, cf.acked_at = ConflictStatus.ACKED.value, ctx.sender.id, ctx.now
+    ctx.s.add(cf)
+    ctx.audit("conflict.ack", conflict_ref(cf.id), {"owner": ctx.sender.id, "previous_owner": previous})
+    ctx.reply("conflict_changed.j2", conflict=views(ctx, [cf])[0], verb="acknowledged")
+    _tell_watch(ctx, cf, "acknowledged")
+
+
+def resolve(ctx: Context) -> None:
+    usage = 'conflicts resolve CF-n proceed|joint|delay|cancel [note=".."]'
+    ctx.allow("resolve")
+    cf = _find(ctx, usage)
+    if len(ctx.cmd.words) < 3:
+        raise CommandError("resolution", f"missing; one of {', '.join(RESOLUTIONS)}")
+    _words(ctx, 2, usage)
+    _only_keys(ctx, ("note",), "conflicts resolve")
+    resolution = ctx.cmd.words[2].text.lower()
+    if resolution not in RESOLUTIONS:
+        raise CommandError("resolution", f"'{resolution[:24]}' is not one of {', '.join(RESOLUTIONS)}")
+    if cf.status not in OPEN_CONFLICT_STATUSES:
+        raise CommandError("id", f"{conflict_ref(cf.id)} is already {cf.status}")
+    note = parse_text("note", ctx.cmd.pairs["note"].text) if "note" in ctx.cmd.pairs else None
+    cf.status, cf.open_key = ConflictStatus.RESOLVED.value, None
+    cf.resolution, cf.resolved_by, cf.resolved_at, cf.note = resolution, ctx.sender.id, ctx.now, note
+    if cf.acked_by is None:
+        cf.acked_by, cf.acked_at = ctx.sender.id, ctx.now
+    ctx.s.add(cf)
+    ctx.audit("conflict.resolve", conflict_ref(cf.id), {"resolution": resolution, "note": note})
+    ctx.reply("conflict_changed.j2", conflict=views(ctx, [cf])[0], verb=f"resolved: {resolution}")
+    _tell_watch(ctx, cf, f"resolved: {resolution}")
+
+
+def _tell_watch(ctx: Context, cf: ConflictRow, verb: str) -> None:
+    """Other watch rooms of the zone learn who owns the conflict or how it ended."""
+    from .posting import post
+
+    ops = ops_repo.by_ids(ctx.s, [i for i in (cf.op_a, cf.op_b) if i is not None])
+    target = ctx.s.get(TargetRow, cf.target_id) if cf.target_id else None
+    endorsers = targets_repo.endorsers(ctx.s, cf.target_id) if cf.target_id else []
+    for room in ctx.engine.directory.zone_rooms(ctx.zone.code, "watch"):
+        if room.id == ctx.room.id:
+            continue
+        post(ctx.s, room, "notice", "conflict_changed.j2",
+             lambda c: {"tz": ctx.tz, "conflict": conflict_view(cf, ops, target, endorsers, c), "verb": verb},
+             ctx.now, extra={"conflict_update": cf.id})
+
+
+def conflicts_command(ctx: Context) -> None:
+    action = ctx.cmd.action or "list"
+    if action == "list":
+        list_conflicts(ctx, include_all=False)
+    elif action == "all":
+        list_conflicts(ctx, include_all=True)
+    elif action == "ack":
+        ack(ctx)
+    elif action == "resolve":
+        resolve(ctx)
+    else:
+        raise CommandError("command", f"unknown conflicts action '{action[:24]}' (list, all, ack, resolve)")
+
+
+HANDLERS = {"conflicts": conflicts_command}

@@ -1,0 +1,35 @@
+"""`watchfloor conflicts scan`: re-check a zone, post what changed, and list the open conflicts."""
+from __future__ import annotations
+
+from sqlmodel import col, select
+
+from ioc.markings import ALL_MARKINGS
+from ioc.model import OPEN_CONFLICT_STATUSES
+from ioc.zones import get_zone
+from storage import operations as ops_repo
+from storage import targets as targets_repo
+from storage.tables import ConflictRow, TargetRow
+from templates import render
+
+from .engine import Engine
+from .views import conflict_view
+
+
+def scan_and_list(engine: Engine, zone: str) -> list[str]:
+    now = engine.clock()
+    with engine.db.session() as s:
+        changes = engine.deconfliction.scan_zone(s, zone, now, actor="scan")
+        engine.deconfliction.alert(s, zone, changes, now, cause="conflicts scan")
+        rows = list(s.exec(select(ConflictRow).where(
+            ConflictRow.zone_code == zone, col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))
+            .order_by(ConflictRow.id)).all())
+        ops = ops_repo.by_ids(s, {i for cf in rows for i in (cf.op_a, cf.op_b) if i is not None})
+        lines = []
+        tz = get_zone(zone).tz
+        for cf in rows:
+            target = s.get(TargetRow, cf.target_id) if cf.target_id else None
+            endorsers = targets_repo.endorsers(s, cf.target_id) if cf.target_id else []
+            view = conflict_view(cf, ops, target, endorsers, ALL_MARKINGS)
+            lines.append(render("conflict_line.j2", cf=view, tz=tz).text)
+    lines.append(f"{len(rows)} open conflicts")
+    return lines

@@ -1,0 +1,125 @@
+"""`watchfloor import ops FILE`: CSV or JSON Lines, every row validated first, then all stored or none."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from ioc.model import op_ref
+from ioc.zones import get_zone
+from storage.audit import append as audit
+from storage.tables import OperationRow
+
+from .deconflict import Changes
+from .engine import Engine
+from .errors import CommandError
+from .grammar import Token
+from .ops import OP_KEYS, _op_type, apply_op_fields
+
+COLUMNS = ("type", "agency", "vessel", "at", "radius", "start", "end", "mark", "note", "contact", "zone")
+BATCH = 5000
+
+
+class ImportError_(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class ImportResult:
+    count: int
+    first_id: int | None
+    last_id: int | None
+    conflicts: list[str]
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{"):
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ImportError_([f"row {n}: not valid JSON ({e.msg})"]) from None
+            if not isinstance(obj, dict):
+                raise ImportError_([f"row {n}: must be a JSON object"])
+            rows.append({k: "" if v is None else (",".join(map(str, v)) if isinstance(v, list) else str(v))
+                         for k, v in obj.items()})
+        return rows
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def validate(engine: Engine, rows: list[dict[str, str]], zone_code: str | None, now: datetime,
+             actor: str) -> list[dict]:
+    """Turn every row into an insertable dict, or raise with every bad row named (row numbers from 1)."""
+    problems: list[str] = []
+    out: list[dict] = []
+    rules = engine.rules
+    far = engine.directory.settings.conflicts.far_from_zone_km
+    for n, raw in enumerate(rows, start=1):
+        try:
+            unknown = [k for k in raw if k and k.strip().lower() not in COLUMNS]
+            if unknown:
+                raise CommandError(unknown[0], "unknown column")
+            cells = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+            code = cells.get("zone") or zone_code
+            if not code:
+                raise CommandError("zone", "missing (give --zone or a zone column)")
+            zone = get_zone(code)
+            if zone is None:
+                raise CommandError("zone", f"unknown zone '{code[:16]}'")
+            agency = cells.get("agency", "").upper()
+            if not agency:
+                raise CommandError("agency", "missing")
+            if not engine.directory.agency_known(agency):
+                raise CommandError("agency", f"unknown agency '{agency[:24]}'")
+            if not cells.get("type"):
+                raise CommandError("type", "missing")
+            row = OperationRow(zone_code=zone.code, agency_code=agency, type=_op_type(cells["type"]),
+                               start_at=now, end_at=now, created_by=actor, created_room=None,
+                               created_at=now, updated_at=now)
+            pairs = {k: Token(v, quoted=(k == "vessel" and not v.isdigit() and not v.upper().startswith("IMO")))
+                     for k, v in cells.items() if k in OP_KEYS and v != ""}
+            if "start" not in pairs:
+                raise CommandError("start", "missing")
+            apply_op_fields(row, pairs, zone=zone, now=now, rules=rules, far_km=far, fresh=True)
+            out.append(row.model_dump(exclude={"id"}))
+        except CommandError as e:
+            problems.append(f"row {n}: {e.line}")
+            if len(problems) >= 50:
+                problems.append("… stopping after 50 problems")
+                break
+    if problems:
+        raise ImportError_(problems)
+    return out
+
+
+def import_ops(engine: Engine, path: Path, zone_code: str | None, actor: str = "import") -> ImportResult:
+    now = engine.clock()
+    rows = validate(engine, read_rows(path), zone_code, now, actor)
+    if not rows:
+        raise ImportError_(["file: no rows to import"])
+    changes = Changes()
+    with engine.db.session() as s:
+        first = last = None
+        for i in range(0, len(rows), BATCH):
+            ids = s.execute(insert(OperationRow).returning(OperationRow.id), rows[i:i + BATCH]).scalars().all()
+            first = min(ids) if first is None else min(first, min(ids))
+            last = max(ids) if last is None else max(last, max(ids))
+        zones = sorted({r["zone_code"] for r in rows})
+        audit(s, at=now, actor=actor, action="op.import", entity=f"{op_ref(first)}..{op_ref(last)}",
+              zone=zones[0] if len(zones) == 1 else None, detail={"rows": len(rows), "file": path.name, "zones": zones})
+        for z in zones:
+            zc = engine.deconfliction.scan_zone(s, z, now, actor)
+            engine.deconfliction.alert(s, z, zc, now, cause=f"import of {len(rows)} operations from {path.name}")
+            changes.merge(zc)
+    return ImportResult(len(rows), first, last, [f"CF-{c.id}" for c in changes.raised])

@@ -1,0 +1,60 @@
+"""Putting rendered messages into the outbox for a room, with the room's clearance applied.
+
+Console rooms are shared by every console of a zone whatever each user's clearance, so they get one rendering
+per clearance and each console prints its own; they are written as sent (the console reads them itself).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from ioc.markings import Marking
+from storage import outbox
+from storage.tables import OutboxRow
+from templates import render
+
+from .directory import Room
+
+CLEARANCE_LEVELS = (
+    frozenset({Marking.UNCLASS}),
+    frozenset({Marking.UNCLASS, Marking.FOUO}),
+    frozenset({Marking.UNCLASS, Marking.FOUO, Marking.LES}),
+)
+
+
+def clearance_key(clearance) -> str:
+    return ",".join(sorted(Marking(m).value for m in clearance))
+
+
+def post(s: Session, room: Room, kind: str, template: str, data_for, now: datetime, *,
+         extra: dict[str, Any] | None = None, dedupe_key: str | None = None,
+         origin: tuple[str, str] | None = None) -> OutboxRow | None:
+    """Render `template` with `data_for(clearance)` for the room and store it in the outbox.
+
+    `data_for` receives the clearance to render for, so the caller decides what each clearance may see.
+    """
+    payload: dict[str, Any] = dict(extra or {})
+    if room.platform == "console":
+        payload["by_clearance"] = {
+            clearance_key(level): render(template, **data_for(level)).to_dict() for level in CLEARANCE_LEVELS}
+        payload.update(payload["by_clearance"][clearance_key(CLEARANCE_LEVELS[0])])
+        return outbox.enqueue(s, room=room.id, kind=kind, payload=payload, now=now, dedupe_key=dedupe_key,
+                              origin=origin, status=outbox.SENT)
+    payload.update(render(template, **data_for(room.clearance)).to_dict())
+    return outbox.enqueue(s, room=room.id, kind=kind, payload=payload, now=now, dedupe_key=dedupe_key,
+                          origin=origin)
+
+
+def for_clearance(payload: dict[str, Any], clearance) -> dict[str, Any]:
+    """The rendering of a console payload a reader with this clearance may see."""
+    variants = payload.get("by_clearance")
+    if not variants:
+        return payload
+    best = clearance_key(CLEARANCE_LEVELS[0])
+    mine = {Marking(m) for m in clearance}
+    for level in CLEARANCE_LEVELS:
+        if level <= mine:
+            best = clearance_key(level)
+    return variants[best]

@@ -1,0 +1,223 @@
+"""`target nominate|endorse|update|assign|close|list|show`."""
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from ioc.markings import Marking
+from ioc.model import PRIORITIES, target_ref
+from storage import targets as repo
+from storage.tables import EndorsementRow, TargetRow
+
+from .engine import Context
+from .errors import CommandError
+from .ops import _only_keys, _words
+from .values import parse_marking, parse_ref, parse_text, parse_time, parse_vessel_field
+from .views import target_view
+
+NOMINATE_KEYS = ("name", "eta", "priority", "reason", "mark")
+UPDATE_KEYS = ("name", "eta", "priority", "reason", "mark")
+
+
+def _priority(raw: str) -> str:
+    p = raw.strip().lower()
+    if p not in PRIORITIES:
+        raise CommandError("priority", f"'{raw[:24]}' is not one of high, medium, low")
+    return p
+
+
+def _apply(ctx: Context, row: TargetRow) -> None:
+    p = ctx.cmd.pairs
+    if "name" in p:
+        row.name = parse_text("name", p["name"].text) or None
+    if "eta" in p:
+        row.eta = parse_time("eta", p["eta"].text, ctx.tz, ctx.now)
+    if "priority" in p:
+        row.priority = _priority(p["priority"].text)
+    if "reason" in p:
+        row.reason = parse_text("reason", p["reason"].text) or None
+    if "mark" in p:
+        row.marking = parse_marking(p["mark"].text).value
+    if not ctx.visible(row.marking):
+        raise CommandError("mark", f"this room or your agency is not cleared for {row.marking}")
+
+
+def _find(ctx: Context, usage: str) -> TargetRow:
+    if len(ctx.cmd.words) < 2:
+        raise CommandError("id", f"missing target id; usage: {usage}")
+    n = parse_ref("id", ctx.cmd.words[1].text, "TGT")
+    row = ctx.s.get(TargetRow, n)
+    if row is None or row.zone_code != ctx.zone.code or not ctx.visible(row.marking):
+        raise CommandError("id", f"unknown target {target_ref(n)} in {ctx.zone.code}")
+    return row
+
+
+def _endorse(ctx: Context, row: TargetRow) -> bool:
+    """Record the sender's agency as endorsing; False if it already did."""
+    try:
+        with ctx.s.begin_nested():
+            ctx.s.add(EndorsementRow(target_id=row.id, agency_code=ctx.sender.agency, endorsed_by=ctx.sender.id,
+                                     at=ctx.now))
+            ctx.s.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _view(ctx: Context, row: TargetRow) -> dict:
+    return target_view(row, repo.endorsers(ctx.s, row.id), ctx.room.clearance, ctx.sender.clearance)
+
+
+def _recheck(ctx: Context, row: TargetRow) -> None:
+    ctx.changes.merge(ctx.engine.deconfliction.check_target(ctx.s, row, ctx.now, ctx.sender.id))
+
+
+def nominate(ctx: Context) -> None:
+    usage = 'target nominate VESSEL [name=".." eta=TIME priority=high|medium|low reason=".." mark=]'
+    ctx.allow("nominate")
+    if len(ctx.cmd.words) < 2:
+        raise CommandError("vessel", f"missing; usage: {usage}")
+    _words(ctx, 1, usage)
+    _only_keys(ctx, NOMINATE_KEYS, "target nominate")
+    word = ctx.cmd.words[1]
+    vessel = parse_vessel_field(word.text, word.quoted)
+    existing = repo.open_for_vessel(ctx.s, ctx.zone.code, vessel.key)
+    if existing is not None and ctx.visible(existing.marking):
+        new = _endorse(ctx, existing)
+        if new:
+            ctx.audit("target.endorse", target_ref(existing.id), {"agency": ctx.sender.agency, "via": "nominate"})
+            existing.updated_at = ctx.now
+            existing.revision += 1
+            ctx.s.add(existing)
+            _recheck(ctx, existing)
+        ctx.reply("target_joined.j2", target=_view(ctx, existing), new_endorsement=new,
+                  raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+        return
+    row = TargetRow(zone_code=ctx.zone.code, vessel_key=vessel.key, agency_code=ctx.sender.agency,
+                    nominated_by=ctx.sender.id, created_at=ctx.now, updated_at=ctx.now,
+                    marking=Marking.UNCLASS.value, name=vessel.value if vessel.kind == "name" else None)
+    _apply(ctx, row)
+    ctx.s.add(row)
+    ctx.s.flush()
+    _endorse(ctx, row)
+    ctx.audit("target.nominate", target_ref(row.id), {"vessel": row.vessel_key, "priority": row.priority,
+                                                    "eta": row.eta, "marking": row.marking})
+    _recheck(ctx, row)
+    ctx.reply("target_nominated.j2", target=_view(ctx, row), raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+
+
+def endorse(ctx: Context) -> None:
+    ctx.allow("endorse")
+    row = _find(ctx, "target endorse TGT-n")
+    _words(ctx, 1, "target endorse TGT-n")
+    _only_keys(ctx, (), "target endorse")
+    if row.status != "open":
+        raise CommandError("id", f"{target_ref(row.id)} is closed")
+    new = _endorse(ctx, row)
+    if new:
+        row.revision += 1
+        row.updated_at = ctx.now
+        ctx.s.add(row)
+        ctx.audit("target.endorse", target_ref(row.id), {"agency": ctx.sender.agency})
+        _recheck(ctx, row)
+    ctx.reply("target_joined.j2", target=_view(ctx, row), new_endorsement=new,
+              raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+
+
+def update(ctx: Context) -> None:
+    usage = "target update TGT-n eta=.. priority=.. reason=.."
+    row = _find(ctx, usage)
+    ctx.allow("update", row.agency_code)
+    _words(ctx, 1, usage)
+    _only_keys(ctx, UPDATE_KEYS, "target update")
+    if not ctx.cmd.pairs:
+        raise CommandError("command", f"nothing to change; usage: {usage}")
+    if row.status != "open":
+        raise CommandError("id", f"{target_ref(row.id)} is closed")
+    before = {k: str(getattr(row, k)) for k in UPDATE_KEYS if k != "mark"} | {"mark": row.marking}
+    _apply(ctx, row)
+    after = {k: str(getattr(row, k)) for k in UPDATE_KEYS if k != "mark"} | {"mark": row.marking}
+    row.revision += 1
+    row.updated_at = ctx.now
+    ctx.s.add(row)
+    ctx.s.flush()
+    ctx.audit("target.update", target_ref(row.id), {k: [before[k], after[k]] for k in before if before[k] != after[k]})
+    _recheck(ctx, row)
+    ctx.reply("target_show.j2", target=_view(ctx, row), verb="updated",
+              raised=[f"CF-{c.id}" for c in ctx.changes.raised], closed=[f"CF-{c.id}" for c in ctx.changes.closed])
+
+
+def assign(ctx: Context) -> None:
+    usage = "target assign TGT-n AGENCY"
+    ctx.allow("assign")
+    row = _find(ctx, usage)
+    _only_keys(ctx, (), "target assign")
+    if len(ctx.cmd.words) < 3:
+        raise CommandError("agency", f"missing; usage: {usage}")
+    _words(ctx, 2, usage)
+    agency = ctx.cmd.words[2].text.upper()
+    if not ctx.engine.directory.agency_known(agency):
+        raise CommandError("agency", f"unknown agency '{agency[:24]}'")
+    row.assigned_agency = agency
+    row.revision += 1
+    row.updated_at = ctx.now
+    ctx.s.add(row)
+    ctx.audit("target.assign", target_ref(row.id), {"agency": agency})
+    ctx.reply("target_show.j2", target=_view(ctx, row), verb=f"assigned to {agency}", raised=[], closed=[])
+
+
+def close(ctx: Context) -> None:
+    usage = 'target close TGT-n outcome=".."'
+    row = _find(ctx, usage)
+    ctx.allow("close", row.agency_code)
+    _words(ctx, 1, usage)
+    _only_keys(ctx, ("outcome",), "target close")
+    if "outcome" not in ctx.cmd.pairs or not ctx.cmd.pairs["outcome"].text.strip():
+        raise CommandError("outcome", f"required; usage: {usage}")
+    if row.status != "open":
+        raise CommandError("id", f"{target_ref(row.id)} is already closed")
+    row.outcome = parse_text("outcome", ctx.cmd.pairs["outcome"].text)
+    row.status = "closed"
+    row.closed_at = ctx.now
+    row.revision += 1
+    row.updated_at = ctx.now
+    ctx.s.add(row)
+    ctx.s.flush()
+    ctx.audit("target.close", target_ref(row.id), {"outcome": row.outcome})
+    _recheck(ctx, row)
+    ctx.reply("target_show.j2", target=_view(ctx, row), verb="closed", raised=[],
+              closed=[f"CF-{c.id}" for c in ctx.changes.closed])
+
+
+def list_targets(ctx: Context) -> None:
+    which = ctx.cmd.words[1].text.lower() if len(ctx.cmd.words) > 1 else "open"
+    if which not in ("open", "all"):
+        raise CommandError("filter", f"'{which[:24]}' is not one of open, all")
+    _only_keys(ctx, (), "target list")
+    rows = repo.listing(ctx.s, ctx.zone.code, include_closed=which == "all")
+    items = [_view(ctx, r) for r in rows]
+    if not ctx.room.show_withheld:
+        items = [i for i in items if not i["withheld"]]
+    ctx.reply("target_list.j2", targets=items, which=which)
+
+
+def show(ctx: Context) -> None:
+    row = _find(ctx, "target show TGT-n")
+    ctx.reply("target_show.j2", target=_view(ctx, row), verb=None, raised=[], closed=[])
+
+
+_ACTIONS = {"nominate": nominate, "endorse": endorse, "update": update, "assign": assign, "close": close,
+            "list": list_targets, "show": show}
+
+
+def target_command(ctx: Context) -> None:
+    action = ctx.cmd.action
+    if action is None:
+        ctx.reply("help.j2", topic="target", ephemeral=True)
+        return
+    handler = _ACTIONS.get(action)
+    if handler is None:
+        raise CommandError("command", f"unknown target action '{action[:24]}' ({', '.join(_ACTIONS)})")
+    handler(ctx)
+
+
+HANDLERS = {"target": target_command}

@@ -1,0 +1,74 @@
+"""What templates receive: plain dicts of operations, targets and conflicts, or a withheld stub.
+
+Whether an item may be shown is decided here, through `ioc.markings.may_show`, for every output path.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ioc.markings import Marking, may_show
+from ioc.model import conflict_ref, op_ref, target_ref
+from ioc.vessels import Vessel
+from storage.tables import ConflictRow, OperationRow, TargetRow
+
+
+def vessel_label(key: str | None, name: str | None = None) -> str:
+    if not key:
+        return ""
+    v = str(Vessel.from_key(key))
+    return f"{v} ({name})" if name and v.upper() != name.upper() else v
+
+
+def place(row: OperationRow) -> str:
+    if row.lat is None:
+        return ""
+    r = row.radius_m
+    radius = f"{r / 1000:g} km" if r >= 1000 else f"{r:g} m"
+    return f"{row.lat:.4f},{row.lon:.4f} ±{radius}"
+
+
+def withheld(ref: str, marking: str) -> dict[str, Any]:
+    return {"ref": ref, "withheld": True, "marking": marking}
+
+
+def op_view(row: OperationRow, clearance, reader=None) -> dict[str, Any]:
+    if not may_show(row.marking, clearance, reader):
+        return withheld(op_ref(row.id), row.marking)
+    return {
+        "ref": op_ref(row.id), "withheld": False, "marking": row.marking, "agency": row.agency_code,
+        "type": row.type, "vessel": vessel_label(row.vessel_key), "place": place(row), "start": row.start_at,
+        "end": row.end_at, "contact": row.contact or "", "note": row.note or "", "status": row.status,
+        "outcome": row.outcome or "", "created_by": row.created_by,
+    }
+
+
+def target_view(row: TargetRow, endorsers: list[str], clearance, reader=None) -> dict[str, Any]:
+    if not may_show(row.marking, clearance, reader):
+        return withheld(target_ref(row.id), row.marking)
+    return {
+        "ref": target_ref(row.id), "withheld": False, "marking": row.marking, "vessel": vessel_label(row.vessel_key),
+        "name": row.name or "", "eta": row.eta, "priority": row.priority, "reason": row.reason or "",
+        "status": row.status, "agency": row.agency_code, "endorsers": endorsers,
+        "assigned": row.assigned_agency or "", "outcome": row.outcome or "",
+    }
+
+
+def conflict_view(cf: ConflictRow, ops: dict[int, OperationRow], target: TargetRow | None,
+                  endorsers: list[str], clearance, reader=None) -> dict[str, Any]:
+    base = {
+        "ref": conflict_ref(cf.id), "kind": cf.kind, "status": cf.status, "marking": cf.marking,
+        "acked_by": cf.acked_by or "", "resolution": cf.resolution or "", "resolved_by": cf.resolved_by or "",
+        "note": cf.note or "", "closed_reason": cf.closed_reason or "", "raised_at": cf.raised_at,
+        "escalated": cf.escalated_at is not None,
+    }
+    if not may_show(cf.marking, clearance, reader):
+        return {**base, "withheld": True}
+    sides = [op_view(ops[i], clearance, reader) for i in (cf.op_a, cf.op_b) if i is not None and i in ops]
+    return {**base, "withheld": False, "ops": sides,
+            "target": target_view(target, endorsers, clearance, reader) if target is not None else None}
+
+
+def highest_marking(*markings: str) -> str:
+    from ioc.markings import highest
+
+    return highest(Marking(m) for m in markings if m).value

@@ -1,0 +1,97 @@
+"""The stored outbox: every message the bot posts is written here first and marked sent only after the
+platform accepted it, so an outage delays messages, a crash loses none, and order per room is kept."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from .tables import OutboxRow
+
+PENDING, SENT, DEAD = "pending", "sent", "dead"
+
+
+def enqueue(s: Session, *, room: str, kind: str, payload: dict[str, Any], now: datetime,
+            dedupe_key: str | None = None, origin: tuple[str, str] | None = None,
+            status: str = PENDING) -> OutboxRow | None:
+    """Store a message to send. With a dedupe_key that was used before, nothing is stored and None returned."""
+    row = OutboxRow(
+        room=room, kind=kind, payload=json.dumps(payload, ensure_ascii=False), status=status,
+        next_attempt_at=now, created_at=now, dedupe_key=dedupe_key,
+        origin_room=origin[0] if origin else None, origin_event=origin[1] if origin else None,
+        sent_at=now if status == SENT else None,
+    )
+    if dedupe_key is None:
+        s.add(row)
+        s.flush()
+        return row
+    try:
+        with s.begin_nested():
+            s.add(row)
+            s.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def due(s: Session, room_prefix: str, now: datetime, limit: int = 100) -> list[OutboxRow]:
+    """The oldest pending message of each room of a platform, if its retry time has come.
+
+    Only the head of each room's queue is offered, so a message waiting on a retry holds back the ones after
+    it in that room and the room's order is kept.
+    """
+    rows = s.exec(select(OutboxRow).where(
+        OutboxRow.status == PENDING, col(OutboxRow.room).startswith(room_prefix),
+    ).order_by(OutboxRow.id).limit(limit * 20)).all()
+    heads: dict[str, OutboxRow] = {}
+    for row in rows:
+        heads.setdefault(row.room, row)
+    return [r for r in heads.values() if r.next_attempt_at <= now][:limit]
+
+
+def mark_sent(s: Session, row_id: int, remote_id: str | None, now: datetime) -> None:
+    row = s.get(OutboxRow, row_id)
+    row.status, row.remote_id, row.sent_at, row.last_error = SENT, remote_id, now, None
+    s.add(row)
+
+
+def mark_retry(s: Session, row_id: int, error: str, now: datetime, delay: timedelta,
+               max_attempts: int | None = None) -> None:
+    row = s.get(OutboxRow, row_id)
+    row.attempts += 1
+    row.last_error = error[:500]
+    row.next_attempt_at = now + delay
+    if max_attempts is not None and row.attempts >= max_attempts:
+        row.status = DEAD
+    s.add(row)
+
+
+def backoff(attempts: int, base: float = 1.0, cap: float = 60.0) -> timedelta:
+    return timedelta(seconds=min(cap, base * (2 ** min(attempts, 10))))
+
+
+def depth(s: Session) -> tuple[int, datetime | None]:
+    n, oldest = s.exec(select(func.count(OutboxRow.id), func.min(OutboxRow.created_at))
+                       .where(OutboxRow.status == PENDING)).one()
+    return n, oldest
+
+
+def copies_of(s: Session, origin_room: str, origin_event: str) -> Sequence[OutboxRow]:
+    """The relayed copies of one message, in every room it went to."""
+    return s.exec(select(OutboxRow).where(
+        OutboxRow.origin_room == origin_room, OutboxRow.origin_event == origin_event,
+        OutboxRow.kind == "relay")).all()
+
+
+def origin_of(s: Session, room: str, remote_id: str) -> OutboxRow | None:
+    """The outbox row that produced a message the bot posted in a room (to recognise its own relays)."""
+    return s.exec(select(OutboxRow).where(OutboxRow.room == room, OutboxRow.remote_id == remote_id)).first()
+
+
+def payload(row: OutboxRow) -> dict[str, Any]:
+    return json.loads(row.payload)

@@ -1,0 +1,40 @@
+"""Targets and their endorsements."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import Session, col, select
+
+from ioc.markings import Marking
+from ioc.model import Target
+
+from .tables import EndorsementRow, TargetRow
+
+
+def endorsers(s: Session, target_id: int) -> list[str]:
+    rows = s.exec(select(EndorsementRow).where(EndorsementRow.target_id == target_id).order_by(EndorsementRow.id))
+    return [r.agency_code for r in rows.all()]
+
+
+def to_domain(row: TargetRow, agencies: Sequence[str]) -> Target:
+    return Target(id=row.id, zone=row.zone_code, vessel_key=row.vessel_key, eta=row.eta, priority=row.priority,
+                  status=row.status, marking=Marking(row.marking), endorsers=frozenset(agencies),
+                  revision=row.revision)
+
+
+def open_for_vessel(s: Session, zone: str, vessel_key: str) -> TargetRow | None:
+    return s.exec(select(TargetRow).where(
+        TargetRow.zone_code == zone, TargetRow.vessel_key == vessel_key, TargetRow.status == "open",
+    ).order_by(TargetRow.id).limit(1)).first()
+
+
+def open_in_zone(s: Session, zone: str) -> Sequence[TargetRow]:
+    return s.exec(select(TargetRow).where(TargetRow.zone_code == zone, TargetRow.status == "open")
+                  .order_by(TargetRow.eta, TargetRow.id)).all()
+
+
+def listing(s: Session, zone: str, *, include_closed: bool = False, limit: int = 200) -> Sequence[TargetRow]:
+    q = select(TargetRow).where(TargetRow.zone_code == zone)
+    if not include_closed:
+        q = q.where(TargetRow.status == "open")
+    return s.exec(q.order_by(col(TargetRow.eta).is_(None), TargetRow.eta, TargetRow.id).limit(limit)).all()

@@ -1,0 +1,164 @@
+"""Every word a user reads: Jinja2 templates rendered once per output format.
+
+One template per message serves every platform. It is rendered three times — plain text, Matrix HTML
+(auto-escaped) and Slack mrkdwn — and the mrkdwn rendering is cut into Block Kit blocks at the template's
+`{{ hr() }}` marks. Buttons a template declares with `{{ button(...) }}` become a Slack actions block and are
+left out of the text and HTML.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from jinja2 import Environment, FunctionLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+_SECTION = "\x1e"
+_MAX_BLOCKS = 50
+_MAX_SECTION = 2900
+_MENTIONS = re.compile(r"@(room|channel|here|everyone)\b", re.IGNORECASE)
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+class _Safe(str):
+    """Already formatted for the current mode; not escaped again."""
+
+
+@dataclass
+class Rendered:
+    text: str
+    html: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "html": self.html, "blocks": self.blocks}
+
+
+def _defuse(s: str) -> str:
+    """No control characters, and no @room/@channel that would ping everyone."""
+    return _MENTIONS.sub(lambda m: "@\u200b" + m.group(1), _CTRL.sub("", s))
+
+
+def _mrkdwn_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _load(name: str) -> str:
+    file = name if name.endswith(".j2") else f"{name}.j2"
+    return resources.files("templates").joinpath(file).read_text(encoding="utf-8")
+
+
+class _Mode:
+    def __init__(self, name: str):
+        self.name = name
+        self.buttons: list[dict[str, str]] = []
+
+    def wrap(self, s: Any, text_fmt: str, html_tag: str | None, mrk: str) -> Any:
+        s = _defuse(str(s))
+        if self.name == "html":
+            return Markup(f"<{html_tag}>{escape(s)}</{html_tag}>") if html_tag else escape(s)
+        if self.name == "mrkdwn":
+            return _Safe(mrk.format(_mrkdwn_escape(s)) if s else "")
+        return _Safe(text_fmt.format(s))
+
+    def globals(self) -> dict[str, Any]:
+        return {
+            "b": lambda s: self.wrap(s, "{}", "b", "*{}*"),
+            "i": lambda s: self.wrap(s, "{}", "i", "_{}_"),
+            "code": lambda s: self.wrap(s, "{}", "code", "`{}`"),
+            "hr": lambda: Markup(_SECTION) if self.name == "html" else _Safe(_SECTION),
+            "button": self.button,
+            "mode": self.name,
+        }
+
+    def button(self, action_id: str, label: str, value: str = "", style: str | None = None) -> str:
+        self.buttons.append({"action_id": action_id, "label": label, "value": value, "style": style or ""})
+        return Markup("") if self.name == "html" else _Safe("")
+
+    def finalize(self, value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, (_Safe, Markup)):
+            return value
+        s = _defuse(str(value))
+        return _mrkdwn_escape(s) if self.name == "mrkdwn" else s
+
+
+def _env(mode: _Mode) -> Environment:
+    env = Environment(
+        loader=FunctionLoader(_load),
+        autoescape=mode.name == "html",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=StrictUndefined,
+        finalize=mode.finalize,
+        keep_trailing_newline=False,
+    )
+    env.globals.update(mode.globals())
+    env.filters["localtime"] = localtime
+    env.filters["plural"] = lambda n, word, many=None: f"{n} {word if n == 1 else (many or word + 's')}"
+    return env
+
+
+def localtime(dt: datetime | None, tz, fmt: str = "%a %d %b %H:%M %Z") -> str:
+    """A UTC time shown in the zone's time zone with its abbreviation (PST, EDT, ChST...)."""
+    if dt is None:
+        return "—"
+    return dt.astimezone(tz).strftime(fmt)
+
+
+def render(name: str, **ctx: Any) -> Rendered:
+    outputs = {}
+    buttons: list[dict[str, str]] = []
+    for mode_name in ("text", "html", "mrkdwn"):
+        mode = _Mode(mode_name)
+        outputs[mode_name] = _env(mode).get_template(name).render(**ctx).strip()
+        if mode_name == "mrkdwn":
+            buttons = mode.buttons
+    text = "\n".join(line.rstrip() for line in outputs["text"].replace(_SECTION, "").strip().splitlines())
+    html = _html_lines(outputs["html"])
+    return Rendered(text=_squeeze(text), html=html, blocks=_blocks(outputs["mrkdwn"], buttons))
+
+
+def _squeeze(s: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", s).strip()
+
+
+def _html_lines(s: str) -> str:
+    parts = [p.strip("\n") for p in s.split(_SECTION)]
+    return "<br>\n".join(_squeeze(p).replace("\n", "<br>\n") for p in parts if p.strip())
+
+
+def _blocks(mrkdwn: str, buttons: list[dict[str, str]]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for part in mrkdwn.split(_SECTION):
+        part = _squeeze(part)
+        while part:
+            chunk, part = _cut(part)
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
+    if buttons:
+        elements = []
+        for btn in buttons:
+            el = {"type": "button", "action_id": btn["action_id"], "value": btn["value"],
+                  "text": {"type": "plain_text", "text": btn["label"]}}
+            if btn["style"]:
+                el["style"] = btn["style"]
+            elements.append(el)
+        for i in range(0, len(elements), 25):
+            blocks.append({"type": "actions", "elements": elements[i:i + 25]})
+    if len(blocks) > _MAX_BLOCKS:
+        keep = blocks[: _MAX_BLOCKS - 1]
+        keep.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "…more in the full listing"}]})
+        blocks = keep
+    return blocks
+
+
+def _cut(s: str) -> tuple[str, str]:
+    if len(s) <= _MAX_SECTION:
+        return s, ""
+    at = s.rfind("\n", 0, _MAX_SECTION)
+    at = at if at > 0 else _MAX_SECTION
+    return s[:at], s[at:].lstrip("\n")

@@ -1,0 +1,32 @@
+"""Small helpers for driving the engine in tests as a chat user would."""
+from __future__ import annotations
+
+import itertools
+import json
+
+from bot.wiring import Parts, build
+from commands.message import ChatMessage
+from commands.posting import for_clearance
+from ioc.config import load_settings
+
+_ids = itertools.count(1)
+
+
+def make_parts(db_url: str, clock=None, config: str | None = None, **settings) -> Parts:
+    s = load_settings(config, **settings)
+    kwargs = {"clock": clock} if clock else {}
+    return build(settings=s, db_url=db_url, **kwargs)
+
+
+class ConsoleUser:
+    """One person in a zone's console room."""
+
+    def __init__(self, parts: Parts, zone: str, user: str, agency: str | None = None, role: str | None = None):
+        self.parts = parts
+        self.room, self.sender = parts.directory.add_console(zone, user, agency, role)
+
+    def say(self, text: str, event_id: str | None = None) -> str:
+        msg = ChatMessage(platform="console", room=self.room.id, sender=self.sender.id, text=text,
+                          event_id=event_id or f"t-{next(_ids)}", sender_name=self.sender.name)
+        handled = self.parts.engine.handle(msg)
+        return "\n".join(for_clearance(json.loads(r.payload), self.sender.clearance)["text"] for r in handled.rows)
