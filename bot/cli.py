@@ -92,11 +92,14 @@ def run(config: Annotated[Path, typer.Option("--config", help="watchfloor.toml")
 @app.command()
 def brief(
     zone: Annotated[str, typer.Option("--zone", help="COTP zone code")],
-    at: Annotated[Optional[str], typer.Option("--at", help="zone local time, e.g. 2026-12-01T07:00")] = None,
+    at: Annotated[Optional[str], typer.Option("--at", help="briefing time, zone local unless it has an offset, "
+                                                           "e.g. 2026-12-01T07:00 (default: now)")] = None,
+    picture: Annotated[Optional[Path], typer.Option("--picture", help="also write the timeline PNG here")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the zone's briefing as it would be posted."""
+    """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too)."""
+    from bot.timeline import timeline
     from commands.briefing import build_briefing
     from commands.errors import CommandError
     from commands.values import parse_time
@@ -113,6 +116,15 @@ def brief(
     with parts.db.session() as s:
         data = build_briefing(s, parts.directory, z, when, ALL_MARKINGS)
     typer.echo(render("briefing.j2", **data).text)
+    if picture is not None:
+        drawn = timeline(data)
+        if drawn is None:
+            typer.echo("picture: none (no operations that day)")
+        else:
+            picture.parent.mkdir(parents=True, exist_ok=True)
+            picture.write_bytes(drawn.png)
+            typer.echo(f"picture: {picture}")
+    parts.db.dispose()
 
 
 @app.command()
@@ -174,13 +186,52 @@ def db_upgrade(db: DbOpt = None) -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) -> None:
     """Validate a config and list every problem, naming each key."""
+    from ioc.config import config_warnings
+
     try:
         settings = load_settings(file)
     except ConfigError as e:
         for p in e.problems:
             typer.echo(p)
+        typer.echo(f"{file}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{file}: ok ({len(settings.zone)} zones, {len(settings.agency)} agencies)")
+    for w in config_warnings(settings):
+        typer.echo(f"warning: {w}")
+    platforms = [name for name in ("slack", "matrix") if getattr(settings, name) is not None]
+    typer.echo(f"{file}: ok ({len(settings.zone)} zones, {len(settings.district)} districts, "
+               f"{len(settings.agency)} agencies, platforms: {', '.join(platforms) or 'none'}"
+               f"{f', service port {settings.service.port}' if settings.service.port else ''})")
+
+
+@app.command()
+def demo(db: DbOpt = None) -> None:
+    """Fill a fresh database with a realistic day in two zones (LALB, NY), to try every feature."""
+    from bot.demo import DemoError, next_steps, operations_in, seed
+    from bot.wiring import build
+    from storage.db import default_url
+
+    url = db or default_url()
+    try:
+        parts = build(None, url, settings=load_settings(None))
+    except ConfigError as e:
+        fail("\n".join(e.problems))
+    existing = operations_in(parts.db)
+    if existing:
+        parts.db.dispose()
+        fail(f"db: {parts.db.engine.url.render_as_string(hide_password=True)} already has {existing} operations; "
+             "the demo fills a fresh database (e.g. --db sqlite:///demo.db)", code=1)
+    try:
+        result = seed(parts)
+    except DemoError as e:
+        parts.db.dispose()
+        fail(f"demo: a step was refused: {e}", code=1)
+    parts.db.dispose()
+    shown = parts.db.engine.url.render_as_string(hide_password=True)
+    typer.echo(f"Demo day loaded into {shown}: {result.operations} operations and {result.targets} targets "
+               f"in LALB and NY; {len(result.open_conflicts)} open conflicts "
+               f"({', '.join(result.open_conflicts)}).")
+    for line in next_steps(f" --db {db}" if db else ""):
+        typer.echo(line)
 
 
 @audit_app.command("verify")

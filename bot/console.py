@@ -60,7 +60,12 @@ class ConsoleRoom:
             self._print(row)
 
     def _print(self, row: OutboxRow) -> None:
-        body = for_clearance(payload(row), self.sender.clearance)["text"]
+        variant = for_clearance(payload(row), self.sender.clearance)
+        body = variant["text"]
+        if variant.get("image"):  # a briefing's timeline: a terminal cannot show it, so write it and say where
+            from bot.timeline import save
+
+            body += f"\npicture: {save(variant['image'])}"
         if row.kind in ("alert", "escalation"):
             body = "\n".join("ALERT | " + line for line in body.splitlines())
         print(body, file=self.out, flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot import metrics  # noqa: F401  (registers the telemetry listeners)
 from commands.directory import Directory
 from commands.engine import Clock, Engine, utcnow
 from ioc.config import Settings, load_settings
@@ -32,7 +33,7 @@ def build(config: str | Path | None = None, db_url: str | None = None, clock: Cl
 
 def sync_directory(db: Database, directory: Directory) -> None:
     """Mirror the configured agencies, members and rooms in the database (for audit and reports)."""
-    with db.session() as s:
+    with db.serialized_session() as s:
         for a in directory.settings.agency:
             repo.upsert_agency(s, a.code, a.name, [m.value for m in a.clearance])
         s.flush()

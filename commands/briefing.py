@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from ioc.markings import may_show
+from ioc.markings import Marking, may_show
 from ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
 from ioc.zones import Zone
 from storage import operations as ops_repo
@@ -27,7 +27,12 @@ def local_day(at: datetime, zone: Zone) -> tuple[datetime, datetime]:
 
 
 def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, clearance,
-                   reader=None) -> dict:
+                   reader=None, show_withheld: bool = True) -> dict:
+    """Everything the briefing at `at` shows to a room with `clearance` (and, for a reply, a reader).
+
+    Items above the clearance are left out; with `show_withheld` they are listed as stubs (`TGT-4 (LES, details
+    withheld)`) or counted, as the room's config says.
+    """
     day_start, day_end = local_day(at, zone)
     ops_today = ops_repo.listing(s, zone.code, window=(day_start, day_end),
                                  statuses=(*LIVE_STATUSES, "done"), limit=1000)
@@ -41,24 +46,40 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
             by_agency[row.agency_code].append(v)
 
     horizon = at + timedelta(hours=24)
-    arrivals = []
-    for t in targets_repo.open_in_zone(s, zone.code):
-        if t.eta is None or not (at <= t.eta <= horizon):
-            continue
-        v = target_view(t, targets_repo.endorsers(s, t.id), clearance, reader)
-        if not v["withheld"]:
-            covers = sorted({r.agency_code for r in ops_repo.on_vessel(s, zone.code, t.vessel_key)
-                             if may_show(r.marking, clearance, reader)})
-            v["covered_by"] = covers
-        arrivals.append(v)
-
+    arriving = [t for t in targets_repo.open_in_zone(s, zone.code) if t.eta is not None and at <= t.eta <= horizon]
     open_cf = list(s.exec(select(ConflictRow).where(
         ConflictRow.zone_code == zone.code, col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))
         .order_by(ConflictRow.id)).all())
+    # A handful of queries for the whole briefing, not a few per target and conflict (37 zones at 07:00).
+    gap_targets = _targets_by_id(s, {cf.target_id for cf in open_cf if cf.target_id})
+    endorse = _endorsers_of(s, {t.id for t in arriving} | set(gap_targets))
+    covering_ops = _live_on_vessels(s, zone.code, {t.vessel_key for t in arriving})
+    arrivals = []
+    for t in arriving:
+        v = target_view(t, endorse.get(t.id, []), clearance, reader)
+        if v["withheld"]:
+            if show_withheld:
+                arrivals.append(v)
+            continue
+        covering = covering_ops.get(t.vessel_key, [])
+        v["covered_by"] = sorted({r.agency_code for r in covering if may_show(r.marking, clearance, reader)})
+        # A cover the room may not see still counts: "not covered" would send someone out for nothing.
+        v["covered_withheld"] = sum(1 for r in covering if not may_show(r.marking, clearance, reader))
+        # Who asked for this vessel (nominated, endorsed, assigned) but has nothing planned on it.
+        interested = {t.agency_code, *v["endorsers"], *([t.assigned_agency] if t.assigned_agency else [])}
+        v["not_covering"] = sorted(interested - set(v["covered_by"]))
+        arrivals.append(v)
+
     op_rows = ops_repo.by_ids(s, {i for cf in open_cf for i in (cf.op_a, cf.op_b) if i is not None})
-    conflicts = [conflict_view(cf, op_rows, s.get(TargetRow, cf.target_id) if cf.target_id else None,
-                               targets_repo.endorsers(s, cf.target_id) if cf.target_id else [], clearance, reader)
+    conflicts = [conflict_view(cf, op_rows, gap_targets.get(cf.target_id), endorse.get(cf.target_id, []),
+                               clearance, reader)
                  for cf in open_cf]
+    for v, cf in zip(conflicts, open_cf):
+        if v["withheld"]:  # say where the details are, as alerts do
+            v["held_in"] = [r.id for r in directory.zone_rooms(zone.code, "watch")
+                            if r.platform != "console" and may_show(cf.marking, r.clearance)]
+    if not show_withheld:
+        conflicts = [cf for cf in conflicts if not cf["withheld"]]
 
     y_start = (day_start - timedelta(hours=22)).replace(hour=0)
     done_rows = s.exec(select(OperationRow).where(
@@ -72,27 +93,34 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
         "targets": [v for v in (target_view(r, [], clearance, reader) for r in closed_rows) if not v["withheld"]],
     }
     return {
-        "z": zone, "tz": zone.tz, "at": at, "by_agency": dict(sorted(by_agency.items())),
-        "withheld_ops": withheld_ops, "arrivals": arrivals, "conflicts": conflicts, "yesterday": yesterday,
-        "participation": participation(s, zone.code, at),
+        "z": zone, "tz": zone.tz, "at": at, "day": (day_start, day_end), "by_agency": dict(sorted(by_agency.items())),
+        "withheld_ops": withheld_ops if show_withheld else 0, "arrivals": arrivals, "conflicts": conflicts, "yesterday": yesterday,
+        "participation": participation(s, zone.code, at, clearance=clearance),
     }
 
 
-def participation(s: Session, zone: str, at: datetime, days: int = 7) -> list[dict]:
-    """Per agency over the last week: operations, targets and endorsements contributed, and last activity."""
+def participation(s: Session, zone: str, at: datetime, days: int = 7, clearance=None) -> list[dict]:
+    """Per agency over the last week: operations, targets and endorsements contributed, and last activity.
+
+    With a clearance, only items the room may see are counted: a count is a disclosure too.
+    """
     since = at - timedelta(days=days)
+    marks = [Marking(m).value for m in clearance] if clearance is not None else [m.value for m in Marking]
     stats: dict[str, dict] = defaultdict(lambda: {"ops": 0, "targets": 0, "endorsements": 0, "last": None})
     for agency, n in s.exec(select(OperationRow.agency_code, func.count()).where(
-            OperationRow.zone_code == zone, col(OperationRow.created_at) >= since, col(OperationRow.created_at) <= at)
+            OperationRow.zone_code == zone, col(OperationRow.created_at) >= since, col(OperationRow.created_at) <= at,
+            col(OperationRow.marking).in_(marks))
             .group_by(OperationRow.agency_code)).all():
         stats[agency]["ops"] = n
     for agency, n in s.exec(select(TargetRow.agency_code, func.count()).where(
-            TargetRow.zone_code == zone, col(TargetRow.created_at) >= since, col(TargetRow.created_at) <= at)
+            TargetRow.zone_code == zone, col(TargetRow.created_at) >= since, col(TargetRow.created_at) <= at,
+            col(TargetRow.marking).in_(marks))
             .group_by(TargetRow.agency_code)).all():
         stats[agency]["targets"] = n
     for agency, n in s.exec(select(EndorsementRow.agency_code, func.count()).join(
             TargetRow, TargetRow.id == EndorsementRow.target_id).where(
-            TargetRow.zone_code == zone, col(EndorsementRow.at) >= since, col(EndorsementRow.at) <= at)
+            TargetRow.zone_code == zone, col(EndorsementRow.at) >= since, col(EndorsementRow.at) <= at,
+            col(TargetRow.marking).in_(marks))
             .group_by(EndorsementRow.agency_code)).all():
         stats[agency]["endorsements"] = n
     for agency, last in s.exec(select(AuditRow.agency_code, func.max(AuditRow.at)).where(
@@ -100,3 +128,28 @@ def participation(s: Session, zone: str, at: datetime, days: int = 7) -> list[di
             .group_by(AuditRow.agency_code)).all():
         stats[agency]["last"] = last
     return [{"agency": a, **v} for a, v in sorted(stats.items())]
+
+
+def _targets_by_id(s: Session, ids: set[int]) -> dict[int, TargetRow]:
+    if not ids:
+        return {}
+    return {t.id: t for t in s.exec(select(TargetRow).where(col(TargetRow.id).in_(ids))).all()}
+
+
+def _endorsers_of(s: Session, target_ids: set[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = defaultdict(list)
+    if target_ids:
+        for row in s.exec(select(EndorsementRow).where(col(EndorsementRow.target_id).in_(target_ids))
+                          .order_by(EndorsementRow.id)).all():
+            out[row.target_id].append(row.agency_code)
+    return out
+
+
+def _live_on_vessels(s: Session, zone: str, keys: set[str]) -> dict[str, list[OperationRow]]:
+    out: dict[str, list[OperationRow]] = defaultdict(list)
+    if keys:
+        for row in s.exec(select(OperationRow).where(
+                OperationRow.zone_code == zone, col(OperationRow.vessel_key).in_(keys),
+                col(OperationRow.status).in_(LIVE_STATUSES))).all():
+            out[row.vessel_key].append(row)
+    return out

@@ -1,9 +1,13 @@
 """`conflicts [list|all]`, `conflicts ack CF-n`, `conflicts resolve CF-n proceed|joint|delay|cancel`."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlmodel import col, select
 
+from ioc.markings import may_show
 from ioc.model import OPEN_CONFLICT_STATUSES, RESOLUTIONS, ConflictStatus, conflict_ref
+from ioc.zones import get_zone
 from storage import operations as ops_repo
 from storage import targets as targets_repo
 from storage.tables import ConflictRow, TargetRow
@@ -12,7 +16,7 @@ from .engine import Context
 from .errors import CommandError
 from .ops import _only_keys, _words
 from .values import parse_ref, parse_text
-from .views import conflict_view
+from .views import conflict_view, record_withheld
 
 
 def views(ctx: Context, rows: list[ConflictRow]) -> list[dict]:
@@ -29,10 +33,20 @@ def _find(ctx: Context, usage: str) -> ConflictRow:
     if len(ctx.cmd.words) < 2:
         raise CommandError("id", f"missing conflict id; usage: {usage}")
     n = parse_ref("id", ctx.cmd.words[1].text, "CF")
-    row = ctx.s.get(ConflictRow, n)
+    # Locked and re-read: an acknowledgement racing an automatic close waits for it and then sees it closed
+    # (PostgreSQL); SQLite serialises the two transactions anyway.
+    row = ctx.s.exec(select(ConflictRow).where(ConflictRow.id == n).with_for_update()
+                     .execution_options(populate_existing=True)).first()
+    if ctx.room.zone is None and row is not None and _in_district(ctx, row.zone_code):
+        # An escalation's buttons and commands work in the district watch room: it acts in the conflict's zone.
+        ctx.room = replace(ctx.room, zone=get_zone(row.zone_code))
     if row is None or row.zone_code != ctx.zone.code:
         raise CommandError("id", f"unknown conflict {conflict_ref(n)} in {ctx.zone.code}")
     return row
+
+
+def _in_district(ctx: Context, zone_code: str) -> bool:
+    return "district" in ctx.room.kinds and get_zone(zone_code).district == ctx.room.district
 
 
 def list_conflicts(ctx: Context, include_all: bool) -> None:
@@ -42,6 +56,7 @@ def list_conflicts(ctx: Context, include_all: bool) -> None:
         q = q.where(col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))
     rows = list(ctx.s.exec(q.order_by(ConflictRow.id).limit(500)).all())
     items = views(ctx, rows)
+    record_withheld(ctx, "conflicts", items)
     if not ctx.room.show_withheld:
         items = [i for i in items if not i["withheld"]]
     ctx.reply("conflict_list.j2", conflicts=items, include_all=include_all)
@@ -80,8 +95,11 @@ def resolve(ctx: Context) -> None:
     if resolution not in RESOLUTIONS:
         raise CommandError("resolution", f"'{resolution[:24]}' is not one of {', '.join(RESOLUTIONS)}")
     if cf.status not in OPEN_CONFLICT_STATUSES:
-        raise CommandError("id", f"{conflict_ref(cf.id)} is already {cf.status}")
+        raise CommandError("id", f"{conflict_ref(cf.id)} is already {cf.status}"
+                                 + (f" ({cf.closed_reason})" if cf.closed_reason else ""))
     note = parse_text("note", ctx.cmd.pairs["note"].text) if "note" in ctx.cmd.pairs else None
+    # The decision holds for the plan as it stands now; a later change to either side raises it again.
+    cf.rev_a, cf.rev_b = ctx.engine.deconfliction.revisions_of(ctx.s, cf)
     cf.status, cf.open_key = ConflictStatus.RESOLVED.value, None
     cf.resolution, cf.resolved_by, cf.resolved_at, cf.note = resolution, ctx.sender.id, ctx.now, note
     if cf.acked_by is None:
@@ -99,12 +117,20 @@ def _tell_watch(ctx: Context, cf: ConflictRow, verb: str) -> None:
     ops = ops_repo.by_ids(ctx.s, [i for i in (cf.op_a, cf.op_b) if i is not None])
     target = ctx.s.get(TargetRow, cf.target_id) if cf.target_id else None
     endorsers = targets_repo.endorsers(ctx.s, cf.target_id) if cf.target_id else []
+    deconf = ctx.engine.deconfliction
+
+    def data(clearance):
+        view = conflict_view(cf, ops, target, endorsers, clearance)
+        if view["withheld"]:
+            view["held_in"] = deconf.detail_rooms(ctx.zone.code, cf.marking)
+        return {"tz": ctx.tz, "conflict": view, "verb": verb}
+
     for room in ctx.engine.directory.zone_rooms(ctx.zone.code, "watch"):
         if room.id == ctx.room.id:
             continue
-        post(ctx.s, room, "notice", "conflict_changed.j2",
-             lambda c: {"tz": ctx.tz, "conflict": conflict_view(cf, ops, target, endorsers, c), "verb": verb},
-             ctx.now, extra={"conflict_update": cf.id})
+        if not room.show_withheld and not may_show(cf.marking, room.clearance):
+            continue  # this room is configured not to learn that withheld items exist
+        post(ctx.s, room, "notice", "conflict_changed.j2", data, ctx.now, extra={"conflict_update": cf.id})
 
 
 def conflicts_command(ctx: Context) -> None:

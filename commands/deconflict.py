@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from ioc.conflicts import Finding, Rules, gap_finding, gap_key, gap_still_open, pair_findings, sweep
-from ioc.markings import highest, may_show
-from ioc.model import OPEN_CONFLICT_STATUSES, ConflictStatus, op_ref
+from ioc.markings import Marking, highest, may_show
+from ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES, ConflictKind, ConflictStatus, Operation, op_ref
+from ioc.vessels import Vessel
 from ioc.zones import get_zone
 from storage import operations as ops_repo
 from storage import targets as targets_repo
@@ -22,6 +24,7 @@ from storage.audit import append as audit
 from storage.tables import ConflictRow, OperationRow, TargetRow
 
 from .directory import Directory, Room
+from .observers import notify
 from .posting import post
 from .views import conflict_view
 
@@ -55,24 +58,19 @@ class Deconfliction:
 
     # --- detection -------------------------------------------------------------------------------------
 
-    def check_operation(self, s: Session, row: OperationRow, now: datetime, actor: str) -> Changes:
-        """Re-check one operation after it was logged, updated, cancelled or finished."""
+    def check_operation(self, s: Session, row: OperationRow, now: datetime, actor: str,
+                        previous_vessel: str | None = None) -> Changes:
+        """Re-check one operation after it was logged, updated, cancelled or finished.
+
+        Reads only the operations near it in space and time and those on its vessel, through the
+        (zone, start) and (zone, vessel) indexes, so the cost follows the local density, not the total stored.
+        `previous_vessel` is the vessel the operation covered before an update: that vessel's target may
+        now be uncovered.
+        """
         op = ops_repo.to_domain(row)
-        findings: dict[str, Finding] = {}
-        others: dict[int, OperationRow] = {}
-        if op.is_live:
-            near = list(ops_repo.near_in_space_and_time(s, op, self.rules.max_operation))
-            if op.vessel_key:
-                w = self.rules.same_vessel_window
-                near += ops_repo.on_vessel(s, op.zone, op.vessel_key, around=(op.start - w, op.end + w))
-            for other in near:
-                if other.id == op.id:
-                    continue
-                others[other.id] = other
-                for f in pair_findings(op, ops_repo.to_domain(other), self.rules):
-                    findings[f.key] = f
+        findings, others = self.findings_for(s, op)
         changes = Changes()
-        for cf in self._open_pairs_of(s, op.id):
+        for cf in self._open_pairs_of(s, row.zone_code, op.id):
             if cf.key not in findings:
                 changes.closed.append(self._close(s, cf, now, actor, self._why_gone(row, cf)))
         for f in findings.values():
@@ -80,20 +78,43 @@ class Deconfliction:
             new = self._raise(s, f, row.zone_code, now, actor, a, b)
             if new:
                 changes.raised.append(new)
-        if row.vessel_key:
-            target = targets_repo.open_for_vessel(s, row.zone_code, row.vessel_key)
+        for vessel in dict.fromkeys(v for v in (row.vessel_key, previous_vessel) if v):
+            target = targets_repo.open_for_vessel(s, row.zone_code, vessel)
             if target is not None:
                 changes.merge(self.check_target(s, target, now, actor))
         return changes
+
+    def findings_for(self, s: Session, op: Operation) -> tuple[dict[str, Finding], dict[int, OperationRow]]:
+        """Every pair conflict of `op` with what is stored, and the other operations involved."""
+        findings: dict[str, Finding] = {}
+        others: dict[int, OperationRow] = {}
+        if not op.is_live:
+            return findings, others
+        near = list(ops_repo.near_in_space_and_time(s, op, self.rules.max_operation))
+        if op.vessel_key and Vessel.from_key(op.vessel_key).is_identified:
+            # No time bound in SQL: with one, SQLite prefers the (zone, start) index and walks all history
+            # before the window; a vessel has few live operations, and the rule below checks the window.
+            near += ops_repo.on_vessel(s, op.zone, op.vessel_key)
+        for other in near:
+            if other.id == op.id or other.id in others:
+                continue
+            pairs = pair_findings(op, ops_repo.to_domain(other), self.rules)
+            if pairs:
+                others[other.id] = other
+                for f in pairs:
+                    findings[f.key] = f
+        return findings, others
 
     def check_target(self, s: Session, target: TargetRow, now: datetime, actor: str) -> Changes:
         t = targets_repo.to_domain(target, targets_repo.endorsers(s, target.id))
         covering = [ops_repo.to_domain(r) for r in ops_repo.on_vessel(s, target.zone_code, target.vessel_key)]
         changes = Changes()
-        existing = self._open_by_key(s, gap_key(target.id))
+        existing = self._open_by_key(s, gap_key(target.id), lock=True)
         if existing is not None:
             if not gap_still_open(t, covering, now, self.rules):
                 changes.closed.append(self._close(s, existing, now, actor, self._why_gap_gone(t, covering)))
+            else:
+                self._track_revisions(existing, target.revision, self._coverage_mark(s, target))
             return changes
         f = gap_finding(t, covering, now, self.rules)
         if f is not None:
@@ -104,24 +125,44 @@ class Deconfliction:
 
     def scan_zone(self, s: Session, zone: str, now: datetime, actor: str = "scheduler") -> Changes:
         """Re-check a whole zone with one sweep (not all pairs), then every open target's coverage."""
-        rows = {r.id: r for r in ops_repo.live_in_zone(s, zone)}
-        found = {f.key: f for f in sweep((ops_repo.to_domain(r) for r in rows.values()), self.rules)}
+        # Operations over for longer than the same-vessel window can no longer conflict with anything new.
+        since = now - self.rules.same_vessel_window
+        rows = ops_repo.current_in_zone(s, zone, since, self.rules.max_operation)
+        found = {f.key: f for f in sweep(rows.values(), self.rules)}
         changes = Changes()
-        for cf in s.exec(select(ConflictRow).where(
-                ConflictRow.zone_code == zone, col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES),
-                ConflictRow.kind != "gap")).all():
-            if cf.key not in found:
-                gone = rows.get(cf.op_a) or rows.get(cf.op_b) or s.get(OperationRow, cf.op_a)
-                changes.closed.append(self._close(s, cf, now, actor, self._why_gone(gone, cf)))
-        for f in found.values():
-            new = self._raise(s, f, zone, now, actor, rows[f.op_ids[0]], rows[f.op_ids[1]])
+        open_pairs = s.exec(select(ConflictRow).where(
+            ConflictRow.zone_code == zone, col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES),
+            ConflictRow.kind != ConflictKind.GAP.value).with_for_update()).all()
+        still_open: dict[str, ConflictRow] = {}
+        for cf in open_pairs:
+            if cf.key in found:
+                still_open[cf.key] = cf
+                continue
+            # Name the side that went away (cancelled, done) rather than the one still standing.
+            gone = next((s.get(OperationRow, i) for i in (cf.op_a, cf.op_b) if i is not None and i not in rows),
+                        None)
+            if gone is not None and gone.status in LIVE_STATUSES and gone.end_at <= since:
+                reason = f"{op_ref(gone.id)} has ended"
+            else:
+                reason = self._why_gone(gone or rows.get(cf.op_a), cf)
+            changes.closed.append(self._close(s, cf, now, actor, reason))
+        settled = {(k, ra, rb) for k, ra, rb in s.exec(select(ConflictRow.key, ConflictRow.rev_a, ConflictRow.rev_b)
+                                                       .where(ConflictRow.zone_code == zone,
+                                                              ConflictRow.status == ConflictStatus.RESOLVED.value,
+                                                              ConflictRow.kind != ConflictKind.GAP.value)).all()}
+        for f in sorted(found.values()):
+            a, b = rows[f.op_ids[0]], rows[f.op_ids[1]]
+            if f.key in still_open:
+                self._track_revisions(still_open[f.key], a.revision, b.revision)
+                continue
+            new = self._raise(s, f, zone, now, actor, a, b, settled=settled)
             if new:
                 changes.raised.append(new)
         for target in targets_repo.open_in_zone(s, zone):
             changes.merge(self.check_target(s, target, now, actor))
         open_gaps = s.exec(select(ConflictRow).where(
-            ConflictRow.zone_code == zone, ConflictRow.kind == "gap",
-            col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))).all()
+            ConflictRow.zone_code == zone, ConflictRow.kind == ConflictKind.GAP.value,
+            col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES)).with_for_update()).all()
         for cf in open_gaps:  # targets closed since: their gaps close too
             target = s.get(TargetRow, cf.target_id)
             if target is None or target.status != "open":
@@ -130,25 +171,59 @@ class Deconfliction:
 
     # --- storage of conflicts ----------------------------------------------------------------------------
 
-    def _open_pairs_of(self, s: Session, op_id: int) -> list[ConflictRow]:
+    def _open_pairs_of(self, s: Session, zone: str, op_id: int) -> list[ConflictRow]:
+        # Locked so an acknowledgement or resolution committing meanwhile is seen before we close (PostgreSQL
+        # re-reads a locked row; SQLite transactions are serialised anyway).
         return list(s.exec(select(ConflictRow).where(
-            col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES),
-            (ConflictRow.op_a == op_id) | (ConflictRow.op_b == op_id))).all())
+            ConflictRow.zone_code == zone, col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES),
+            (ConflictRow.op_a == op_id) | (ConflictRow.op_b == op_id)).with_for_update()).all())
 
-    def _open_by_key(self, s: Session, key: str) -> ConflictRow | None:
-        return s.exec(select(ConflictRow).where(ConflictRow.open_key == key)).first()
+    def _open_by_key(self, s: Session, key: str, lock: bool = False) -> ConflictRow | None:
+        q = select(ConflictRow).where(ConflictRow.open_key == key)
+        return s.exec(q.with_for_update() if lock else q).first()
+
+    @staticmethod
+    def _track_revisions(cf: ConflictRow, rev_a: int | None, rev_b: int | None) -> None:
+        """An open conflict follows its items' revisions, so a resolution pins the plan that was decided on."""
+        if (cf.rev_a, cf.rev_b) != (rev_a, rev_b):
+            cf.rev_a, cf.rev_b = rev_a, rev_b
+
+    @staticmethod
+    def _coverage_mark(s: Session, target: TargetRow) -> int:
+        """The newest operation ever logged on the target's vessel: a gap resolved before some cover was
+        logged (and then cancelled or moved) is a new situation, not the one the supervisor decided on."""
+        return s.exec(select(func.max(OperationRow.id)).where(
+            OperationRow.zone_code == target.zone_code, OperationRow.vessel_key == target.vessel_key)).one() or 0
+
+    def revisions_of(self, s: Session, cf: ConflictRow) -> tuple[int | None, int | None]:
+        """The current revisions of a conflict's items, as `_raise` records them."""
+        if cf.target_id is not None:
+            target = s.get(TargetRow, cf.target_id)
+            return (target.revision, self._coverage_mark(s, target)) if target is not None else (cf.rev_a, cf.rev_b)
+        a, b = s.get(OperationRow, cf.op_a), s.get(OperationRow, cf.op_b)
+        return (a.revision if a else cf.rev_a), (b.revision if b else cf.rev_b)
 
     def _raise(self, s: Session, f: Finding, zone: str, now: datetime, actor: str,
                a: OperationRow | None = None, b: OperationRow | None = None,
-               target: TargetRow | None = None) -> ConflictRow | None:
-        if self._open_by_key(s, f.key) is not None:
-            return None
-        revs = (a.revision, b.revision) if a is not None else (target.revision, None)
-        settled = s.exec(select(ConflictRow.id).where(
-            ConflictRow.key == f.key, ConflictRow.rev_a == revs[0],
-            ConflictRow.rev_b == revs[1] if revs[1] is not None else ConflictRow.rev_b.is_(None),
-            ConflictRow.status == ConflictStatus.RESOLVED.value)).first()
-        if settled is not None:
+               target: TargetRow | None = None,
+               settled: set[tuple[str, int | None, int | None]] | None = None) -> ConflictRow | None:
+        """Record a finding as a new conflict unless it is open already or was resolved for this very plan.
+
+        `settled`, when given, is the zone's resolved (key, rev_a, rev_b) read at once by a scan, and the caller
+        has already matched the open ones.
+        """
+        revs = (a.revision, b.revision) if a is not None else (target.revision, self._coverage_mark(s, target))
+        if settled is None:
+            existing = self._open_by_key(s, f.key)
+            if existing is not None:
+                self._track_revisions(existing, *revs)
+                return None
+            decided = s.exec(select(ConflictRow.id).where(
+                ConflictRow.key == f.key, ConflictRow.rev_a == revs[0], ConflictRow.rev_b == revs[1],
+                ConflictRow.status == ConflictStatus.RESOLVED.value)).first() is not None
+        else:
+            decided = (f.key, *revs) in settled
+        if decided:
             return None  # a supervisor already decided on exactly this plan; only a change re-opens it
         marking = highest([a.marking, b.marking] if a is not None else [target.marking]).value
         row = ConflictRow(
@@ -188,9 +263,11 @@ class Deconfliction:
     def _why_gap_gone(t, covering) -> str:
         if t.status != "open":
             return "target closed"
-        if any(op.is_live for op in covering):
-            live = [op for op in covering if op.is_live]
-            return f"now covered by {live[0].agency} {live[0].ref}"
+        live = sorted((op for op in covering if op.is_live), key=lambda o: (o.marking.rank, o.id))
+        if live:
+            # This reason is shown in every watch room: a marked cover is named by its id only.
+            who = f"{live[0].agency} " if live[0].marking == Marking.UNCLASS else ""
+            return f"now covered by {who}{live[0].ref}"
         return "no longer a priority arrival within the horizon"
 
     # --- alerts ------------------------------------------------------------------------------------------
@@ -199,14 +276,16 @@ class Deconfliction:
         """One alert per watch room for everything a command raised or closed, each rendered for the room."""
         if not changes:
             return
-        for room in self.directory.zone_rooms(zone, "watch"):
+        rooms = self.directory.zone_rooms(zone, "watch")
+        for room in rooms:
             self._post_alert(s, room, zone, changes.raised, changes.closed, now, cause, kind="alert")
+        notify("alerts", zone, changes.raised, changes.closed, len(rooms))
 
     def escalate(self, s: Session, now: datetime, after: timedelta) -> list[ConflictRow]:
         """Conflicts nobody acknowledged in time go once to their district's watch rooms."""
         due = s.exec(select(ConflictRow).where(
             ConflictRow.status == ConflictStatus.OPEN.value, col(ConflictRow.escalated_at).is_(None),
-            col(ConflictRow.raised_at) <= now - after)).all()
+            col(ConflictRow.raised_at) <= now - after).order_by(ConflictRow.id).with_for_update()).all()
         for cf in due:
             cf.escalated_at = now
             s.add(cf)
@@ -215,15 +294,22 @@ class Deconfliction:
                   detail={"district": zone.district})
             for room in self.directory.district_rooms(zone.district):
                 self._post_alert(s, room, cf.zone_code, [cf], [], now, None, kind="escalation")
+        notify("escalations", due)
         return list(due)
 
     def _post_alert(self, s: Session, room: Room, zone: str, raised, closed, now, cause, kind: str) -> None:
+        if not room.show_withheld:
+            # A room configured to hide withheld items is not told they exist, not even by an alert.
+            raised = [c for c in raised if may_show(c.marking, room.clearance)]
+            closed = [c for c in closed if may_show(c.marking, room.clearance)]
+            if not raised and not closed:
+                return
         tz = get_zone(zone).tz
         all_rows = list(raised) + list(closed)
         op_rows = ops_repo.by_ids(s, {i for cf in all_rows for i in (cf.op_a, cf.op_b) if i is not None})
         targets = {cf.target_id: s.get(TargetRow, cf.target_id) for cf in all_rows if cf.target_id}
         endorse = {tid: targets_repo.endorsers(s, tid) for tid in targets}
-        holders = self._detail_rooms
+        holders = self.detail_rooms
 
         def data(clearance):
             def view(cf):
@@ -231,13 +317,17 @@ class Deconfliction:
                 if v["withheld"]:
                     v["held_in"] = holders(zone, cf.marking)
                 return v
+            # The cause quotes the command, which may carry a marked item's details (mark=LES, at=, note=):
+            # only a room cleared for everything in the alert sees it.
+            quoted = cause if all(may_show(c.marking, clearance) for c in all_rows) else None
             return {"zone": get_zone(zone), "tz": tz, "raised": [view(c) for c in raised],
-                    "closed": [view(c) for c in closed], "cause": cause, "escalation": kind == "escalation"}
+                    "closed": [view(c) for c in closed], "cause": quoted, "escalation": kind == "escalation"}
 
         buttons = [cf.id for cf in raised if may_show(cf.marking, room.clearance)]
         post(s, room, kind, "alert.j2", data, now, extra={"conflicts": buttons})
 
-    def _detail_rooms(self, zone: str, marking: str) -> list[str]:
+    def detail_rooms(self, zone: str, marking: str) -> list[str]:
+        """The zone's watch rooms cleared to read an item with this marking (named where it is withheld)."""
         return [r.id for r in self.directory.zone_rooms(zone, "watch")
                 if may_show(marking, r.clearance) and r.platform != "console"]
 

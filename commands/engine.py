@@ -26,6 +26,7 @@ from .directory import Directory, Room, Sender
 from .errors import CommandError
 from .grammar import ParsedCommand, is_command, parse
 from .message import ChatMessage
+from .observers import notify
 from .posting import post
 
 log = logging.getLogger("watchfloor.commands")
@@ -119,8 +120,9 @@ class Engine:
                     ctx.changes = Changes()
                 if ctx.changes and ctx.room.zone is not None:
                     self.deconfliction.alert(s, ctx.room.zone.code, ctx.changes, now,
-                                             cause=f"{ctx.sender.label}: {ctx.cmd.raw[:120]}")
+                                             cause=_cause(ctx))
                 rows = self._enqueue_replies(ctx)
+            notify("command", ctx, "error" if error else "ok")
             return Handled(rows=rows, error=error)
         except Exception:
             log.exception("command failed: %s", msg.text[:200])
@@ -155,3 +157,9 @@ class Engine:
         except Exception:
             log.exception("could not store the error reply")
             return Handled(error=line)
+
+
+def _cause(ctx: Context) -> str:
+    """Who did what, without the command's arguments: they may carry details above a watch room's clearance."""
+    what = f"{ctx.cmd.name} {ctx.cmd.action}" if ctx.cmd.action else ctx.cmd.name
+    return f"{ctx.sender.label} ({what})"

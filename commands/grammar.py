@@ -14,7 +14,10 @@ COMMANDS = ("op", "target", "conflicts", "brief", "zone", "help")
 ALIASES = {"watchfloor": "help", "ops": "op", "targets": "target", "conflict": "conflicts", "briefing": "brief"}
 MAX_COMMAND_CHARS = 4000
 
-_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201d"}
+# opening quote -> the characters that may close it. Phones pick the curly form from the character before,
+# so after `=` they often type a *closing* curly quote to open (`note=”pilot boards”`).
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d\u201c", "\u201d": "\u201d\u201c", "\u201e": "\u201d\u201c",
+           "\u2018": "\u2019\u2018", "\u2019": "\u2019\u2018"}
 _KEY = re.compile(r"^[a-z][a-z_]{0,23}$")
 _COMMAND_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -60,11 +63,10 @@ def tokenize(text: str) -> list[tuple[str | None, Token]]:
         quoted = False
         while i < n and not text[i].isspace():
             ch = text[i]
-            if ch in _QUOTES:
-                close = _QUOTES[ch]
-                end = text.find(close, i + 1)
-                if ch == "\u201c" and end < 0:
-                    end = text.find("\u201c", i + 1)
+            # a quote opens only at the start of a word or value: mid-word it is an apostrophe (O'BRIEN)
+            if ch in _QUOTES and not buf:
+                ends = [e for e in (text.find(c, i + 1) for c in _QUOTES[ch]) if e >= 0]
+                end = min(ends) if ends else -1
                 if end < 0:
                     name = key or "".join(buf) or "text"
                     raise CommandError(name, "a quote is not closed")

@@ -40,7 +40,8 @@ def brief_command(ctx: Context) -> None:
         raise CommandError("command", "usage: brief [now]")
     ctx.allow("now")
     zone = get_zone(ctx.zone.code)
-    data = build_briefing(ctx.s, ctx.engine.directory, zone, ctx.now, ctx.room.clearance, ctx.sender.clearance)
+    data = build_briefing(ctx.s, ctx.engine.directory, zone, ctx.now, ctx.room.clearance, ctx.sender.clearance,
+                          show_withheld=ctx.room.show_withheld)
     ctx.audit("brief.now", None, {"zone": zone.code})
     ctx.reply("briefing.j2", **data)
 

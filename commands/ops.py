@@ -16,7 +16,7 @@ from .errors import CommandError
 from .grammar import Token
 from .values import (parse_end, parse_marking, parse_position, parse_radius, parse_ref, parse_text, parse_time,
                      parse_vessel_field)
-from .views import op_view
+from .views import op_view, record_withheld
 
 OP_KEYS = ("vessel", "at", "radius", "start", "end", "mark", "note", "contact")
 UPDATE_KEYS = OP_KEYS + ("type",)
@@ -147,12 +147,13 @@ def update_op(ctx: Context) -> None:
     if not ctx.visible(row.marking):
         raise CommandError("mark", f"this room or your agency is not cleared for {row.marking}")
     after = {k: str(getattr(row, k)) for k in before}
+    previous_vessel = None if before["vessel_key"] == "None" else before["vessel_key"]
     row.revision += 1
     row.updated_at = ctx.now
     ctx.s.add(row)
     ctx.s.flush()
     ctx.audit("op.update", op_ref(row.id), {k: [before[k], after[k]] for k in before if before[k] != after[k]})
-    ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id)
+    ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id, previous_vessel)
     ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance),
               raised=[f"CF-{c.id}" for c in ctx.changes.raised], warnings=warnings, verb="updated",
               closed=[f"CF-{c.id}" for c in ctx.changes.closed])
@@ -199,6 +200,7 @@ def list_ops(ctx: Context) -> None:
     else:
         raise CommandError("filter", f"'{which[:24]}' is not one of today, active, all")
     items = [op_view(r, ctx.room.clearance, ctx.sender.clearance) for r in rows]
+    record_withheld(ctx, "op list", items)
     if not ctx.room.show_withheld:
         items = [i for i in items if not i["withheld"]]
     ctx.reply("op_list.j2", ops=items, which=which)

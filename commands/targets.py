@@ -12,7 +12,7 @@ from .engine import Context
 from .errors import CommandError
 from .ops import _only_keys, _words
 from .values import parse_marking, parse_ref, parse_text, parse_time, parse_vessel_field
-from .views import target_view
+from .views import record_withheld, target_view
 
 NOMINATE_KEYS = ("name", "eta", "priority", "reason", "mark")
 UPDATE_KEYS = ("name", "eta", "priority", "reason", "mark")
@@ -195,6 +195,7 @@ def list_targets(ctx: Context) -> None:
     _only_keys(ctx, (), "target list")
     rows = repo.listing(ctx.s, ctx.zone.code, include_closed=which == "all")
     items = [_view(ctx, r) for r in rows]
+    record_withheld(ctx, "target list", items)
     if not ctx.room.show_withheld:
         items = [i for i in items if not i["withheld"]]
     ctx.reply("target_list.j2", targets=items, which=which)

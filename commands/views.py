@@ -62,7 +62,9 @@ def conflict_view(cf: ConflictRow, ops: dict[int, OperationRow], target: TargetR
         "escalated": cf.escalated_at is not None,
     }
     if not may_show(cf.marking, clearance, reader):
-        return {**base, "withheld": True}
+        # The note and the closing reason are the conflict's own details (they name operations, places,
+        # plans): a withheld stub keeps only what says it exists and whether someone owns it.
+        return {**base, "note": "", "closed_reason": "details withheld", "withheld": True}
     sides = [op_view(ops[i], clearance, reader) for i in (cf.op_a, cf.op_b) if i is not None and i in ops]
     return {**base, "withheld": False, "ops": sides,
             "target": target_view(target, endorsers, clearance, reader) if target is not None else None}
@@ -72,3 +74,20 @@ def highest_marking(*markings: str) -> str:
     from ioc.markings import highest
 
     return highest(Marking(m) for m in markings if m).value
+
+
+def record_withheld(ctx, listing: str, items: list[dict[str, Any]]) -> None:
+    """One audit record per listing that withheld something: who was refused what, where.
+
+    Only listings, and only when something was withheld, so the trail does not grow with every read. The
+    agency is left off the record so that reading does not count as activity in the briefing's participation.
+    """
+    refs = [i["ref"] for i in items if i.get("withheld")]
+    if not refs:
+        return
+    from storage.audit import append
+
+    append(ctx.s, at=ctx.now, actor=ctx.sender.id, room=ctx.room.id,
+           zone=ctx.room.zone.code if ctx.room.zone else None, command=ctx.msg.text[:500], action="withhold",
+           detail={"listing": listing, "count": len(refs), "refs": refs[:50], "reader_agency": ctx.sender.agency,
+                   "stubs_shown": ctx.room.show_withheld})

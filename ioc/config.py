@@ -1,36 +1,70 @@
 """The configuration file (`watchfloor.toml`), validated with pydantic-settings.
 
 Every value can be overridden by `WATCHFLOOR_...` environment variables (nested keys with `__`, e.g.
-`WATCHFLOOR_SLACK__BOT_TOKEN`). Validation reports every problem at once, each naming its key.
+`WATCHFLOOR_SLACK__BOT_TOKEN`; list tables as JSON, e.g. `WATCHFLOOR_ZONE='[{"code": "LALB"}]'`).
+Secrets are `SecretStr`: they print as `**********` and never appear in a problem message.
+
+`load_settings` reports every problem at once, each naming its key. Pydantic stops at field errors before
+running whole-model checks, so each section and each list item is validated on its own, the valid parts are
+kept, and the cross-section checks run on what is left: a typo in one zone does not hide a room bound twice.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict,
+                               SettingsError, TomlConfigSettingsSource)
 
 from .markings import Marking
 from .zones import all_zones, districts
 
-_ROOM_ID = re.compile(r"^(slack:[A-Z0-9]{2,}|matrix:![^:\s]+:\S+|console:[A-Za-z0-9_.-]+)$")
+# Matrix room version 12 ids have no ":server" part (`!opaque`); older versions do (`!opaque:server`).
+_ROOM_ID = re.compile(r"^(slack:[A-Z0-9]{2,}|matrix:![^:\s]+(:\S+)?|console:[A-Za-z0-9_.-]+)$")
 _PLATFORM_USER = re.compile(r"^(slack:[A-Z0-9]{2,}|matrix:@[^:\s]+:\S+|console:[A-Za-z0-9_.-]+)$")
+_MATRIX_USER = re.compile(r"^@[^:\s]+:\S+$")
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+ENV_PREFIX = "WATCHFLOOR_"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _port(v: int | None) -> int | None:
+    if v is not None and not 1 <= v <= 65535:
+        raise ValueError(f"{v} is not a TCP port (1-65535)")
+    return v
+
+
 class DatabaseConfig(_Strict):
     url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v)
+        except ArgumentError:
+            # The URL may hold a password: name the problem, not the value.
+            raise ValueError("not a database URL (sqlite:///file.db or postgresql+psycopg://user@host/db)") from None
+        return v
 
 
 class ServiceConfig(_Strict):
     port: int | None = None
     host: str = "0.0.0.0"
+
+    _check_port = field_validator("port")(_port)
 
 
 class SlackConfig(_Strict):
@@ -41,6 +75,15 @@ class SlackConfig(_Strict):
     host: str = "0.0.0.0"
     api_url: str | None = None
 
+    _check_port = field_validator("port")(_port)
+
+    @field_validator("bot_token", "signing_secret")
+    @classmethod
+    def _not_empty(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().strip():
+            raise ValueError("is empty")
+        return v
+
 
 class MatrixConfig(_Strict):
     homeserver: str
@@ -50,11 +93,19 @@ class MatrixConfig(_Strict):
     device_id: str = "WATCHFLOOR"
     store_path: str = "matrix-store"
 
-    @model_validator(mode="after")
-    def _credentials(self):
-        if self.password is None and self.access_token is None:
-            raise ValueError("needs password or access_token")
-        return self
+    @field_validator("homeserver")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"'{v}' is not a homeserver URL (http://host:port or https://host)")
+        return v
+
+    @field_validator("user_id")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not _MATRIX_USER.match(v):
+            raise ValueError(f"'{v}' is not a Matrix user id (@name:server)")
+        return v
 
 
 class ZoneConfig(_Strict):
@@ -67,8 +118,18 @@ class ZoneConfig(_Strict):
     @classmethod
     def _known_zone(cls, v: str) -> str:
         if v.upper() not in all_zones():
-            raise ValueError(f"unknown zone code '{v}'")
+            raise ValueError(f"unknown zone code '{v}' (see `watchfloor zones`)")
         return v.upper()
+
+    @field_validator("briefing_time", mode="before")
+    @classmethod
+    def _hhmm(cls, v: Any) -> Any:
+        if isinstance(v, time):  # a TOML local time, 07:00:00 unquoted
+            return v
+        m = _HHMM.match(v.strip()) if isinstance(v, str) else None
+        if m is None or int(m[1]) > 23 or int(m[2]) > 59:
+            raise ValueError(f"'{v}' is not a time of day (HH:MM, zone local time, e.g. \"07:00\")")
+        return time(int(m[1]), int(m[2]))
 
 
 class DistrictConfig(_Strict):
@@ -100,7 +161,7 @@ class AgencyConfig(_Strict):
     @classmethod
     def _code(cls, v: str) -> str:
         if not re.match(r"^[A-Za-z][A-Za-z0-9_-]{0,23}$", v):
-            raise ValueError("agency code must be letters, digits, - or _ (at most 24)")
+            raise ValueError(f"'{v}' is not an agency code (letters, digits, - or _, at most 24)")
         return v.upper()
 
 
@@ -124,7 +185,7 @@ class BriefingConfig(_Strict):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WATCHFLOOR_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
@@ -144,62 +205,15 @@ class Settings(BaseSettings):
         # Environment first so WATCHFLOOR_... overrides the file; the file is named by load_settings.
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
 
-    @model_validator(mode="after")
-    def _cross_checks(self):
-        problems = cross_check(self)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
-
-def cross_check(s: Settings) -> list[str]:
-    """Problems no single field can see: rooms bound twice, malformed ids, supervisors in no agency."""
-    problems: list[str] = []
-    bound: dict[str, str] = {}
-    for i, z in enumerate(s.zone):
-        for kind in ("joint_rooms", "watch_rooms"):
-            for j, room in enumerate(getattr(z, kind)):
-                key = f"zone[{i}].{kind}[{j}]"
-                if not _ROOM_ID.match(room):
-                    problems.append(f"{key}: malformed room id '{room}' (slack:C..., matrix:!id:server, console:name)")
-                if room in bound and bound[room] != z.code:
-                    problems.append(f"{key}: room '{room}' is bound twice (zones {bound[room]} and {z.code})")
-                bound.setdefault(room, z.code)
-    codes = [z.code for z in s.zone]
-    for code in {c for c in codes if codes.count(c) > 1}:
-        problems.append(f"zone: zone {code} is configured twice")
-    for i, d in enumerate(s.district):
-        for j, room in enumerate(d.watch_rooms):
-            if not _ROOM_ID.match(room):
-                problems.append(f"district[{i}].watch_rooms[{j}]: malformed room id '{room}'")
-    for i, r in enumerate(s.room):
-        if not _ROOM_ID.match(r.id):
-            problems.append(f"room[{i}].id: malformed room id '{r.id}'")
-    seen_members: dict[str, str] = {}
-    for i, a in enumerate(s.agency):
-        for kind in ("members", "supervisors"):
-            for j, who in enumerate(getattr(a, kind)):
-                if not _PLATFORM_USER.match(who):
-                    problems.append(f"agency[{i}].{kind}[{j}]: malformed user id '{who}' (slack:U..., matrix:@u:server)")
-                if who in seen_members and seen_members[who] != a.code:
-                    problems.append(f"agency[{i}].{kind}[{j}]: '{who}' is in two agencies ({seen_members[who]}, {a.code})")
-                seen_members.setdefault(who, a.code)
-    return problems
-
-
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Load the TOML file (if any) with environment overrides. Raises ConfigError listing every problem."""
-    if path is not None and not Path(path).is_file():
-        raise ConfigError([f"config: file {path} not found"])
-    cls = Settings
-    if path is not None:
-        cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": Path(path)}})
-    try:
-        return cls(**overrides)
-    except ValidationError as e:
-        raise ConfigError(_problems(e)) from None
-    except ValueError as e:  # TOML syntax errors
-        raise ConfigError([f"config: {e}"]) from None
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "database": DatabaseConfig, "service": ServiceConfig, "slack": SlackConfig, "matrix": MatrixConfig,
+    "conflicts": ConflictRulesConfig, "bridge": BridgeConfig, "briefing": BriefingConfig,
+}
+_LISTS: dict[str, type[BaseModel]] = {
+    "zone": ZoneConfig, "district": DistrictConfig, "room": RoomConfig, "agency": AgencyConfig,
+}
+_PEOPLE_KEYS = {"members", "supervisors", "supervisor", "users", "people"}
 
 
 class ConfigError(Exception):
@@ -208,17 +222,271 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def _problems(e: ValidationError) -> list[str]:
-    out = []
-    for err in e.errors():
-        loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
-        msg = err["msg"].removeprefix("Value error, ")
-        if not loc and ";" in msg:
-            out.extend(msg.split("; "))
-        elif err["type"] == "extra_forbidden":
-            out.append(f"{loc}: unknown key")
-        elif err["type"] == "missing":
-            out.append(f"{loc}: missing")
-        else:
-            out.append(f"{loc}: {msg}" if loc else msg)
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load the TOML file (if any) with environment overrides. Raises ConfigError listing every problem."""
+    raw, env = _gather(path, overrides)
+    lenient, index, problems = _validate(raw)
+    problems += cross_check(lenient, raw, index)
+    if problems:
+        order = {key: i for i, key in enumerate(raw)}
+
+        def in_file_order(problem: str) -> int:  # a reader fixes the file top to bottom
+            return order.get(re.split(r"[.\[:]", problem, maxsplit=1)[0], len(order))
+
+        raise ConfigError([_with_origin(p, env) for p in sorted(_unique(problems), key=in_file_order)])
+    return Settings.model_validate(raw)
+
+
+def cross_check(s: Settings, raw: dict[str, Any] | None = None,
+                index: dict[str, list[int]] | None = None) -> list[str]:
+    """Problems no single field can see: rooms bound twice, malformed ids, people in two agencies, ...
+
+    `index` maps each kept list item to its position in the file, when invalid items were left out.
+    """
+    problems: list[str] = []
+
+    def ix(table: str, i: int) -> int:
+        return index[table][i] if index and table in index else i
+
+    bound: dict[str, str] = {}
+    for i, z in enumerate(s.zone):
+        listed: set[str] = set()
+        for kind in ("joint_rooms", "watch_rooms"):
+            seen_here: set[str] = set()
+            for j, room in enumerate(getattr(z, kind)):
+                key = f"zone[{ix('zone', i)}].{kind}[{j}]"
+                if not _ROOM_ID.match(room):
+                    problems.append(f"{key}: {_bad_room(room)}")
+                if room in seen_here:
+                    problems.append(f"{key}: room '{room}' is listed twice in {z.code} {kind}")
+                elif room in bound and bound[room] != z.code and room not in listed:
+                    problems.append(f"{key}: room '{room}' is bound twice (zones {bound[room]} and {z.code})")
+                seen_here.add(room)
+                listed.add(room)
+                bound.setdefault(room, z.code)
+    codes = [z.code for z in s.zone]
+    for code in sorted({c for c in codes if codes.count(c) > 1}):
+        problems.append(f"zone[{ix('zone', _last(codes, code))}].code: zone {code} is configured twice")
+    district_of: dict[str, str] = {}
+    for i, d in enumerate(s.district):
+        for j, room in enumerate(d.watch_rooms):
+            key = f"district[{ix('district', i)}].watch_rooms[{j}]"
+            if not _ROOM_ID.match(room):
+                problems.append(f"{key}: {_bad_room(room)}")
+            if room in district_of and district_of[room] != d.name:
+                problems.append(f"{key}: room '{room}' is bound twice (districts {district_of[room]} and {d.name})")
+            district_of.setdefault(room, d.name)
+    names = [d.name for d in s.district]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"district[{ix('district', _last(names, name))}].name: district {name} is configured twice")
+    room_ids = [r.id for r in s.room]
+    for i, r in enumerate(s.room):
+        if not _ROOM_ID.match(r.id):
+            problems.append(f"room[{ix('room', i)}].id: {_bad_room(r.id)}")
+        elif room_ids.index(r.id) != i:
+            problems.append(f"room[{ix('room', i)}].id: room '{r.id}' has two [[room]] entries")
+    agency_of: dict[str, str] = {}
+    for i, a in enumerate(s.agency):
+        for kind in ("members", "supervisors"):
+            for j, who in enumerate(getattr(a, kind)):
+                key = f"agency[{ix('agency', i)}].{kind}[{j}]"
+                if not _PLATFORM_USER.match(who):
+                    problems.append(f"{key}: {_bad_person(who)}")
+                if who in agency_of and agency_of[who] != a.code:
+                    problems.append(f"{key}: '{who}' is in two agencies ({agency_of[who]} and {a.code}); "
+                                    "a person belongs to one")
+                agency_of.setdefault(who, a.code)
+    agencies = [a.code for a in s.agency]
+    for code in sorted({c for c in agencies if agencies.count(c) > 1}):
+        problems.append(f"agency[{ix('agency', _last(agencies, code))}].code: agency {code} is configured twice")
+    if s.slack is not None and s.slack.app_token is None and s.service.port is not None \
+            and s.slack.port == s.service.port:
+        problems.append(f"slack.port: {s.slack.port} is also service.port; Slack's HTTP mode needs its own port")
+    if raw is not None and isinstance(raw.get("matrix"), dict):
+        m = raw["matrix"]
+        if m.get("password") is None and m.get("access_token") is None:
+            problems.append("matrix.password: missing (set matrix.password or matrix.access_token, "
+                            "e.g. WATCHFLOOR_MATRIX__PASSWORD)")
+    elif raw is None and s.matrix is not None and s.matrix.password is None and s.matrix.access_token is None:
+        problems.append("matrix.password: missing (set matrix.password or matrix.access_token)")
+    return problems
+
+
+def config_warnings(s: Settings) -> list[str]:
+    """What is allowed but probably not meant: shown by `watchfloor config check`, never fatal."""
+    out: list[str] = []
+    platforms = {"slack": s.slack is not None, "matrix": s.matrix is not None, "console": True}
+    bound = {r for z in s.zone for r in (*z.joint_rooms, *z.watch_rooms)} | {r for d in s.district
+                                                                            for r in d.watch_rooms}
+    for room in sorted(bound):
+        platform = room.split(":", 1)[0]
+        if platform in platforms and not platforms[platform]:
+            out.append(f"room '{room}': there is no [{platform}] section, so nothing reaches this room")
+    for i, r in enumerate(s.room):
+        if r.id not in bound and not r.id.startswith("console:"):
+            out.append(f"room[{i}].id: '{r.id}' is not a joint or watch room of any zone or district")
+    for i, z in enumerate(s.zone):
+        if not z.watch_rooms:
+            out.append(f"zone[{i}].watch_rooms: {z.code} has no watch rooms; its alerts reach the console only")
     return out
+
+
+# --- gathering and validating -----------------------------------------------------------------------------
+
+def _gather(path: str | Path | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The merged raw values (overrides > environment > file) and the environment's part of them."""
+    file_data: dict[str, Any] = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError([f"config: file {path} not found"])
+        try:
+            file_data = TomlConfigSettingsSource(Settings, toml_file=Path(path))()
+        except ValueError as e:  # tomllib.TOMLDecodeError names the line and column
+            raise ConfigError([f"config: {path} is not valid TOML: {e}"]) from None
+    try:
+        env = EnvSettingsSource(Settings)()
+    except SettingsError as e:
+        field = re.search(r'field "(\w+)"', str(e))
+        name = f"{ENV_PREFIX}{field[1].upper()}" if field else ENV_PREFIX + "..."
+        raise ConfigError([f"{name}: not valid JSON for a list of tables"]) from None
+    return _merge(_merge(file_data, env), _plain(overrides)), env
+
+
+def _plain(value: Any) -> Any:
+    """Overrides may be given as models (tests, callers building settings in code): validate them as data."""
+    if isinstance(value, BaseModel):
+        return {k: _plain(v) for k, v in value if k in value.model_fields_set or v is not None}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _validate(raw: dict[str, Any]) -> tuple[Settings, dict[str, list[int]], list[str]]:
+    """Validate every section and list item on its own; keep what is valid for the cross checks."""
+    problems: list[str] = []
+    kept: dict[str, Any] = {}
+    index: dict[str, list[int]] = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            model = _SECTIONS[key]
+            if value is None and key in ("slack", "matrix"):
+                continue
+            if not isinstance(value, dict):
+                problems.append(f"{key}: must be a table ([{key}])")
+                continue
+            obj, errs = _salvage(model, value, key)
+            problems += errs
+            if obj is not None:
+                kept[key] = obj
+        elif key in _LISTS:
+            model = _LISTS[key]
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                problems.append(f"{key}: must be a list of tables ([[{key}]])")
+                continue
+            items = []
+            for i, item in enumerate(value):
+                obj, errs = _salvage(model, item, f"{key}[{i}]")
+                problems += errs
+                if obj is not None:
+                    items.append(obj)
+                    index.setdefault(key, []).append(i)
+            kept[key] = items
+        else:
+            problems.append(f"{key}: unknown key{_suggest(key, [*_SECTIONS, *_LISTS], top=True)}")
+    return Settings.model_construct(**kept), index, problems
+
+
+def _salvage(model: type[BaseModel], data: dict[str, Any], prefix: str) -> tuple[BaseModel | None, list[str]]:
+    """The model and its problems; with field errors, the model built from the other fields (if it can be)."""
+    try:
+        return model.model_validate(data), []
+    except ValidationError as e:
+        problems = [_describe(err, prefix, model) for err in e.errors()]
+        bad = {err["loc"][0] for err in e.errors() if err["loc"]}
+        try:
+            return model.model_validate({k: v for k, v in data.items() if k not in bad}), problems
+        except ValidationError:
+            return None, problems
+
+
+_SECRET_FIELDS = {"bot_token", "signing_secret", "app_token", "password", "access_token", "url"}
+
+
+def _describe(err: dict[str, Any], prefix: str, model: type[BaseModel]) -> str:
+    loc = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+    kind, msg = err["type"], err["msg"].removeprefix("Value error, ")
+    field = next((p for p in err["loc"] if isinstance(p, str)), "")
+    shown = "" if field in _SECRET_FIELDS else repr(err.get("input"))
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key{_suggest(str(err['loc'][-1]), list(model.model_fields))}"
+    if kind == "missing":
+        return f"{loc}: missing"
+    if kind == "enum":
+        return f"{loc}: {shown} is not one of {err['ctx']['expected']}"
+    if kind in ("int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type",
+                "string_type", "list_type") and shown:
+        return f"{loc}: {shown} is not {_KINDS[kind.split('_')[0]]}"
+    return f"{loc}: {msg}"
+
+
+_KINDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "string": "a string",
+          "list": "a list"}
+
+
+def _suggest(key: str, known: list[str], top: bool = False) -> str:
+    if key in _PEOPLE_KEYS:
+        return " (people are listed under [[agency]] members and supervisors)"
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    if top and close[0] in _LISTS:
+        return f" (did you mean [[{close[0]}]]?)"
+    return f" (did you mean {close[0]}?)"
+
+
+def _bad_room(room: str) -> str:
+    if _PLATFORM_USER.match(room) and room.split(":", 1)[0] != "console":
+        return f"'{room}' is a person, not a room (slack:C..., matrix:!id:server, console:name)"
+    return f"malformed room id '{room}' (slack:C..., matrix:!id:server, console:name)"
+
+
+def _bad_person(who: str) -> str:
+    if _ROOM_ID.match(who):
+        return f"'{who}' is a room, not a person (slack:U..., matrix:@name:server)"
+    return f"malformed user id '{who}' (slack:U..., matrix:@name:server, console:name)"
+
+
+def _last(values: list[str], value: str) -> int:
+    return len(values) - 1 - values[::-1].index(value)
+
+
+def _unique(problems: list[str]) -> list[str]:
+    return list(dict.fromkeys(problems))
+
+
+def _with_origin(problem: str, env: dict[str, Any]) -> str:
+    """Name the environment variable when the bad value came from one, so nobody hunts for it in the file."""
+    key = problem.split(":", 1)[0]
+    parts = [p for p in re.split(r"[.\[]", key) if p and not p.endswith("]")]
+    node: Any = env
+    walked: list[str] = []
+    for p in parts:
+        if not isinstance(node, dict) or p not in node:
+            return problem  # this value, or its absence, is the file's
+        walked.append(p)
+        node = node[p]
+        if not isinstance(node, dict):
+            break  # a list of tables comes whole from one variable
+    if not walked:
+        return problem
+    head, rest = problem.split(":", 1)
+    return f"{head} (from {ENV_PREFIX}{'__'.join(walked).upper()}):{rest}"

@@ -120,8 +120,8 @@ def naive_findings(ops: Sequence[Operation], rules: Rules = DEFAULT_RULES) -> se
     return found
 
 
-_CELL_DEG = 0.5
-_MAX_CELLS = 64
+_CELL_DEG = 0.1  # ~11 km: a few cells for the usual circles of a few hundred metres to a few km
+_MAX_CELLS = 100
 
 
 def _cells(op: Operation) -> list[tuple[int, int]] | None:

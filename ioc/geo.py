@@ -50,7 +50,9 @@ class BBox:
 
 def circle_bbox(lat: float, lon: float, radius_m: float) -> BBox:
     """A box that contains every point within radius_m of (lat, lon) on the sphere."""
-    ang = radius_m / EARTH_RADIUS_M
+    # A hair wider than the circle: the box is only a filter, and a pair whose circles just touch must never be
+    # lost to rounding in the trigonometry below (nor to a box ending exactly on the antimeridian).
+    ang = max(radius_m, 0.0) / EARTH_RADIUS_M * (1 + 1e-9) + 1e-9
     dlat = math.degrees(ang)
     min_lat, max_lat = lat - dlat, lat + dlat
     if max_lat >= 90.0 or min_lat <= -90.0 or ang >= math.pi / 2:

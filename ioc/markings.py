@@ -1,6 +1,8 @@
 """Handling markings and the one rule that decides what may be shown where."""
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from enum import Enum
 
@@ -47,11 +49,21 @@ def may_show(
     return True
 
 
+_HEAD = re.compile(r"^\[\s*(LES|FOUO|UNCLASS)\s*\]", re.IGNORECASE)
+_LEADING_NOISE = "*_~`>|"
+
+
 def marking_of_text(text: str) -> Marking:
-    """A bridged message starting with `[FOUO]` or `[LES]` carries that marking."""
-    head = text.lstrip()[:8].upper()
-    if head.startswith("[LES]"):
-        return Marking.LES
-    if head.startswith("[FOUO]"):
-        return Marking.FOUO
-    return Marking.UNCLASS
+    """A bridged message starting with `[FOUO]` or `[LES]` carries that marking.
+
+    Read generously: what the sender meant as a marking must never be relayed as UNCLASS because of leading
+    formatting (`*[LES]*`, `> [LES]`), invisible characters (a zero-width space or BOM a client inserted),
+    lower case, inner spaces or full-width brackets (`［ＬＥＳ］`).
+    """
+    head = unicodedata.normalize("NFKC", text[:64])
+    i = 0
+    while i < len(head) and (head[i].isspace() or head[i] in _LEADING_NOISE
+                             or unicodedata.category(head[i]) in ("Cf", "Cc", "Zs")):
+        i += 1
+    m = _HEAD.match(head[i:])
+    return Marking(m.group(1).upper()) if m else Marking.UNCLASS

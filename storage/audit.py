@@ -99,11 +99,18 @@ def verify(s: Session) -> tuple[int, ChainProblem | None]:
     count = 0
     for row in _rows(s):
         count += 1
-        if row.prev_hash != prev_hash:
-            after = f"record {prev_id}" if prev_id is not None else "the start"
-            return count, ChainProblem(row.id, f"does not follow {after}: a record before it was altered or removed")
         if _digest(row.prev_hash, row) != row.hash:
             return count, ChainProblem(row.id, "was altered (its content does not match its hash)")
+        if row.prev_hash != prev_hash:
+            # The row itself is intact, so what it followed is gone: name the missing ids where we can.
+            first = (prev_id or 0) + 1
+            if row.id - first >= 1:
+                missing = f"{first}" if row.id - first == 1 else f"{first}..{row.id - 1}"
+                return count, ChainProblem(int(first), (
+                    f"was removed (record {row.id} does not follow "
+                    f"{f'record {prev_id}' if prev_id is not None else 'the start'}; missing id {missing})"))
+            after = f"record {prev_id}" if prev_id is not None else "the start"
+            return count, ChainProblem(row.id, f"does not follow {after}: its link was altered")
         prev_hash, prev_id = row.hash, row.id
     head = kv_get(s, _HEAD_KEY)
     if head:

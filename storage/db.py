@@ -62,8 +62,17 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _UPGRADE_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-        with self.session() as s:
+        with self.serialized_session() as s:
             sync_zones(s)
+
+    @contextmanager
+    def serialized_session(self) -> Iterator[Session]:
+        """A transaction no other process runs at the same time: for start-up upserts (zones, agencies) that
+        several processes starting together would otherwise race on. SQLite's BEGIN IMMEDIATE already does it."""
+        with self.session() as s:
+            if self.is_postgres:
+                s.connection().execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _UPGRADE_LOCK})
+            yield s
 
     def ping(self) -> bool:
         try:

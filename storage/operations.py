@@ -84,6 +84,31 @@ def live_in_zone(s: Session, zone: str) -> Sequence[OperationRow]:
         OperationRow.zone_code == zone, col(OperationRow.status).in_(LIVE_STATUSES))).all()
 
 
+_DOMAIN_COLUMNS = (OperationRow.id, OperationRow.zone_code, OperationRow.agency_code, OperationRow.type,
+                   OperationRow.start_at, OperationRow.end_at, OperationRow.lat, OperationRow.lon,
+                   OperationRow.radius_m, OperationRow.vessel_key, OperationRow.marking, OperationRow.status,
+                   OperationRow.revision)
+
+
+def current_in_zone(s: Session, zone: str, ending_after: datetime, max_operation: timedelta) -> dict[int, Operation]:
+    """Live operations of a zone not yet over, as domain objects straight from the columns (no ORM rows).
+
+    A zone's whole history can hold hundreds of thousands of operations still marked planned; a scan only
+    needs those that can still meet another, found through the (zone, start) window index.
+    """
+    q = select(*_DOMAIN_COLUMNS).where(
+        OperationRow.zone_code == zone,
+        col(OperationRow.start_at) > ending_after - max_operation,
+        col(OperationRow.end_at) > ending_after,
+        col(OperationRow.status).in_(LIVE_STATUSES),
+    )
+    out = {}
+    for (i, z, agency, typ, start, end, lat, lon, radius, vessel, marking, status, rev) in s.exec(q).all():
+        out[i] = Operation(id=i, zone=z, agency=agency, type=typ, start=start, end=end, lat=lat, lon=lon,
+                           radius_m=radius, vessel_key=vessel, marking=Marking(marking), status=status, revision=rev)
+    return out
+
+
 def by_ids(s: Session, ids: Iterable[int]) -> dict[int, OperationRow]:
     ids = list(ids)
     if not ids:

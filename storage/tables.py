@@ -48,7 +48,9 @@ class RoomRow(SQLModel, table=True):
 class OperationRow(SQLModel, table=True):
     __tablename__ = "operation"
     __table_args__ = (
-        Index("ix_operation_zone_start", "zone_code", "start_at"),
+        # The window look-up filters on every column here, so it reads the index and touches only matching rows.
+        Index("ix_operation_window", "zone_code", "start_at", "end_at", "status", "min_lat", "max_lat", "min_lon",
+              "max_lon"),
         Index("ix_operation_zone_vessel", "zone_code", "vessel_key"),
         Index("ix_operation_zone_status", "zone_code", "status"),
         _NO_REUSE,
@@ -113,7 +115,12 @@ class EndorsementRow(SQLModel, table=True):
 
 class ConflictRow(SQLModel, table=True):
     __tablename__ = "conflict"
-    __table_args__ = (Index("ix_conflict_zone_status", "zone_code", "status"), _NO_REUSE)
+    __table_args__ = (
+        Index("ix_conflict_zone_status", "zone_code", "status"),
+        Index("ix_conflict_op_a", "op_a"),
+        Index("ix_conflict_op_b", "op_b"),
+        _NO_REUSE,
+    )
     id: int | None = Field(default=None, primary_key=True)
     zone_code: str = Field(max_length=8)
     kind: str = Field(max_length=16)

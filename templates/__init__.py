@@ -8,6 +8,7 @@ left out of the text and HTML.
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -42,8 +43,13 @@ def _defuse(s: str) -> str:
     return _MENTIONS.sub(lambda m: "@\u200b" + m.group(1), _CTRL.sub("", s))
 
 
+_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+
+
 def _mrkdwn_escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's three control characters. Idempotent: a macro's output passes `finalize` a second time, and
+    `&lt;` must not become `&amp;lt;` (shown literally); an already-escaped `&lt;` is inert as it is."""
+    return _AMP.sub("&amp;", s).replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _load(name: str) -> str:
@@ -54,7 +60,6 @@ def _load(name: str) -> str:
 class _Mode:
     def __init__(self, name: str):
         self.name = name
-        self.buttons: list[dict[str, str]] = []
 
     def wrap(self, s: Any, text_fmt: str, html_tag: str | None, mrk: str) -> Any:
         s = _defuse(str(s))
@@ -75,7 +80,10 @@ class _Mode:
         }
 
     def button(self, action_id: str, label: str, value: str = "", style: str | None = None) -> str:
-        self.buttons.append({"action_id": action_id, "label": label, "value": value, "style": style or ""})
+        # The environment is shared by every render, so the buttons of this render live in a context var.
+        collected = _BUTTONS.get()
+        if collected is not None:
+            collected.append({"action_id": action_id, "label": label, "value": value, "style": style or ""})
         return Markup("") if self.name == "html" else _Safe("")
 
     def finalize(self, value: Any) -> Any:
@@ -87,10 +95,19 @@ class _Mode:
         return _mrkdwn_escape(s) if self.name == "mrkdwn" else s
 
 
-def _env(mode: _Mode) -> Environment:
+_BUTTONS: ContextVar[list[dict[str, str]] | None] = ContextVar("watchfloor_buttons", default=None)
+_ENVS: dict[str, Environment] = {}
+
+
+def _env(mode_name: str) -> Environment:
+    """One environment per output format, kept: Jinja then compiles each template once (~0.15 s saved each)."""
+    env = _ENVS.get(mode_name)
+    if env is not None:
+        return env
+    mode = _Mode(mode_name)
     env = Environment(
         loader=FunctionLoader(_load),
-        autoescape=mode.name == "html",
+        autoescape=mode_name == "html",
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=StrictUndefined,
@@ -100,7 +117,7 @@ def _env(mode: _Mode) -> Environment:
     env.globals.update(mode.globals())
     env.filters["localtime"] = localtime
     env.filters["plural"] = lambda n, word, many=None: f"{n} {word if n == 1 else (many or word + 's')}"
-    return env
+    return _ENVS.setdefault(mode_name, env)
 
 
 def localtime(dt: datetime | None, tz, fmt: str = "%a %d %b %H:%M %Z") -> str:
@@ -114,10 +131,14 @@ def render(name: str, **ctx: Any) -> Rendered:
     outputs = {}
     buttons: list[dict[str, str]] = []
     for mode_name in ("text", "html", "mrkdwn"):
-        mode = _Mode(mode_name)
-        outputs[mode_name] = _env(mode).get_template(name).render(**ctx).strip()
+        collected: list[dict[str, str]] = []
+        token = _BUTTONS.set(collected)
+        try:
+            outputs[mode_name] = _env(mode_name).get_template(name).render(**ctx).strip()
+        finally:
+            _BUTTONS.reset(token)
         if mode_name == "mrkdwn":
-            buttons = mode.buttons
+            buttons = collected
     text = "\n".join(line.rstrip() for line in outputs["text"].replace(_SECTION, "").strip().splitlines())
     html = _html_lines(outputs["html"])
     return Rendered(text=_squeeze(text), html=html, blocks=_blocks(outputs["mrkdwn"], buttons))

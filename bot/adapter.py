@@ -1,0 +1,44 @@
+"""What every chat platform adapter provides. Adapters know rooms, users and messages — nothing of
+operations or targets: they turn platform events into `ChatMessage`s and send what the outbox holds."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from commands.message import ChatMessage
+
+OnMessage = Callable[[ChatMessage], Awaitable[None]]
+
+
+class TransientSendError(Exception):
+    """The platform did not take the message now (down, 5xx, rate limited): retry later, keep the order."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(Exception):
+    """The platform will never take this message (unknown room, forbidden): record it and move on."""
+
+
+class Adapter(Protocol):
+    platform: str  # "matrix" | "slack" — the prefix of its room ids
+
+    async def start(self, on_message: OnMessage) -> None:
+        """Connect and begin delivering platform messages to `on_message` (returns once running)."""
+
+    async def stop(self) -> None:
+        """Stop receiving; finish what is in flight."""
+
+    async def send(self, room: str, kind: str, payload: dict[str, Any], *, target_id: str | None = None,
+                   reply_to_remote: str | None = None) -> str | None:
+        """Post one outbox message; return the platform's id of the posted message.
+
+        `kind` is reply | alert | escalation | notice | relay | edit | redact | briefing. For edit and redact,
+        `target_id` is the platform id of the message to change in that room. `reply_to_remote` is the platform
+        id, in that room, of the message this one answers. Raises TransientSendError or PermanentSendError.
+        """
+
+    async def healthy(self) -> bool:
+        """True when the platform answers."""

@@ -1,0 +1,95 @@
+"""Health and metrics over HTTP (aiohttp): `/healthz` for orchestrators, `/metrics` for Prometheus.
+
+`/healthz` answers 200 only when the database and every configured platform answered just now, else 503;
+the JSON body names each check so an operator sees which part is down. Each check has a time limit: a hung
+homeserver makes the answer "unreachable", not a hung probe.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from . import metrics
+
+CHECK_TIMEOUT = 5.0
+PARTS: web.AppKey[Any] = web.AppKey("parts", object)
+ADAPTERS: web.AppKey[dict[str, Any]] = web.AppKey("adapters", dict)
+
+
+async def start_health(parts: Any, adapters: Iterable[Any] | Mapping[str, Any] | None, port: int,
+                       host: str = "0.0.0.0") -> web.AppRunner:
+    """Serve /healthz and /metrics on host:port (port 0 picks a free one; see `bound_port`).
+    Returns the running AppRunner; `await runner.cleanup()` stops it."""
+    app = web.Application()
+    app[PARTS] = parts
+    app[ADAPTERS] = _named(adapters)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)  # probes every few seconds would drown the useful events
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    return runner.addresses[0][1]
+
+
+async def check_all(parts: Any, adapters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every check concurrently: {"database": {"ok": True, "ms": 3}, "matrix": {"ok": False, "error": ...}}."""
+    async def database() -> bool:
+        return await asyncio.to_thread(parts.db.ping)
+
+    checks = {"database": database, **{name: a.healthy for name, a in adapters.items()}}
+    results = await asyncio.gather(*(_timed(fn) for fn in checks.values()))
+    out = dict(zip(checks, results))
+    for name, result in out.items():
+        metrics.set_platform_up(name, result["ok"])
+    return out
+
+
+async def _timed(fn) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    try:
+        ok = bool(await asyncio.wait_for(fn(), CHECK_TIMEOUT))
+        result: dict[str, Any] = {"ok": ok} if ok else {"ok": False, "error": "unreachable"}
+    except asyncio.TimeoutError:
+        result = {"ok": False, "error": f"no answer within {CHECK_TIMEOUT:g} s"}
+    except Exception as e:  # a probe that raises is a part that is down, not a broken health endpoint
+        result = {"ok": False, "error": type(e).__name__}
+    result["ms"] = round((time.perf_counter() - t0) * 1000)
+    return result
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    checks = await check_all(request.app[PARTS], request.app[ADAPTERS])
+    healthy = all(c["ok"] for c in checks.values())
+    return web.json_response({"status": "ok" if healthy else "unavailable", "checks": checks},
+                             status=200 if healthy else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    parts = request.app[PARTS]
+    try:
+        # The engine's clock, not the wall clock: the same "now" the rows were stamped with.
+        await asyncio.to_thread(metrics.refresh_outbox, parts.db, parts.engine.clock())
+    except Exception:
+        pass  # the database being down shows in /healthz; the counters are still worth scraping
+    body = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
+
+
+def _named(adapters: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, Any]:
+    if adapters is None:
+        return {}
+    if isinstance(adapters, Mapping):
+        return dict(adapters)
+    out: dict[str, Any] = {}
+    for a in adapters:
+        name = getattr(a, "platform", None) or type(a).__name__.lower()
+        out[name if name not in out else f"{name}-{len(out)}"] = a
+    return out

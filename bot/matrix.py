@@ -1,0 +1,369 @@
+"""The Matrix adapter (matrix-nio): log in, join the configured rooms, turn timeline events into ChatMessages,
+and send what the outbox holds.
+
+Our sync token lives in our database and is saved only after a batch was handled, so a restarted bot
+catches up on what was said while it was down and history before its first start is never answered.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+from nio import (AsyncClient, AsyncClientConfig, ErrorResponse, JoinResponse, LocalProtocolError, LoginResponse,
+                 MessageDirection, RoomMessagesResponse, RoomRedactResponse, RoomSendResponse, SyncResponse,
+                 WhoamiResponse)
+
+from ioc.config import MatrixConfig
+from storage.kv import kv_get, kv_set
+
+from .adapter import OnMessage, PermanentSendError, TransientSendError
+from .matrix_events import chat_message, message_content
+
+log = logging.getLogger("watchfloor.matrix")
+
+_PERMANENT = {"M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE", "M_INVALID_PARAM", "M_UNKNOWN_ROOM"}
+_GAP_FILL_MAX = 2000  # events fetched back per room after a long outage
+
+
+class MatrixStartError(RuntimeError):
+    """The homeserver refused us for good (bad password or token): retrying will not help."""
+
+
+class MatrixAdapter:
+    platform = "matrix"
+
+    def __init__(self, parts, config: MatrixConfig, *, sync_timeout_ms: int = 30_000, timeline_limit: int = 100,
+                 startup_wait: float = 15.0, retry_cap: float = 10.0):
+        self.parts = parts
+        self.config = config
+        self.sync_timeout_ms = sync_timeout_ms
+        self.timeline_limit = timeline_limit
+        self.startup_wait = startup_wait
+        self.retry_cap = retry_cap
+        self.client = AsyncClient(
+            config.homeserver, config.user_id, device_id=config.device_id,
+            config=AsyncClientConfig(
+                # We retry ourselves: a flood or an outage must never stall the loop inside nio.
+                max_limit_exceeded=0, max_timeouts=0, request_timeout=20,
+                encryption_enabled=False, store_sync_tokens=False))
+        self.ready = asyncio.Event()
+        self.connected = False
+        self._token_key = f"matrix.sync_token:{config.user_id}"
+        self._token: str | None = None
+        self._on_message: OnMessage | None = None
+        self._task: asyncio.Task | None = None
+        self._sync_call: asyncio.Future | None = None
+        self._stopping = False
+        self._fatal: str | None = None
+        self._logged_in = False
+        self._caught_up = False
+        self._failures_at: tuple[str | None, int] = (None, 0)
+        self._names: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._sending = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, on_message: OnMessage) -> None:
+        self._on_message = on_message
+        self._task = asyncio.create_task(self._run(), name="matrix-sync")
+        try:
+            await asyncio.wait_for(self.ready.wait(), self.startup_wait)
+        except asyncio.TimeoutError:
+            log.warning("matrix: %s not reachable yet; still trying in the background", self.config.homeserver)
+        if self._fatal:
+            await self.stop()
+            raise MatrixStartError(self._fatal)
+
+    async def stop(self) -> None:
+        """Stop syncing. A batch being handled is finished (and its token saved) before we return."""
+        self._stopping = True
+        self._wake.set()
+        if self._sync_call is not None:
+            self._sync_call.cancel()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 3)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            except Exception:
+                log.exception("matrix: sync loop ended with an error")
+        # A send cut off half way may have been taken without us learning its id: let it finish.
+        deadline = asyncio.get_running_loop().time() + 0.8
+        while self._sending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.client.close()
+
+    async def healthy(self) -> bool:
+        if not self._logged_in:
+            return False
+        try:
+            return isinstance(await asyncio.wait_for(self.client.whoami(), 5), WhoamiResponse)
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _run(self) -> None:
+        delay = 1.0
+        while not self._stopping:
+            try:
+                if not self._logged_in:
+                    await self._login()
+                if self._token is None:
+                    self._token = await asyncio.to_thread(self._load_token)
+                if self._token is None:
+                    await self._first_sync()
+                else:
+                    await self._sync_once()
+                if not self.ready.is_set():
+                    await self._join_configured()
+                    self.ready.set()
+                self.connected = True
+                delay = 1.0
+            except MatrixStartError as e:
+                self._fatal = str(e)
+                log.error("matrix: %s", e)
+                self.ready.set()
+                return
+            except asyncio.CancelledError:
+                if self._stopping:
+                    return
+                raise
+            except Exception as e:
+                self.connected = False
+                wait = getattr(e, "retry_after", None) or delay
+                log.warning("matrix: sync failed (%s); retrying in %.1fs", _one_line(e), wait)
+                await self._sleep(wait)
+                delay = min(delay * 2, self.retry_cap)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _login(self) -> None:
+        c = self.config
+        if c.access_token is not None:
+            self.client.access_token = c.access_token.get_secret_value()
+            resp = await self.client.whoami()
+            if isinstance(resp, ErrorResponse):
+                if resp.status_code in ("M_UNKNOWN_TOKEN", "M_FORBIDDEN"):
+                    raise MatrixStartError(f"the homeserver rejected the access token ({resp.status_code})")
+                raise _Retry(str(resp), resp.retry_after_ms)
+        else:
+            resp = await self.client.login(c.password.get_secret_value(), device_name="watchfloor")
+            if not isinstance(resp, LoginResponse):
+                if resp.status_code in ("M_FORBIDDEN", "M_USER_DEACTIVATED", "M_INVALID_USERNAME"):
+                    raise MatrixStartError(f"login as {c.user_id} refused ({resp.status_code})")
+                raise _Retry(str(resp), resp.retry_after_ms)
+        self._logged_in = True
+        log.info("matrix: logged in as %s", c.user_id)
+
+    def _filter(self, limit: int) -> dict[str, Any]:
+        return {"room": {"timeline": {"limit": limit}}, "presence": {"types": []}}
+
+    async def _first_sync(self) -> None:
+        """Never started before: take the current position and answer nothing said before it."""
+        resp = await self._sync(since=None, limit=1, full_state=True)
+        await self._accept_invites(resp)
+        await self._save_token(resp.next_batch)
+        self._caught_up = True
+
+    async def _sync_once(self) -> None:
+        since = self._token
+        # After a restart nio knows no room members yet: full state once gives us display names.
+        resp = await self._sync(since=since, limit=self.timeline_limit, full_state=not self._caught_up)
+        self._caught_up = True
+        await self._accept_invites(resp)
+        failed = False
+        for room_id, room in resp.rooms.join.items():
+            events = await self._timeline(room_id, room.timeline, since)
+            for source in _after_own_join(events, self.client.user_id):
+                if source.get("sender") == self.client.user_id:
+                    continue
+                msg = chat_message(room_id, source, self._name(room_id, source.get("sender", "")))
+                if msg is None:
+                    continue
+                if source.get("sender") and msg.sender_name is None:
+                    msg = await self._with_profile_name(msg, source["sender"])
+                try:
+                    await self._on_message(msg)
+                except Exception:
+                    log.exception("matrix: handling %s failed", msg.event_id)
+                    failed = True
+        if failed and self._count_failure(since) < 3:
+            raise _Retry("a message could not be handled; the batch will be retried", 1000)
+        await self._save_token(resp.next_batch)
+
+    def _count_failure(self, token: str | None) -> int:
+        """Retry a failing batch a few times (claims make that safe), then move on rather than stall."""
+        prev, n = self._failures_at
+        n = n + 1 if prev == token else 1
+        self._failures_at = (token, n)
+        return n
+
+    async def _sync(self, since: str | None, limit: int, full_state: bool) -> SyncResponse:
+        timeout = 0 if (full_state or since is None) else self.sync_timeout_ms
+        self._sync_call = asyncio.ensure_future(self.client.sync(
+            timeout=timeout, since=since, sync_filter=self._filter(limit), full_state=full_state))
+        try:
+            resp = await self._sync_call
+        finally:
+            self._sync_call = None
+        if not isinstance(resp, SyncResponse):
+            if getattr(resp, "status_code", None) in ("M_UNKNOWN_TOKEN",):
+                self._logged_in = False
+            raise _Retry(str(resp), getattr(resp, "retry_after_ms", None))
+        return resp
+
+    async def _timeline(self, room_id: str, timeline, since: str | None) -> list[dict[str, Any]]:
+        """The room's events since our token; a limited timeline (long outage, a flood) is filled backwards."""
+        events = [e.source for e in timeline.events]
+        if not (timeline.limited and since and timeline.prev_batch):
+            return events
+        earlier: list[dict[str, Any]] = []
+        start = timeline.prev_batch
+        while len(earlier) < _GAP_FILL_MAX:
+            resp = await self.client.room_messages(room_id, start=start, end=since,
+                                                   direction=MessageDirection.back, limit=100)
+            if not isinstance(resp, RoomMessagesResponse):
+                raise _Retry(f"could not fetch missed messages: {resp}", getattr(resp, "retry_after_ms", None))
+            if not resp.chunk:
+                break
+            earlier.extend(e.source for e in resp.chunk)
+            if not resp.end or resp.end == start:
+                break
+            start = resp.end
+        log.info("matrix: fetched %d missed events in %s", len(earlier), room_id)
+        return list(reversed(earlier)) + events
+
+    def _name(self, room_id: str, user_id: str) -> str | None:
+        room = self.client.rooms.get(room_id)
+        name = room.user_name(user_id) if room else None
+        return name or self._names.get(user_id)
+
+    async def _with_profile_name(self, msg, user_id: str):
+        from dataclasses import replace
+
+        try:
+            resp = await self.client.get_displayname(user_id)
+            name = getattr(resp, "displayname", None)
+        except Exception:
+            name = None
+        self._names[user_id] = name or user_id.lstrip("@").split(":", 1)[0]
+        return replace(msg, sender_name=self._names[user_id])
+
+    async def _accept_invites(self, resp: SyncResponse) -> None:
+        for room_id in resp.rooms.invite:
+            await self._join(room_id)
+
+    async def _join_configured(self) -> None:
+        joined = set(self.client.rooms)
+        for room_id in self._configured_rooms():
+            if room_id not in joined:
+                await self._join(room_id)
+
+    async def _join(self, room_id: str) -> bool:
+        resp = await self.client.join(room_id)
+        if isinstance(resp, JoinResponse):
+            log.info("matrix: joined %s", room_id)
+            return True
+        log.warning("matrix: cannot join %s yet (%s); an invite will let us in", room_id, _one_line(resp))
+        return False
+
+    def _configured_rooms(self) -> list[str]:
+        s = self.parts.settings
+        ids = [r for z in s.zone for r in (*z.joint_rooms, *z.watch_rooms)]
+        ids += [r for d in s.district for r in d.watch_rooms] + [r.id for r in s.room]
+        return list(dict.fromkeys(r.split(":", 1)[1] for r in ids if r.startswith("matrix:")))
+
+    def _load_token(self) -> str | None:
+        with self.parts.db.session() as s:
+            return kv_get(s, self._token_key)
+
+    async def _save_token(self, token: str) -> None:
+        def save():
+            with self.parts.db.session() as s:
+                kv_set(s, self._token_key, token, self.parts.engine.clock())
+
+        await asyncio.to_thread(save)
+        self._token = token
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, room: str, kind: str, payload: dict[str, Any], *, target_id: str | None = None,
+                   reply_to_remote: str | None = None) -> str | None:
+        self._sending += 1
+        try:
+            return await self._send(room, kind, payload, target_id, reply_to_remote)
+        finally:
+            self._sending -= 1
+
+    async def _send(self, room: str, kind: str, payload: dict[str, Any], target_id: str | None,
+                    reply_to_remote: str | None) -> str | None:
+        room_id = room.split(":", 1)[1]
+        txn = _txn_id(room, kind, payload)
+        try:
+            if kind == "redact":
+                resp = await self.client.room_redact(room_id, target_id, reason=payload.get("reason"), tx_id=txn)
+            else:
+                content = message_content(kind, payload, target_id=target_id, reply_to_remote=reply_to_remote)
+                resp = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn,
+                                                   ignore_unverified_devices=True)
+        except LocalProtocolError as e:
+            raise TransientSendError(f"not logged in yet: {e}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise TransientSendError(f"homeserver unreachable: {_one_line(e)}") from None
+        if isinstance(resp, (RoomSendResponse, RoomRedactResponse)):
+            return resp.event_id
+        await self._raise_for(resp, room_id)
+
+    async def _raise_for(self, resp: ErrorResponse, room_id: str) -> None:
+        code = resp.status_code
+        if code == "M_LIMIT_EXCEEDED":
+            raise TransientSendError("rate limited", (resp.retry_after_ms or 1000) / 1000)
+        if code == "M_FORBIDDEN":
+            # Usually not joined yet (invited after we started): join and try again once.
+            if await self._join(room_id):
+                raise TransientSendError("joined the room; sending again", 0.05)
+            raise PermanentSendError(f"not allowed to post in {room_id}: {resp.message}")
+        if code in _PERMANENT:
+            raise PermanentSendError(f"{code}: {resp.message}")
+        raise TransientSendError(_one_line(resp), (resp.retry_after_ms / 1000) if resp.retry_after_ms else None)
+
+
+class _Retry(Exception):
+    def __init__(self, reason: str, retry_after_ms: int | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after_ms / 1000 if retry_after_ms else None
+
+
+def _after_own_join(events: list[dict[str, Any]], me: str) -> list[dict[str, Any]]:
+    """Events after we joined: a room joined mid-run shows its history, which we must not answer."""
+    for i in range(len(events) - 1, -1, -1):
+        e = events[i]
+        if e.get("type") == "m.room.member" and e.get("state_key") == me \
+                and (e.get("content") or {}).get("membership") == "join" \
+                and ((e.get("unsigned") or {}).get("prev_content") or {}).get("membership") != "join":
+            return events[i + 1:]
+    return events
+
+
+def _txn_id(room: str, kind: str, payload: dict[str, Any]) -> str:
+    """The same outbox row always gets the same transaction id, so a send whose answer was lost (timeout,
+    crash) is deduplicated by the homeserver instead of posted twice."""
+    if payload.get("outbox_id") is None:
+        return uuid.uuid4().hex
+    key = f"{room}|{kind}|{payload.get('outbox_created', '')}|{payload.get('text', '')}"
+    return f"wf{payload['outbox_id']}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+
+def _one_line(e: object) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__

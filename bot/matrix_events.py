@@ -1,0 +1,80 @@
+"""From Matrix timeline events to `ChatMessage`s, and from outbox payloads to Matrix message content.
+
+Edits and redactions travel as ChatMessages too, so the bridge sees every platform alike:
+`extra["edit_of"]` names the edited message (text is the new text), `extra["redacts"]` the removed one.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from commands.message import ChatMessage
+
+HTML_FORMAT = "org.matrix.custom.html"
+_REPLY_FALLBACK = re.compile(r"\A(?:> [^\n]*\n)+\n", re.MULTILINE)
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Older clients quote the replied-to message at the top of a reply; the bridge relays only the reply."""
+    return _REPLY_FALLBACK.sub("", body, count=1)
+
+
+def room_key(room_id: str) -> str:
+    return f"matrix:{room_id}"
+
+
+def chat_message(room_id: str, source: dict[str, Any], sender_name: str | None) -> ChatMessage | None:
+    """The ChatMessage for one raw timeline event, or None for events nobody acts on."""
+    etype = source.get("type")
+    sender = source.get("sender", "")
+    event_id = source.get("event_id", "")
+    if not event_id or not sender:
+        return None
+    base = dict(platform="matrix", room=room_key(room_id), sender=f"matrix:{sender}", event_id=event_id,
+                sender_name=sender_name)
+    if etype == "m.room.redaction":
+        redacts = source.get("redacts") or source.get("content", {}).get("redacts")
+        return ChatMessage(text="", extra={"redacts": redacts}, **base) if redacts else None
+    if etype != "m.room.message":
+        return None
+    content = source.get("content") or {}
+    relates = content.get("m.relates_to") or {}
+    if relates.get("rel_type") == "m.replace":
+        new = content.get("m.new_content") or {}
+        if not _is_talk(new) or not relates.get("event_id"):
+            return None
+        return ChatMessage(text=str(new.get("body", "")), extra={"edit_of": relates["event_id"]}, **base)
+    if not _is_talk(content):
+        return None  # notices are bot talk (ours or another bot's): never commands, never relayed
+    reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
+    body = str(content.get("body", ""))
+    if reply_to:
+        body = strip_reply_fallback(body)
+    if content.get("msgtype") == "m.emote":
+        body = f"* {sender_name or sender} {body}"
+    return ChatMessage(text=body, reply_to=reply_to, **base)
+
+
+def _is_talk(content: dict[str, Any]) -> bool:
+    return content.get("msgtype") in ("m.text", "m.emote") and isinstance(content.get("body"), str)
+
+
+def message_content(kind: str, payload: dict[str, Any], *, target_id: str | None = None,
+                    reply_to_remote: str | None = None) -> dict[str, Any]:
+    """The `m.room.message` content for an outbox row: relays read as talk, everything else as bot notices."""
+    msgtype = "m.text" if kind in ("relay", "edit") else "m.notice"
+    text = payload.get("text", "")
+    html = payload.get("html") or None
+    content: dict[str, Any] = {"msgtype": msgtype, "body": text}
+    if html:
+        content.update(format=HTML_FORMAT, formatted_body=html)
+    if kind == "edit":
+        new = dict(content)
+        content = {"msgtype": msgtype, "body": f"* {text}", "m.new_content": new,
+                   "m.relates_to": {"rel_type": "m.replace", "event_id": target_id}}
+        if html:
+            content.update(format=HTML_FORMAT, formatted_body=f"* {html}")
+        return content
+    if reply_to_remote:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to_remote}}
+    return content

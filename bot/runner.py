@@ -1,0 +1,169 @@
+"""`watchfloor run`: every configured adapter, the bridge, delivery, the scheduler and the health server,
+until SIGTERM or SIGINT.
+
+`Service` is the running whole without the process concerns (signals, exit codes), so tests run it in-process.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from typing import Any
+
+from commands.grammar import is_command
+from commands.message import ChatMessage
+from ioc.config import Settings
+
+from .adapter import Adapter
+from .bridge import Bridge
+from .delivery import Delivery
+from .logs import configure_logging
+
+log = logging.getLogger("watchfloor.run")
+STOP_BUDGET = 8.0  # seconds: the contract allows 10 between SIGTERM and exit
+
+
+class Service:
+    def __init__(self, parts, adapters: list[Adapter], *, delivery: Delivery | None = None):
+        self.parts = parts
+        self.adapters = adapters
+        self.bridge = Bridge(parts)
+        self.delivery = delivery or Delivery(parts, adapters)
+        self._inflight: set[asyncio.Task] = set()
+
+    async def on_message(self, msg: ChatMessage) -> None:
+        """One platform message: a command goes to the engine, anything else said in a joint room to the bridge."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            changes = msg.extra.get("edit_of") or msg.extra.get("redacts")
+            if not changes and is_command(msg.text):
+                rows, heads = await asyncio.to_thread(self._command, msg)
+                self.delivery.deliver_now(heads)
+                self.delivery.wake()  # alerts the command raised are not among its rows
+            else:
+                rows = await asyncio.to_thread(self.bridge.relay, msg)
+                if rows:
+                    self.delivery.wake()
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    def _command(self, msg: ChatMessage):
+        """Run the command and, in the same worker thread, see which replies can be sent at once."""
+        rows = self.parts.engine.handle(msg).rows
+        return rows, self.delivery.heads(rows)
+
+    async def start(self) -> None:
+        await self.delivery.start()
+        for adapter in self.adapters:
+            await adapter.start(self.on_message)
+
+    async def stop(self) -> None:
+        """Delivery finishes the sends in flight and starts no more; then each adapter stops receiving, finishing
+        the message in hand. What is left in the outbox (replies to those last messages) goes out on next start."""
+        await self.delivery.stop(timeout=STOP_BUDGET / 4)
+        for adapter in self.adapters:
+            try:
+                await asyncio.wait_for(adapter.stop(), STOP_BUDGET / 2)
+            except Exception:
+                log.exception("stopping %s failed", getattr(adapter, "platform", adapter))
+
+
+def make_adapters(parts, settings: Settings, wake=None) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    if settings.matrix is not None:
+        from .matrix import MatrixAdapter
+
+        adapters.append(MatrixAdapter(parts, settings.matrix))
+    if settings.slack is not None:
+        slack = _optional("bot.slack")
+        if slack is None:
+            log.warning("[slack] is configured but this build has no Slack adapter; Slack is not served")
+        else:
+            adapters.append(slack.SlackAdapter(parts, settings.slack, wake=wake))
+    return adapters
+
+
+def _optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            return None
+        raise
+
+
+def run_service(settings: Settings) -> int:
+    configure_logging()
+    logging.getLogger("nio").setLevel(logging.ERROR)
+    try:
+        return asyncio.run(_main(settings))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _main(settings: Settings) -> int:
+    from .wiring import build
+
+    try:
+        parts = await asyncio.to_thread(build, settings=settings)
+    except Exception as e:
+        log.error("cannot open the database: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    services: list[Service] = []
+    adapters = make_adapters(parts, settings, wake=lambda: services[0].delivery.wake() if services else None)
+    if not adapters:
+        log.warning("no platform configured ([matrix] or [slack]); only the scheduler runs")
+    service = Service(parts, adapters)
+    services.append(service)
+    extras: list[tuple[str, Any]] = []
+    code = 0
+    try:
+        await service.start()
+        extras = await _start_extras(parts, adapters, settings)
+        log.info("watchfloor running (%s)", ", ".join(a.platform for a in adapters) or "no platforms")
+        await stop.wait()
+        log.info("stopping")
+    except Exception as e:
+        log.error("cannot start: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        code = 1
+    try:
+        await asyncio.wait_for(_stop_all(service, extras), STOP_BUDGET)
+    except asyncio.TimeoutError:
+        log.warning("stopping took too long; exiting anyway")
+    parts.db.dispose()
+    return code
+
+
+async def _start_extras(parts, adapters, settings: Settings) -> list[tuple[str, Any]]:
+    extras: list[tuple[str, Any]] = []
+    scheduler = _optional("bot.scheduler")
+    if scheduler is not None:
+        jobs = scheduler.JobScheduler(parts)
+        jobs.start()
+        extras.append(("scheduler", jobs))
+    health = _optional("bot.health")
+    if health is not None and settings.service.port:
+        extras.append(("health", await health.start_health(parts, adapters, settings.service.port,
+                                                                 settings.service.host)))
+    return extras
+
+
+async def _stop_all(service: Service, extras: list[tuple[str, Any]]) -> None:
+    for name, thing in reversed(extras):
+        try:
+            if name == "scheduler":
+                await asyncio.to_thread(thing.shutdown)
+            else:
+                await thing.cleanup()
+        except Exception:
+            log.exception("stopping the %s failed", name)
+    await service.stop()

@@ -1,0 +1,341 @@
+"""Scheduled work: each configured zone's morning briefing, the periodic gap scan and escalation.
+
+APScheduler 3 with in-memory jobs only: its job stores must not be shared between processes, so every replica
+schedules the same jobs and only the leader acts on them. On PostgreSQL the leader is whoever holds a session
+advisory lock on a connection of its own; followers retry every ~15 s, so when the leader dies (its session
+ends and the lock with it) another replica takes over within a minute. SQLite means one process: it leads.
+
+Leadership is a convenience, not the guarantee. Every briefing posting records the key (zone, local day, room)
+in the outbox's UNIQUE dedupe_key before anything is sent, so two leaders for a moment, a restart, a repeated
+wall-clock time on the night clocks fall back, or a catch-up racing the live firing still post once per room.
+A briefing missed while no replica was leading is posted when one leads again, if still within the grace
+period (`briefing.grace_hours`), and only the latest missed one (coalesced).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import threading
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlmodel import col, select
+
+from commands.briefing import build_briefing
+from commands.directory import Room
+from commands.posting import CLEARANCE_LEVELS, clearance_key, post
+from ioc.model import LIVE_STATUSES
+from ioc.zones import Zone, get_zone
+from storage.tables import OperationRow, OutboxRow
+
+from . import metrics
+from .timeline import Picture, timeline
+
+log = logging.getLogger("watchfloor.scheduler")
+
+LEADER_LOCK = 727_002  # advisory lock id for "runs the scheduled jobs" (727_001 serialises schema upgrades)
+LOCK_RETRY_SECONDS = 15.0
+# A job may wake a hair before our clock says the minute has come; still count it as that minute's firing.
+_EARLY = timedelta(seconds=1)
+
+
+def briefing_trigger(zone: Zone, at) -> CronTrigger:
+    """Fires at the zone's local briefing time; the zone's own tz keeps it right across DST (and without DST)."""
+    return CronTrigger(hour=at.hour, minute=at.minute, timezone=zone.tz)
+
+
+def due_firing(trigger: CronTrigger, now: datetime, grace: timedelta) -> datetime | None:
+    """The latest scheduled time in (now - grace, now], the one briefing still worth posting; None if none.
+
+    Several in the window (a long outage with a long grace, or 01:30 twice on the night clocks fall back)
+    coalesce to the latest.
+    """
+    latest = None
+    fire = trigger.get_next_fire_time(None, now - grace)
+    while fire is not None and fire <= now + _EARLY:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire)
+    return latest
+
+
+def briefing_key(zone_code: str, day: date, room_id: str) -> str:
+    return f"briefing:{zone_code}:{day.isoformat()}:{room_id}"
+
+
+def briefing_rooms(directory, zone_code: str) -> list[Room]:
+    """The zone's joint and watch rooms, each once, in a fixed order (so concurrent posters lock keys alike)."""
+    rooms = {r.id: r for kind in ("joint", "watch") for r in directory.zone_rooms(zone_code, kind)}
+    return [rooms[k] for k in sorted(rooms)]
+
+
+def post_briefing(parts, zone_code: str, at: datetime, now: datetime | None = None) -> int:
+    """Post the zone's briefing for the day of `at` to every joint and watch room not yet given it.
+
+    Returns the number of rooms it was posted to now (0 when every room already has that day's briefing).
+    """
+    zone = get_zone(zone_code)
+    now = now or at
+    day = at.astimezone(zone.tz).date()
+    rooms = briefing_rooms(parts.directory, zone.code)
+    keys = {r.id: briefing_key(zone.code, day, r.id) for r in rooms}
+    with parts.db.session() as s:
+        done = set(s.exec(select(OutboxRow.dedupe_key).where(col(OutboxRow.dedupe_key).in_(list(keys.values())))))
+        todo = [r for r in rooms if keys[r.id] not in done]
+        if not todo:
+            return 0
+        briefing = _Briefing(s, parts.directory, zone, at)
+        posted = 0
+        for room in todo:
+            extra: dict[str, Any] = {"zone": zone.code, "day": day.isoformat()}
+            if room.platform != "console":
+                picture = briefing.picture(room.clearance)
+                if picture is not None:
+                    extra["image"] = picture.attachment()
+            row = post(s, room, "briefing", "briefing.j2",
+                       lambda c, r=room: briefing.data(c, r.show_withheld), now, extra=extra, dedupe_key=keys[room.id])
+            if row is None:
+                continue  # another replica (or firing) got there first
+            if room.platform == "console":
+                _attach_console_pictures(s, row, briefing)
+            posted += 1
+        return posted
+
+
+class _Briefing:
+    """One briefing's data and picture per clearance, each built once however many rooms share it."""
+
+    def __init__(self, s, directory, zone: Zone, at: datetime):
+        self.s, self.directory, self.zone, self.at = s, directory, zone, at
+        self._data: dict[tuple[str, bool], dict] = {}
+        self._pictures: dict[tuple, Picture | None] = {}
+
+    def data(self, clearance, show_withheld: bool = True) -> dict:
+        key = (clearance_key(clearance), show_withheld)
+        if key not in self._data:
+            self._data[key] = build_briefing(self.s, self.directory, self.zone, self.at, clearance,
+                                             show_withheld=show_withheld)
+        return self._data[key]
+
+    def picture(self, clearance) -> Picture | None:
+        data = self.data(clearance)
+        # Keyed by what is drawn, so clearances that see the same operations share one drawing.
+        seen = (tuple((a, op["ref"]) for a, ops in data["by_agency"].items() for op in ops),
+                tuple(cf["ref"] for cf in data["conflicts"] if not cf["withheld"]))
+        if seen not in self._pictures:
+            self._pictures[seen] = timeline(data)
+        return self._pictures[seen]
+
+
+def _attach_console_pictures(s, row: OutboxRow, briefing: _Briefing) -> None:
+    """Console rows carry one rendering per clearance; each gets the picture for that clearance."""
+    payload = json.loads(row.payload)
+    for level in CLEARANCE_LEVELS:
+        picture = briefing.picture(level)
+        variant = payload["by_clearance"][clearance_key(level)]
+        if picture is not None:
+            variant["image"] = picture.attachment()
+    lowest = payload["by_clearance"][clearance_key(CLEARANCE_LEVELS[0])]
+    if "image" in lowest:
+        payload["image"] = lowest["image"]
+    row.payload = json.dumps(payload, ensure_ascii=False)
+    s.add(row)
+    s.flush()
+
+
+class JobScheduler:
+    """The scheduled jobs of one replica. `start()` from inside a running asyncio event loop (AsyncIOScheduler
+    needs one); `shutdown()` stops the jobs and gives up the leadership at once."""
+
+    def __init__(self, parts, clock=None, *, lock_retry_seconds: float = LOCK_RETRY_SECONDS):
+        self.parts = parts
+        self.clock = clock or parts.engine.clock
+        self.lock_retry_seconds = lock_retry_seconds
+        self.grace = timedelta(hours=parts.settings.briefing.grace_hours)
+        self._scheduler: AsyncIOScheduler | None = None
+        self._lock_conn = None
+        self._guard = threading.Lock()
+        self._leader = False
+
+    # --- what tests and the runner use ------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader
+
+    def triggers(self) -> dict[str, CronTrigger]:
+        d = self.parts.directory
+        return {z.code: briefing_trigger(z, d.briefing_time(z.code)) for z in d.configured_zones()}
+
+    def post_briefing(self, zone_code: str, at: datetime) -> int:
+        """Post the zone's briefing of `at`'s local day to its rooms; returns the rows enqueued (0 if done)."""
+        return post_briefing(self.parts, zone_code, at, now=self.clock())
+
+    def catch_up(self, now: datetime | None = None) -> dict[str, int]:
+        """Post every configured zone's briefing that was due within the grace period and not yet posted."""
+        now = now or self.clock()
+        out = {}
+        for code, trigger in self.triggers().items():
+            fire = due_firing(trigger, now, self.grace)
+            if fire is not None:
+                out[code] = post_briefing(self.parts, code, fire, now=now)
+        return out
+
+    def start(self) -> None:
+        grace_s = max(1, int(self.grace.total_seconds()))
+        sched = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        for code, trigger in self.triggers().items():
+            # Grace set on purpose: APScheduler's default of 1 s would drop a briefing the loop woke late for.
+            sched.add_job(self._briefing_job, trigger, args=[code], id=f"briefing:{code}",
+                          misfire_grace_time=grace_s, coalesce=True)
+        conflicts = self.parts.settings.conflicts
+        sched.add_job(self._scan_job, IntervalTrigger(minutes=conflicts.scan_every_minutes), id="gap-scan",
+                      misfire_grace_time=60, coalesce=True)
+        sched.add_job(self._escalate_job, IntervalTrigger(minutes=1), id="escalate", misfire_grace_time=30,
+                      coalesce=True)
+        if self.parts.db.is_postgres:
+            sched.add_job(self.try_lead, IntervalTrigger(seconds=self.lock_retry_seconds), id="leader",
+                          misfire_grace_time=max(1, int(self.lock_retry_seconds)), coalesce=True)
+        self._scheduler = sched
+        sched.start()
+        self.try_lead()
+
+    def shutdown(self) -> None:
+        sched, self._scheduler = self._scheduler, None
+        if sched is not None and sched.running:
+            try:
+                sched.shutdown(wait=False)
+            except RuntimeError:  # its event loop is already closed: nothing left to stop
+                pass
+        self._release()
+
+    # --- leadership -------------------------------------------------------------------------------------
+
+    def try_lead(self) -> bool:
+        """One election round: a follower tries to take the lock; a leader checks its session is still alive."""
+        with self._guard:
+            was = self._leader
+            if not self.parts.db.is_postgres:
+                self._leader = True
+            elif self._leader:
+                if not self._alive():
+                    log.warning("lost the scheduler lock: its database session ended")
+                    self._drop_connection()
+                    self._leader = False
+            else:
+                self._leader = self._acquire()
+            became = self._leader and not was
+        metrics.set_leader(self._leader)
+        if became:
+            log.info("leading: this replica runs the scheduled jobs")
+            self._after_taking_over()
+        return self._leader
+
+    def _acquire(self) -> bool:
+        import psycopg
+
+        try:
+            if self._lock_conn is None or self._lock_conn.closed:
+                url = self.parts.db.engine.url.set(drivername="postgresql")
+                self._lock_conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
+                                                  connect_timeout=5, keepalives=1, keepalives_idle=10,
+                                                  keepalives_interval=5, keepalives_count=3,
+                                                  application_name="watchfloor-scheduler")
+            got = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()[0]
+            return bool(got)
+        except Exception as e:
+            log.warning("scheduler lock: %s", e)
+            self._drop_connection()
+            return False
+
+    def _alive(self) -> bool:
+        try:
+            self._lock_conn.execute("SELECT 1").fetchone()
+            return True
+        except Exception:
+            return False
+
+    def _drop_connection(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _release(self) -> None:
+        with self._guard:
+            self._leader = False
+            self._drop_connection()  # the session ends, and with it the advisory lock
+
+    def _after_taking_over(self) -> None:
+        """Briefings missed while nobody led: posted now, off the event loop when the scheduler runs."""
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.add_job(self._catch_up_job, DateTrigger(run_date=datetime.now(UTC)),
+                                    id="catch-up", replace_existing=True, misfire_grace_time=None)
+        else:
+            self._catch_up_job()
+
+    # --- the jobs (run in the executor's threads) -------------------------------------------------------
+
+    def _catch_up_job(self) -> None:
+        if not self._leader:
+            return
+        try:
+            posted = self.catch_up()
+            if posted:
+                log.info("briefings caught up: %s", posted)
+        except Exception:
+            log.exception("briefing catch-up failed")
+
+    def _briefing_job(self, zone_code: str) -> None:
+        if not self._leader:
+            return
+        try:
+            fire = due_firing(self.triggers()[zone_code], self.clock(), self.grace)
+            if fire is not None:
+                post_briefing(self.parts, zone_code, fire, now=self.clock())
+        except Exception:
+            log.exception("briefing of %s failed", zone_code)
+
+    def _scan_job(self) -> None:
+        if not self._leader:
+            return
+        engine = self.parts.engine
+        try:
+            if importlib.util.find_spec("commands.jobs") is not None:
+                from commands.jobs import scan_all
+
+                scan_all(engine)
+                return
+            now = self.clock()
+            codes = {z.code for z in self.parts.directory.configured_zones()}
+            with engine.db.session() as s:
+                codes |= set(s.exec(select(OperationRow.zone_code).where(
+                    col(OperationRow.status).in_(LIVE_STATUSES)).distinct()).all())
+            for code in sorted(codes):
+                with engine.db.session() as s:
+                    changes = engine.deconfliction.scan_zone(s, code, now)
+                    engine.deconfliction.alert(s, code, changes, now, cause="periodic scan")
+        except Exception:
+            log.exception("gap scan failed")
+
+    def _escalate_job(self) -> None:
+        if not self._leader:
+            return
+        engine = self.parts.engine
+        try:
+            if importlib.util.find_spec("commands.jobs") is not None:
+                from commands.jobs import escalate_due
+
+                escalate_due(engine)
+                return
+            after = timedelta(minutes=self.parts.settings.conflicts.escalate_after_minutes)
+            with engine.db.session() as s:
+                engine.deconfliction.escalate(s, self.clock(), after)
+        except Exception:
+            log.exception("escalation failed")

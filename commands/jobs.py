@@ -1,0 +1,56 @@
+"""The periodic deconfliction jobs the scheduler fires: re-scan zones as time passes, escalate what waits.
+
+Each zone is scanned in its own transaction, so one zone's trouble neither holds back nor rolls back another's,
+and each transaction posts its own alerts (one per watch room), committed together with the conflicts.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlmodel import col, select
+
+from ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
+from storage.tables import ConflictRow, OperationRow, TargetRow
+
+from .deconflict import Changes
+from .engine import Engine
+
+log = logging.getLogger("watchfloor.jobs")
+
+
+def zones_to_scan(engine: Engine) -> list[str]:
+    """Every configured zone, plus any zone holding live operations, open targets or open conflicts."""
+    codes = [z.code for z in engine.directory.configured_zones()]
+    with engine.db.session() as s:
+        codes += s.exec(select(OperationRow.zone_code).distinct()
+                        .where(col(OperationRow.status).in_(LIVE_STATUSES))).all()
+        codes += s.exec(select(TargetRow.zone_code).distinct().where(TargetRow.status == "open")).all()
+        # A zone whose last operation was just cancelled still has conflicts to close.
+        codes += s.exec(select(ConflictRow.zone_code).distinct()
+                        .where(col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))).all()
+    return sorted(set(codes))
+
+
+def scan_all(engine: Engine) -> Changes:
+    """Scan every zone that may have something to find; alerts are posted for what each scan changed."""
+    total = Changes()
+    now = engine.clock()
+    for zone in zones_to_scan(engine):
+        try:
+            with engine.db.session() as s:
+                changes = engine.deconfliction.scan_zone(s, zone, now, actor="scheduler")
+                engine.deconfliction.alert(s, zone, changes, now, cause="periodic scan")
+        except Exception:
+            log.exception("conflict scan of zone %s failed", zone)
+            continue
+        total.merge(changes)
+    return total
+
+
+def escalate_due(engine: Engine) -> list[ConflictRow]:
+    """Escalate, once each, the conflicts nobody acknowledged within `escalate_after_minutes`."""
+    after = timedelta(minutes=engine.directory.settings.conflicts.escalate_after_minutes)
+    now = engine.clock()
+    with engine.db.session() as s:
+        return engine.deconfliction.escalate(s, now, after)

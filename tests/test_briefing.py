@@ -1,0 +1,164 @@
+"""The morning briefing as rooms receive it: content, clearance per room, the timeline picture, and the
+on-demand forms (`brief now`, `watchfloor brief`) giving the same briefing."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+from PIL import Image
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.scheduler import JobScheduler
+from commands.posting import for_clearance
+from storage.tables import OutboxRow
+from tests.helpers import ConsoleUser, make_parts
+
+LES_ROOM, UNCLASS_ROOM, WATCH_ROOM = "slack:CJOINTLES", "slack:CJOINTPUB", "matrix:!watch:localhost"
+SETTINGS = {
+    "zone": [{"code": "LALB", "joint_rooms": [LES_ROOM, UNCLASS_ROOM], "watch_rooms": [WATCH_ROOM]}],
+    "room": [{"id": LES_ROOM, "clearance": ["UNCLASS", "FOUO", "LES"]},
+             {"id": WATCH_ROOM, "clearance": ["UNCLASS", "FOUO"]}],
+}
+BRIEFING_AT = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # 07:00 PST on Wed 2 Dec
+
+
+def _day_of_operations(parts, clock):
+    """Tue 1 Dec: yesterday's work gets done; Wed 2 Dec: three agencies plan, one of them LES."""
+    cbp = ConsoleUser(parts, "LALB", "alice", "CBP")
+    uscg = ConsoleUser(parts, "LALB", "bob", "USCG")
+    hsi = ConsoleUser(parts, "LALB", "hank", "HSI")
+    sup = ConsoleUser(parts, "LALB", "sam", "USCG", "supervisor")
+    assert "OP-1" in uscg.say("!op log patrol at=33.70,-118.20 start=2026-12-01T08:00 end=2h")
+    uscg.say('!op done OP-1 outcome="2 vessels checked"')
+    cbp.say('!target nominate IMO9074729 eta=2026-12-01T10:00 name="Old Lady"')
+    cbp.say('!target close TGT-1 outcome="boarded, cleared"')
+    cbp.say('!op log boarding vessel=IMO9074729 at=33.74,-118.27 start=2026-12-02T09:00 end=2h contact="CBP desk"')
+    uscg.say("!op log patrol at=33.741,-118.271 radius=1nm start=2026-12-02T10:00 end=2026-12-02T12:00")
+    hsi.say('!op log surveillance vessel=IMO9301548 at=33.75,-118.28 start=2026-12-02T13:00 end=3h mark=LES '
+            'contact="HSI duty"')
+    cbp.say('!target nominate 366123456 eta=2026-12-02T15:00 priority=high name="Sea Breeze"')
+    uscg.say("!target endorse TGT-2")
+    hsi.say("!target nominate IMO9074729 eta=2026-12-02T18:00")
+    sup.say("!conflicts ack CF-1")
+    clock.now = BRIEFING_AT
+
+
+def _briefings(parts) -> dict[str, dict]:
+    with parts.db.session() as s:
+        rows = s.exec(select(OutboxRow).where(OutboxRow.kind == "briefing")).all()
+    return {r.room: json.loads(r.payload) for r in rows}
+
+
+def _lanes(image: dict) -> list[str]:
+    png = base64.b64decode(image["data_b64"])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    img = Image.open(io.BytesIO(png))
+    img.verify()  # a decodable, complete PNG, not just the right first bytes
+    img = Image.open(io.BytesIO(png))
+    assert img.format == "PNG" and img.size[0] >= 600
+    return img.text["Lanes"].split(",")
+
+
+def test_briefing_content_and_clearance_per_room(db_url, clock):
+    parts = make_parts(db_url, clock, **SETTINGS)
+    _day_of_operations(parts, clock)
+    sched = JobScheduler(parts, clock)
+    posted = sched.post_briefing("LALB", BRIEFING_AT)
+    assert posted == 4  # two joint rooms, the watch room, the console room
+    got = _briefings(parts)
+    les, pub, watch = got[LES_ROOM]["text"], got[UNCLASS_ROOM]["text"], got[WATCH_ROOM]["text"]
+
+    assert "Wednesday 02 December 2026 07:00 PST" in les
+    # Today's operations by agency, with local times and contacts.
+    assert "CBP:\n  • OP-2 CBP boarding · IMO9074729" in les and "09:00 PST – 11:00 PST · contact CBP desk" in les
+    assert "USCG:\n  • OP-3 USCG patrol" in les
+    # The LES operation: in the LES-cleared room, nowhere in the others (not even its contact or vessel).
+    assert "OP-4 HSI surveillance [LES]" in les and "contact HSI duty" in les
+    for text in (pub, watch):
+        assert "surveillance" not in text and "HSI duty" not in text and "IMO9301548" not in text
+        assert "(1 operation withheld at this room's clearance)" in text
+    # Arrivals: who covers each, and who asked for it but has nothing planned.
+    assert "TGT-2 366123456 \"Sea Breeze\" · high" in les and "NOT COVERED (no operation from CBP, USCG)" in les
+    assert "TGT-3 IMO9074729" in les and "covered by CBP (no operation from HSI)" in les
+    # Open conflicts with their owners.
+    assert "CF-1 overlap" in les and "owned by console:sam" in les
+    # Yesterday: done operations and closed targets, with outcomes.
+    assert "done: OP-1 USCG patrol" in les and "2 vessels checked" in les
+    assert "closed: TGT-1 IMO9074729" in les and "boarded, cleared" in les
+    # Participation over 7 days; the LES work is not counted where it may not be shown.
+    assert "• HSI: 1 operation, 1 target, 1 endorsement" in les  # a nomination counts as an endorsement
+    assert "• USCG: 2 operations, 0 targets, 1 endorsement" in les
+    assert "• HSI: 0 operations, 1 target" in pub
+
+    # The picture: one lane per agency, and only the lanes the room may see.
+    assert _lanes(got[LES_ROOM]["image"]) == ["CBP", "HSI", "USCG"]
+    assert _lanes(got[UNCLASS_ROOM]["image"]) == ["CBP", "USCG"]
+    # The console room carries a rendering and a picture per clearance; each reader gets theirs.
+    console = got["console:LALB"]
+    assert _lanes(for_clearance(console, ["UNCLASS"])["image"]) == ["CBP", "USCG"]
+    assert _lanes(for_clearance(console, ["UNCLASS", "FOUO", "LES"])["image"]) == ["CBP", "HSI", "USCG"]
+    assert "HSI duty" not in for_clearance(console, ["UNCLASS", "FOUO"])["text"]
+
+    assert sched.post_briefing("LALB", BRIEFING_AT) == 0  # the same day again: nothing new
+    assert len(_briefings(parts)) == 4
+
+
+def test_brief_now_and_cli_give_the_same_briefing(sqlite_url, clock, tmp_path):
+    parts = make_parts(sqlite_url, clock, **SETTINGS)
+    _day_of_operations(parts, clock)
+    JobScheduler(parts, clock).post_briefing("LALB", BRIEFING_AT)
+    scheduled = _briefings(parts)[LES_ROOM]["text"]
+
+    picture = tmp_path / "lalb.png"
+    result = CliRunner().invoke(app, ["brief", "--zone", "LALB", "--at", "2026-12-02T07:00", "--db", sqlite_url,
+                                      "--picture", str(picture)])
+    assert result.exit_code == 0, result.output
+    printed, _, tail = result.output.rpartition("\npicture: ")
+    assert printed.strip() == scheduled
+    assert tail.strip() == str(picture)
+    assert Image.open(picture).text["Lanes"] == "CBP,HSI,USCG"
+
+    # `--at` with an offset is taken as given: 15:00Z is the same 07:00 PST briefing.
+    result = CliRunner().invoke(app, ["brief", "--zone", "LALB", "--at", "2026-12-02T15:00Z", "--db", sqlite_url])
+    assert result.output.strip() == scheduled
+
+    # `brief now` in the room at the briefing time: same sections, at the reader's clearance.
+    hank = ConsoleUser(parts, "LALB", "hank2", "HSI")
+    now = hank.say("!brief now")
+    assert now.splitlines()[0] == scheduled.splitlines()[0]
+    assert "OP-4 HSI surveillance [LES]" in now and "covered by CBP (no operation from HSI)" in now
+
+
+def test_console_writes_the_picture_and_prints_its_path(sqlite_url, clock, tmp_path, monkeypatch):
+    from bot.console import ConsoleRoom
+
+    monkeypatch.setenv("WATCHFLOOR_PICTURE_DIR", str(tmp_path / "pics"))
+    parts = make_parts(sqlite_url, clock, **SETTINGS)
+    _day_of_operations(parts, clock)
+    room, sender = parts.directory.add_console("LALB", "pat", "PORT", None)
+    out = io.StringIO()
+    chat = ConsoleRoom(parts.engine, room, sender, out=out)
+    JobScheduler(parts, clock).post_briefing("LALB", BRIEFING_AT)
+    chat.poll()
+    text = out.getvalue()
+    assert "Morning briefing" in text
+    path = text.rsplit("picture: ", 1)[1].strip()
+    assert path == str(tmp_path / "pics" / "briefing-LALB-2026-12-02.png")
+    assert Image.open(path).text["Lanes"] == "CBP,USCG"  # the port authority is not cleared for LES
+
+
+@pytest.mark.parametrize("zone,header", [("GUAM", "Thursday 03 December 2026 07:00 ChST"),
+                                         ("SJ", "Wednesday 02 December 2026 17:00 AST")])
+def test_quiet_day_has_no_picture_and_says_so(sqlite_url, clock, zone, header):
+    parts = make_parts(sqlite_url, clock, zone=[{"code": zone}])
+    clock.now = datetime(2026, 12, 2, 21, 0, tzinfo=UTC)
+    assert JobScheduler(parts, clock).post_briefing(zone, clock.now) == 1  # its console room
+    payload = _briefings(parts)[f"console:{zone}"]
+    assert "image" not in payload
+    assert header in payload["text"]
+    assert "None logged." in payload["text"] and "No targets arriving." in payload["text"]

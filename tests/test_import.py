@@ -1,0 +1,156 @@
+"""`watchfloor import ops`: CSV and JSON Lines, all or nothing, conflicts checked, one summary alert."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from sqlmodel import func, select
+from typer.testing import CliRunner
+
+from bot.cli import app
+from storage.db import Database
+from storage.tables import AuditRow, ConflictRow, OperationRow, OutboxRow
+from tests.helpers import ConsoleUser, make_parts
+
+HEADER = "type,agency,vessel,at,radius,start,end,mark,note,contact\n"
+GOOD_CSV = HEADER + (
+    'boarding,CBP,IMO9074729,"33.74,-118.27",,2026-12-05T14:00,2h,,"pilot boards, 0600",CBP desk\n'
+    "patrol,USCG,,\"33.741,-118.271\",1nm,2026-12-05T15:00,2026-12-05T17:00,FOUO,,\n"
+    'escort,HSI,"EVER GIVEN",,,2026-12-06T09:00Z,90m,,,\n'
+    "dive,PD,366123456,\"33.70,-118.20\",200m,2026-12-07T08:00-08:00,1h30m,LES,,\n"
+)
+
+
+def run(*args):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def stored(db_url):
+    db = Database(db_url)
+    with db.session() as s:
+        rows = s.exec(select(OperationRow).order_by(OperationRow.id)).all()
+        conflicts = s.exec(select(ConflictRow)).all()
+        alerts = s.exec(select(OutboxRow).where(OutboxRow.room == "console:LALB", OutboxRow.kind == "alert")).all()
+    db.dispose()
+    return rows, conflicts, alerts
+
+
+def test_csv_import_stores_every_row_with_its_fields(db_url, tmp_path):
+    f = tmp_path / "ops.csv"
+    f.write_text(GOOD_CSV)
+    out = run("import", "ops", str(f), "--zone", "lalb", "--db", db_url)
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("imported 4 operations (OP-1..OP-4)")
+    rows, conflicts, alerts = stored(db_url)
+    assert [(r.type, r.agency_code, r.vessel_key, r.marking) for r in rows] == [
+        ("boarding", "CBP", "imo:9074729", "UNCLASS"), ("patrol", "USCG", None, "FOUO"),
+        ("escort", "HSI", "name:EVER GIVEN", "UNCLASS"), ("dive", "PD", "mmsi:366123456", "LES")]
+    assert rows[0].note == "pilot boards, 0600" and rows[0].contact == "CBP desk" and rows[0].radius_m == 500
+    assert rows[1].radius_m == 1852 and (rows[1].lat, rows[1].lon) == (33.741, -118.271)
+    assert rows[0].start_at.isoformat() == "2026-12-05T22:00:00+00:00"      # zone local 14:00 PST
+    assert rows[2].start_at.isoformat() == "2026-12-06T09:00:00+00:00"      # Z
+    assert (rows[3].end_at - rows[3].start_at).total_seconds() == 5400
+    assert len(conflicts) == 1 and {conflicts[0].op_a, conflicts[0].op_b} == {1, 2}
+    assert len(alerts) == 1
+
+
+def test_jsonl_import_same_keys_and_zone_column(db_url, tmp_path):
+    f = tmp_path / "ops.jsonl"
+    f.write_text("\n".join(json.dumps(d) for d in [
+        {"type": "patrol", "agency": "USCG", "at": "40.60,-74.06", "start": "2026-12-05T10:00", "end": "2h",
+         "zone": "NY"},
+        {"type": "inspection", "agency": "CBP", "at": [33.74, -118.27], "start": "2026-12-05T10:00", "zone": "LALB",
+         "note": None},
+    ]) + "\n\n")
+    out = run("import", "ops", str(f), "--db", db_url)
+    assert out.exit_code == 0, out.output
+    rows, _, _ = stored(db_url)
+    assert [(r.zone_code, r.type) for r in rows] == [("NY", "patrol"), ("LALB", "inspection")]
+    assert rows[0].start_at.isoformat() == "2026-12-05T15:00:00+00:00"  # New York local, EST
+    assert rows[1].end_at - rows[1].start_at == rows[0].end_at - rows[0].start_at  # default 2 h
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("ops.csv", GOOD_CSV + 'patrol,CBP,,"95,0",,2026-12-05T14:00,2h,,,\n', "row 5: at: latitude 95 is out of range"),
+    ("ops.csv", GOOD_CSV.replace("IMO9074729", "IMO9074728"), "row 1: vessel: IMO9074728 has a wrong check digit"),
+    ("ops.csv", GOOD_CSV.replace("366123456", "12345"), "row 4: vessel: MMSI must be 9 digits"),
+    ("ops.csv", GOOD_CSV.replace("USCG", "NAVYX"), "row 2: agency: unknown agency 'NAVYX'"),
+    ("ops.csv", GOOD_CSV.replace("escort", "flying"), "row 3: type: unknown type 'flying'"),
+    ("ops.csv", GOOD_CSV.replace("1h30m", "2026-12-07T07:00"), "row 4: end: must be after start"),
+    ("ops.csv", GOOD_CSV.replace("2026-12-06T09:00Z", ""), "row 3: start: missing"),
+    ("ops.csv", GOOD_CSV.replace(",contact\n", ",colour\n"), "row 1: colour: unknown column"),
+    ("ops.jsonl", '{"type":"patrol","agency":"CBP","at":"1,1","start":"+1h"}\n{"type": \n',
+     "row 2: not valid JSON"),
+    ("ops.jsonl", '{"type":"patrol","agency":"CBP","at":"1,1","start":"+1h"}\n[1,2]\n', "row 2: must be a JSON object"),
+])
+def test_a_bad_row_anywhere_stores_nothing_and_names_row_and_field(sqlite_url, tmp_path, name, text, message):
+    check_refused(sqlite_url, tmp_path, name, text, message)
+
+
+def test_a_bad_last_row_stores_nothing_on_either_database(db_url, tmp_path):
+    check_refused(db_url, tmp_path, "ops.csv", GOOD_CSV + GOOD_CSV.removeprefix(HEADER) * 49 + 'patrol,CBP,,"1,1",,2026-12-05T14:00,0m,,,\n',
+                  "row 201: end: duration must be longer than zero")
+
+
+def check_refused(db_url, tmp_path, name, text, message):
+    f = tmp_path / name
+    f.write_text(text)
+    out = run("import", "ops", str(f), "--zone", "LALB", "--db", db_url)
+    assert out.exit_code == 1
+    assert message in out.output, out.output
+    assert "Traceback" not in out.output
+    rows, conflicts, alerts = stored(db_url)
+    assert rows == [] and conflicts == [] and alerts == []
+
+
+def test_zone_is_required_without_a_zone_column(sqlite_url, tmp_path):
+    f = tmp_path / "ops.csv"
+    f.write_text(GOOD_CSV)
+    out = run("import", "ops", str(f), "--db", sqlite_url)
+    assert out.exit_code == 1 and "row 1: zone: missing (give --zone or a zone column)" in out.output
+    assert run("import", "ops", str(f), "--zone", "ATLANTIS", "--db", sqlite_url).exit_code == 2
+    assert run("import", "ops", str(tmp_path / "missing.csv"), "--zone", "LALB", "--db", sqlite_url).exit_code == 2
+    empty = tmp_path / "empty.csv"
+    empty.write_text(HEADER)
+    out = run("import", "ops", str(empty), "--zone", "LALB", "--db", sqlite_url)
+    assert out.exit_code == 1 and "no rows to import" in out.output
+
+
+def test_imported_ops_conflict_with_logged_ones_and_post_one_summary_alert(db_url, tmp_path, clock):
+    parts = make_parts(db_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    assert "OP-1 logged" in alice.say("!op log boarding at=33.74,-118.27 start=2026-12-05T14:00 end=3h")
+    # five USCG patrols on the same spot and time: each conflicts with OP-1 and with every other agency's
+    lines = "".join(f'patrol,{a},,"33.74,-118.27",,2026-12-05T15:00,1h,,,\n'
+                    for a in ("USCG", "HSI", "PD", "PORT", "AMO"))
+    f = tmp_path / "ops.csv"
+    f.write_text(HEADER + lines)
+    out = run("import", "ops", str(f), "--zone", "LALB", "--db", db_url)
+    assert out.exit_code == 0, out.output
+    assert "15 conflicts raised" in out.output  # 6 agencies pairwise
+    rows, conflicts, alerts = stored(db_url)
+    assert len(rows) == 6 and len(conflicts) == 15
+    assert len(alerts) == 1  # one summary, not one per row or per conflict
+    text = json.loads(alerts[0].payload)["text"]
+    assert "15 new conflicts" in text and "import of 5 operations from ops.csv" in text
+    db = Database(db_url)
+    with db.session() as s:
+        audit = s.exec(select(AuditRow).where(AuditRow.action == "op.import")).one()
+        assert audit.entity == "OP-2..OP-6"
+    db.dispose()
+    # a console user in the zone sees the alert
+    listing = alice.say("!conflicts")
+    assert "15 conflicts" in listing
+
+
+def test_import_subprocess_exit_codes(tmp_path):
+    db = f"sqlite:///{tmp_path / 'wf.db'}"
+    f = tmp_path / "ops.csv"
+    f.write_text(GOOD_CSV.replace("USCG", "NAVYX"))
+    env = {**os.environ, "WATCHFLOOR_DB_URL": db}
+    bad = subprocess.run([sys.executable, "-m", "bot.cli", "import", "ops", str(f), "--zone", "LALB"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip() == "row 2: agency: unknown agency 'NAVYX'"

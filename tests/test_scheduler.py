@@ -1,0 +1,247 @@
+"""When briefings go out: local time in every zone across DST, missed briefings after downtime, exactly once per
+room whatever races, and one leader among replicas on PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, time as clock_time, timedelta
+
+import psycopg
+import pytest
+import time_machine
+from sqlmodel import select
+
+from bot.scheduler import JobScheduler, briefing_trigger, due_firing
+from ioc.zones import get_zone
+from storage.tables import OutboxRow
+from tests.helpers import make_parts
+
+ROOMS = {"joint_rooms": ["slack:CJOINT", "matrix:!joint:localhost"], "watch_rooms": ["slack:CWATCH"]}
+LALB = {"zone": [{"code": "LALB", **ROOMS}]}
+
+
+def firings(zone_code: str, start: datetime, days: int, at=clock_time(7, 0)) -> list[datetime]:
+    trigger = briefing_trigger(get_zone(zone_code), at)
+    out, fire = [], trigger.get_next_fire_time(None, start)
+    while fire < start + timedelta(days=days):
+        out.append(fire.astimezone(UTC))
+        fire = trigger.get_next_fire_time(fire, fire)
+    return out
+
+
+@pytest.mark.parametrize("zone,start,utc_hours", [
+    # LALB: clocks spring forward Sun 14 Mar 2027 and fall back Sun 7 Nov 2027; 07:00 local all the same.
+    ("LALB", datetime(2027, 3, 12, tzinfo=UTC), [15, 15, 14, 14]),
+    ("LALB", datetime(2027, 11, 5, tzinfo=UTC), [14, 14, 15, 15]),
+    ("ANC", datetime(2027, 3, 12, tzinfo=UTC), [16, 16, 15, 15]),
+    ("ANC", datetime(2027, 11, 5, tzinfo=UTC), [15, 15, 16, 16]),
+    # No DST: the same UTC hour the whole year.
+    ("HON", datetime(2027, 3, 12, tzinfo=UTC), [17, 17, 17, 17]),
+    ("HON", datetime(2027, 11, 5, tzinfo=UTC), [17, 17, 17, 17]),
+    ("GUAM", datetime(2027, 3, 12, tzinfo=UTC), [21, 21, 21, 21]),  # 07:00 ChST is 21:00Z the day before
+    ("SJ", datetime(2027, 11, 5, tzinfo=UTC), [11, 11, 11, 11]),
+])
+def test_briefing_fires_at_local_briefing_time_across_dst(zone, start, utc_hours):
+    fires = firings(zone, start, 4)
+    assert [f.hour for f in fires] == utc_hours
+    tz = get_zone(zone).tz
+    assert all(f.astimezone(tz).strftime("%H:%M") == "07:00" for f in fires)
+    assert len({f.astimezone(tz).date() for f in fires}) == 4  # one a local day, none skipped or doubled
+
+
+def test_configured_briefing_time_is_used(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock, zone=[{"code": "NY", "briefing_time": "06:30"}, {"code": "GUAM"}])
+    triggers = JobScheduler(parts, clock).triggers()
+    assert set(triggers) == {"NY", "GUAM"}
+    first = triggers["NY"].get_next_fire_time(None, datetime(2027, 1, 4, tzinfo=UTC))
+    assert first == datetime(2027, 1, 4, 11, 30, tzinfo=UTC)  # 06:30 EST
+
+
+def _briefing_rows(parts) -> list[OutboxRow]:
+    with parts.db.session() as s:
+        return list(s.exec(select(OutboxRow).where(OutboxRow.kind == "briefing").order_by(OutboxRow.id)).all())
+
+
+def test_clocks_fall_back_repeated_time_posts_once(sqlite_url, clock):
+    """01:30 happens twice on 7 Nov 2027 in Los Angeles; the trigger fires twice, the rooms get one briefing."""
+    parts = make_parts(sqlite_url, clock, zone=[{"code": "LALB", "briefing_time": "01:30", **ROOMS}])
+    sched = JobScheduler(parts, clock)
+    fires = [f for f in firings("LALB", datetime(2027, 11, 7, 7, tzinfo=UTC), 1, clock_time(1, 30))]
+    assert fires == [datetime(2027, 11, 7, 8, 30, tzinfo=UTC), datetime(2027, 11, 7, 9, 30, tzinfo=UTC)]
+    posted = []
+    for fire in fires:
+        clock.now = fire
+        posted.append(sched.catch_up())
+    assert posted == [{"LALB": 4}, {"LALB": 0}]
+    assert len(_briefing_rows(parts)) == 4
+
+
+def test_spring_forward_missing_time_still_briefs_that_day(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock, zone=[{"code": "LALB", "briefing_time": "02:30", **ROOMS}])
+    sched = JobScheduler(parts, clock)
+    fires = firings("LALB", datetime(2027, 3, 13, 12, tzinfo=UTC), 3, clock_time(2, 30))
+    days = [f.astimezone(get_zone("LALB").tz).date().isoformat() for f in fires]
+    assert days == ["2027-03-14", "2027-03-15", "2027-03-16"]  # 14 Mar has no 02:30; it briefs at 03:30 PDT
+    clock.now = fires[0]
+    assert sched.catch_up() == {"LALB": 4}
+
+
+def test_missed_briefing_posted_once_within_grace_skipped_beyond(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock, **LALB)  # grace_hours defaults to 2
+    sched = JobScheduler(parts, clock)
+    # Down over 07:00 PST on 2 Dec, back at 08:45: still within grace, so it goes out, once.
+    clock.now = datetime(2026, 12, 2, 16, 45, tzinfo=UTC)
+    assert sched.catch_up() == {"LALB": 4}
+    clock.advance(minutes=5)
+    assert sched.catch_up() == {"LALB": 0}  # a second restart posts nothing more
+    rows = _briefing_rows(parts)
+    assert {json.loads(r.payload)["day"] for r in rows} == {"2026-12-02"}
+    assert "Wednesday 02 December 2026 07:00 PST" in json.loads(rows[0].payload)["text"]  # as of 07:00
+    # Down over 07:00 on 3 Dec, back at 09:01: past the 2 h grace, so that briefing is skipped.
+    clock.now = datetime(2026, 12, 3, 17, 1, tzinfo=UTC)
+    assert sched.catch_up() == {}
+    assert len(_briefing_rows(parts)) == 4
+
+
+def test_missed_briefings_coalesce_to_the_latest(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock, **LALB, briefing={"grace_hours": 60})
+    sched = JobScheduler(parts, clock)
+    clock.now = datetime(2026, 12, 4, 16, 0, tzinfo=UTC)  # down since before 07:00 on 2 Dec: three missed
+    assert sched.catch_up() == {"LALB": 4}
+    assert {json.loads(r.payload)["day"] for r in _briefing_rows(parts)} == {"2026-12-04"}
+
+
+def test_running_scheduler_posts_at_briefing_time(sqlite_url):
+    """The real AsyncIOScheduler on a running loop: the clock reaches 07:00 PST and the briefing goes out."""
+    async def scenario():
+        parts = make_parts(sqlite_url, None, **LALB)
+        with time_machine.travel(datetime(2026, 12, 2, 14, 59, 57, 500_000, tzinfo=UTC), tick=True):
+            sched = JobScheduler(parts)
+            sched.start()
+            assert sched.is_leader  # SQLite: one process, it leads
+            await asyncio.sleep(0.5)
+            assert _briefing_rows(parts) == []  # not yet 07:00: nothing to catch up
+            for _ in range(80):
+                await asyncio.sleep(0.1)
+                if _briefing_rows(parts):
+                    break
+            await asyncio.sleep(0.3)
+            sched.shutdown()
+            await asyncio.sleep(0.05)
+            return parts
+
+    parts = asyncio.run(scenario())
+    rows = _briefing_rows(parts)
+    assert sorted(r.room for r in rows) == ["console:LALB", "matrix:!joint:localhost", "slack:CJOINT",
+                                            "slack:CWATCH"]
+
+
+def test_restart_within_grace_catches_up_on_start(sqlite_url):
+    async def scenario(at):
+        with time_machine.travel(at, tick=True):
+            parts = make_parts(sqlite_url, None, **LALB)
+            sched = JobScheduler(parts)
+            sched.start()
+            await asyncio.sleep(0.8)
+            sched.shutdown()
+            await asyncio.sleep(0.05)
+            return len(_briefing_rows(parts))
+
+    assert asyncio.run(scenario(datetime(2026, 12, 2, 16, 30, tzinfo=UTC))) == 4  # back at 08:30 PST
+    assert asyncio.run(scenario(datetime(2026, 12, 2, 16, 40, tzinfo=UTC))) == 4  # restarted again: no repeat
+
+
+# --- several replicas on PostgreSQL -----------------------------------------------------------------------
+
+def test_two_replicas_racing_post_each_briefing_once_per_room(pg_url, clock):
+    replicas = [JobScheduler(make_parts(pg_url, clock, **LALB), clock) for _ in range(2)]
+    fire = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+    clock.now = fire
+
+    def fire_once(i: int) -> int:
+        return replicas[i % 2].post_briefing("LALB", fire)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        posted = list(pool.map(fire_once, range(100)))
+    rows = _briefing_rows(replicas[0].parts)
+    assert sum(posted) == 4
+    assert sorted(r.room for r in rows) == ["console:LALB", "matrix:!joint:localhost", "slack:CJOINT",
+                                            "slack:CWATCH"]
+    for r in replicas:
+        r.parts.db.dispose()
+
+
+def _kill_session(pg_url: str, scheduler: JobScheduler) -> None:
+    """What the server sees when a replica dies: its session ends (and its advisory lock with it)."""
+    pid = scheduler._lock_conn.info.backend_pid
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_one_leader_and_takeover_when_its_session_ends(pg_url, clock):
+    a = JobScheduler(make_parts(pg_url, clock, **LALB), clock)
+    b = JobScheduler(make_parts(pg_url, clock, **LALB), clock)
+    assert a.try_lead() is True
+    assert b.try_lead() is False and b.try_lead() is False
+    assert (a.is_leader, b.is_leader) == (True, False)
+    _kill_session(pg_url, a)
+    assert a.try_lead() is False  # notices its session is gone and stops acting
+    assert b.try_lead() is True
+    assert a.try_lead() is False
+    b.shutdown()  # a clean stop hands over at once
+    assert a.try_lead() is True
+    a.shutdown()
+
+
+def test_follower_takes_over_on_its_own_and_posts_the_missed_briefing(pg_url):
+    """Two running replicas; the leader dies after 07:00 before posting; the other takes over and posts."""
+    async def scenario():
+        with time_machine.travel(datetime(2026, 12, 2, 15, 30, tzinfo=UTC), tick=True):
+            a = JobScheduler(make_parts(pg_url, None, **LALB), lock_retry_seconds=0.5)
+            b = JobScheduler(make_parts(pg_url, None, **LALB), lock_retry_seconds=0.5)
+            # `a` leads but is "hung" (no jobs run) until it dies; `b` starts as the follower.
+            a._after_taking_over = lambda: None
+            a.start()
+            b.start()
+            assert a.is_leader and not b.is_leader
+            _kill_session(pg_url, a)
+            a.shutdown()
+            t0 = time.monotonic()
+            while not b.is_leader and time.monotonic() - t0 < 10:
+                await asyncio.sleep(0.1)
+            took = time.monotonic() - t0
+            for _ in range(50):
+                if len(_briefing_rows(b.parts)) == 4:
+                    break
+                await asyncio.sleep(0.1)
+            b.shutdown()
+            await asyncio.sleep(0.05)
+            return took, _briefing_rows(b.parts)
+
+    took, rows = asyncio.run(scenario())
+    assert took < 5  # retry every 0.5 s here; every ~15 s in service, well within a minute
+    assert len(rows) == 4
+
+
+def test_escalation_job_runs_only_on_the_leader(sqlite_url, clock):
+    from tests.helpers import ConsoleUser
+
+    parts = make_parts(sqlite_url, clock, **LALB,
+                       district=[{"name": "Southwest", "watch_rooms": ["matrix:!d11:localhost"]}])
+    ConsoleUser(parts, "LALB", "alice", "CBP").say("!op log patrol at=33.74,-118.27 start=+1h end=2h")
+    ConsoleUser(parts, "LALB", "bob", "USCG").say("!op log patrol at=33.74,-118.27 start=+1h end=2h")
+    sched = JobScheduler(parts, clock)
+    clock.advance(minutes=16)  # nobody acknowledged CF-1 within 15 minutes
+
+    def escalations():
+        with parts.db.session() as s:
+            return s.exec(select(OutboxRow).where(OutboxRow.kind == "escalation")).all()
+
+    sched._escalate_job()  # not leading yet: a follower never acts
+    assert escalations() == []
+    assert sched.try_lead() is True
+    sched._escalate_job()
+    sched._escalate_job()
+    assert [r.room for r in escalations()] == ["matrix:!d11:localhost"]
