@@ -13,7 +13,6 @@ period (`briefing.grace_hours`), and only the latest missed one (coalesced).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import threading
@@ -28,10 +27,10 @@ from sqlmodel import col, select
 
 from commands.briefing import build_briefing
 from commands.directory import Room
+from commands.jobs import escalate_due, scan_all
 from commands.posting import CLEARANCE_LEVELS, clearance_key, post
-from ioc.model import LIVE_STATUSES
 from ioc.zones import Zone, get_zone
-from storage.tables import OperationRow, OutboxRow
+from storage.tables import OutboxRow
 
 from . import metrics
 from .timeline import Picture, timeline
@@ -305,37 +304,15 @@ class JobScheduler:
     def _scan_job(self) -> None:
         if not self._leader:
             return
-        engine = self.parts.engine
         try:
-            if importlib.util.find_spec("commands.jobs") is not None:
-                from commands.jobs import scan_all
-
-                scan_all(engine)
-                return
-            now = self.clock()
-            codes = {z.code for z in self.parts.directory.configured_zones()}
-            with engine.db.session() as s:
-                codes |= set(s.exec(select(OperationRow.zone_code).where(
-                    col(OperationRow.status).in_(LIVE_STATUSES)).distinct()).all())
-            for code in sorted(codes):
-                with engine.db.session() as s:
-                    changes = engine.deconfliction.scan_zone(s, code, now)
-                    engine.deconfliction.alert(s, code, changes, now, cause="periodic scan")
+            scan_all(self.parts.engine)
         except Exception:
             log.exception("gap scan failed")
 
     def _escalate_job(self) -> None:
         if not self._leader:
             return
-        engine = self.parts.engine
         try:
-            if importlib.util.find_spec("commands.jobs") is not None:
-                from commands.jobs import escalate_due
-
-                escalate_due(engine)
-                return
-            after = timedelta(minutes=self.parts.settings.conflicts.escalate_after_minutes)
-            with engine.db.session() as s:
-                engine.deconfliction.escalate(s, self.clock(), after)
+            escalate_due(self.parts.engine)
         except Exception:
             log.exception("escalation failed")

@@ -77,6 +77,18 @@ class Context:
 Handler = Callable[[Context], None]
 
 
+def dispatch(ctx: Context, topic: str, actions: dict[str, Handler]) -> None:
+    """Run the action the command's first word names; without one, the command's help (to the sender only)."""
+    action = ctx.cmd.action
+    if action is None:
+        ctx.reply("help.j2", topic=topic, ephemeral=True)
+        return
+    handler = actions.get(action)
+    if handler is None:
+        raise CommandError("command", f"unknown {topic} action '{action[:24]}' ({', '.join(actions)})")
+    handler(ctx)
+
+
 @dataclass
 class Handled:
     """What one message produced: the rows it put in the outbox (replies first), or nothing if a repeat."""

@@ -23,7 +23,7 @@ def zone_command(ctx: Context) -> None:
     present = sorted({row for row in ctx.s.exec(
         select(OperationRow.agency_code).where(OperationRow.zone_code == room.zone.code).distinct()).all()})
     ctx.reply("zone.j2", bound=True, z=room.zone, now=ctx.now, bridged=bridged, watch=watch, agencies=present,
-              clearance=sorted(m.value for m in room.clearance), room_id=room.id)
+              clearance=[m.value for m in sorted(room.clearance, key=lambda m: m.rank)], room_id=room.id)
 
 
 def help_command(ctx: Context) -> None:

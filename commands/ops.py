@@ -11,7 +11,7 @@ from storage import operations as repo
 from ioc.zones import Zone
 from storage.tables import OperationRow
 
-from .engine import Context
+from .engine import Context, dispatch
 from .errors import CommandError
 from .grammar import Token
 from .values import (parse_end, parse_marking, parse_position, parse_radius, parse_ref, parse_text, parse_time,
@@ -223,14 +223,7 @@ _ACTIONS = {
 
 
 def op_command(ctx: Context) -> None:
-    action = ctx.cmd.action
-    if action is None:
-        ctx.reply("help.j2", topic="op", ephemeral=True)
-        return
-    handler = _ACTIONS.get(action)
-    if handler is None:
-        raise CommandError("command", f"unknown op action '{action[:24]}' (log, list, show, update, cancel, done)")
-    handler(ctx)
+    dispatch(ctx, "op", _ACTIONS)
 
 
 HANDLERS = {"op": op_command}

@@ -8,7 +8,7 @@ from ioc.model import PRIORITIES, target_ref
 from storage import targets as repo
 from storage.tables import EndorsementRow, TargetRow
 
-from .engine import Context
+from .engine import Context, dispatch
 from .errors import CommandError
 from .ops import _only_keys, _words
 from .values import parse_marking, parse_ref, parse_text, parse_time, parse_vessel_field
@@ -211,14 +211,7 @@ _ACTIONS = {"nominate": nominate, "endorse": endorse, "update": update, "assign"
 
 
 def target_command(ctx: Context) -> None:
-    action = ctx.cmd.action
-    if action is None:
-        ctx.reply("help.j2", topic="target", ephemeral=True)
-        return
-    handler = _ACTIONS.get(action)
-    if handler is None:
-        raise CommandError("command", f"unknown target action '{action[:24]}' ({', '.join(_ACTIONS)})")
-    handler(ctx)
+    dispatch(ctx, "target", _ACTIONS)
 
 
 HANDLERS = {"target": target_command}

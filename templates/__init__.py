@@ -79,6 +79,16 @@ class _Mode:
             "mode": self.name,
         }
 
+    def person(self, platform_id: str | None) -> Any:
+        """A sender id as people read it: `console:sam` is sam, a Matrix user its MXID, and a Slack user a
+        mention in Slack (shown as the name) or the bare id elsewhere."""
+        if not platform_id:
+            return ""
+        platform, _, who = str(platform_id).partition(":")
+        if platform == "slack" and self.name == "mrkdwn" and who.isalnum():
+            return _Safe(f"<@{who}>")
+        return who or platform
+
     def button(self, action_id: str, label: str, value: str = "", style: str | None = None) -> str:
         # The environment is shared by every render, so the buttons of this render live in a context var.
         collected = _BUTTONS.get()
@@ -116,6 +126,7 @@ def _env(mode_name: str) -> Environment:
     )
     env.globals.update(mode.globals())
     env.filters["localtime"] = localtime
+    env.filters["person"] = mode.person
     env.filters["plural"] = lambda n, word, many=None: f"{n} {word if n == 1 else (many or word + 's')}"
     return _ENVS.setdefault(mode_name, env)
 

@@ -86,7 +86,7 @@ def test_briefing_content_and_clearance_per_room(db_url, clock):
     assert "TGT-2 366123456 \"Sea Breeze\" · high" in les and "NOT COVERED (no operation from CBP, USCG)" in les
     assert "TGT-3 IMO9074729" in les and "covered by CBP (no operation from HSI)" in les
     # Open conflicts with their owners.
-    assert "CF-1 overlap" in les and "owned by console:sam" in les
+    assert "CF-1 overlap" in les and "owned by sam" in les
     # Yesterday: done operations and closed targets, with outcomes.
     assert "done: OP-1 USCG patrol" in les and "2 vessels checked" in les
     assert "closed: TGT-1 IMO9074729" in les and "boarded, cleared" in les

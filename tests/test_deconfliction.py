@@ -230,7 +230,7 @@ def test_only_supervisors_acknowledge_and_resolve(db_url, clock):
     assert "unknown conflict CF-9" in f.sam.say("!conflicts ack CF-9")
     assert f.conflicts()[0].status == "open"
     reply = f.sam.say("!conflicts ack CF-1")
-    assert "CF-1 acknowledged — owner console:sam" in reply
+    assert "CF-1 acknowledged — owner sam" in reply
     assert any("CF-1 acknowledged" in t for t in f.new(WATCH_LES, kinds=("notice",)))
     reply = f.sam.say('!conflicts resolve CF-1 joint note="board together at 15:00"')
     assert "CF-1 resolved: joint" in reply and "board together" in reply

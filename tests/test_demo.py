@@ -29,7 +29,7 @@ def test_demo_then_a_console_session_sees_operations_the_conflict_and_the_gap(tm
     assert "CF-2 overlap" in text
     assert 'CF-3 gap (priority arrival, no cover)' in text and '"OCEAN PEARL"' in text
     assert "CF-1" not in text.split("Conflicts in LALB")[1].split("CF-2")[0]  # the morning's is resolved
-    assert "CF-2 acknowledged — owner console:sam" in text
+    assert "CF-2 acknowledged — owner sam" in text
 
     # PORT is not cleared for LES: HSI's surveillance shows only that it exists
     port = _cli("console", "--zone", "LALB", "--user", "carlos", "--agency", "PORT", "--db", db,

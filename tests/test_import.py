@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from sqlmodel import func, select
+from sqlmodel import select
 from typer.testing import CliRunner
 
 from bot.cli import app

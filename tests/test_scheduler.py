@@ -13,7 +13,7 @@ import pytest
 import time_machine
 from sqlmodel import select
 
-from bot.scheduler import JobScheduler, briefing_trigger, due_firing
+from bot.scheduler import JobScheduler, briefing_trigger
 from ioc.zones import get_zone
 from storage.tables import OutboxRow
 from tests.helpers import make_parts

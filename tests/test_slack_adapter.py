@@ -17,12 +17,11 @@ from bot.delivery import Delivery
 from bot.slack import SlackAdapter
 from commands.message import ChatMessage
 from storage.tables import ConflictRow, OperationRow, OutboxRow
-from tests.fixtures.slack_api import (  # noqa: F401  (slack_api is a fixture)
+from tests.fixtures.slack_api import (
     BOT_ID,
     apost_signed,
     block_action_body,
     event_body,
-    slack_api,
     slash_command_body,
 )
 from tests.helpers import make_parts

@@ -16,7 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fixtures.slack_api import (  # noqa: F401  (slack_api is a fixture)
+from tests.fixtures.slack_api import (
     MockSlackApi,
     apost_signed,
     block_action_body,
@@ -24,7 +24,6 @@ from tests.fixtures.slack_api import (  # noqa: F401  (slack_api is a fixture)
     post_signed,
     serve_bolt_app,
     sign,
-    slack_api,
     slash_command_body,
 )
 

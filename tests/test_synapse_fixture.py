@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from nio import AsyncClient, RoomMessageText, SyncResponse
 
-from tests.fixtures.synapse import SynapseServer, synapse, synapse_factory  # noqa: F401
+from tests.fixtures.synapse import SynapseServer
 
 pytestmark = pytest.mark.synapse
 
