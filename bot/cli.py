@@ -279,7 +279,23 @@ def audit_show(
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a bad argument exits 2 with one line naming it (no boxes, no usage dump)."""
+    try:  # typer >= 0.20 vendors click
+        from typer._click.exceptions import ClickException, UsageError
+    except ImportError:  # pragma: no cover - older typer with click installed
+        from click.exceptions import ClickException, UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as e:
+        typer.echo(f"watchfloor: {' '.join(e.format_message().split())}", err=True)
+        raise SystemExit(2) from None
+    except ClickException as e:
+        typer.echo(f"watchfloor: {' '.join(e.format_message().split())}", err=True)
+        raise SystemExit(e.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from storage import outbox
 from storage.tables import OutboxRow
@@ -109,7 +110,7 @@ class Delivery:
         while not self._stopping:
             wakeup.clear()
             try:
-                n = await self.run_once(adapter)
+                n = await self._dispatch(adapter)
             except Exception:
                 log.exception("delivery: %s pass failed", adapter.platform)
                 n = 0
@@ -119,14 +120,40 @@ class Delivery:
                 except asyncio.TimeoutError:
                     pass
 
-    async def run_once(self, adapter: Adapter) -> int:
-        """Send what is due, room by room in order, rooms side by side; returns how many rows were attempted."""
-        batches = await asyncio.to_thread(self._due_batches, adapter.platform)
-        batches = {room: jobs for room, jobs in batches.items() if room not in self._busy}
-        if not batches:
-            return 0
+    async def _dispatch(self, adapter: Adapter) -> int:
+        """The worker's pass: start each due room that is not being sent already, without waiting for it, so a
+        long room does not hold back the others; a room that finishes its batch wakes the worker for its next.
+        Returns how many rooms were started."""
+        batches = await self._claim(adapter)
+        wakeup = self._events[adapter.platform]
+        for jobs in batches.values():
+            task = asyncio.create_task(self._deliver_room(adapter, jobs))
+            self._side.add(task)
+            task.add_done_callback(self._side.discard)
+            task.add_done_callback(lambda t, p=adapter.platform: self._room_done(t, p, wakeup))
+        return len(batches)
+
+    @staticmethod
+    def _room_done(task: asyncio.Task, platform: str, wakeup: asyncio.Event) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("delivery: %s pass failed", platform, exc_info=task.exception())
+        elif task.result():
+            wakeup.set()  # the room may have more rows waiting behind the batch just sent
+
+    async def _claim(self, adapter: Adapter) -> dict[str, list[Job]]:
+        batches = await asyncio.to_thread(self._due_batches, adapter.platform, frozenset(self._busy))
+        batches = {room: jobs for room, jobs in batches.items() if room not in self._busy and jobs}
         for room in batches:
             self._busy.add(room)
+        return batches
+
+    async def run_once(self, adapter: Adapter) -> int:
+        """Send what is due, room by room in order, rooms side by side; returns how many rows were attempted."""
+        batches = await self._claim(adapter)
+        if not batches:
+            return 0
         counts = await asyncio.gather(*(self._deliver_room(adapter, jobs) for jobs in batches.values()))
         return sum(counts)
 
@@ -167,26 +194,41 @@ class Delivery:
     # ------------------------------------------------------------------ one room, in order
 
     async def _deliver_room(self, adapter: Adapter, jobs: list[Job]) -> int:
-        """Send a room's rows one after the other; stop at the first the platform did not take (order)."""
+        """Send a room's rows one after the other; stop at the first the platform did not take (order).
+
+        Sends stay strictly sequential; only the bookkeeping is pipelined: a sent row is settled in memory at
+        once and written as sent in the background, several rows per transaction, while the next row is sent.
+        Every write is done before the room is released, before a row naming an earlier copy is rebuilt and
+        before a failure is recorded, so what the database says is never behind for long nor out of order.
+        """
         n = 0
+        marks = _Marks(self)
         try:
             for job in jobs:
+                if (self._stopping and n) or marks.failed:
+                    break  # stopping: finish the send in flight, start no more (the rest stays pending)
                 if job.row_id in self._done:
                     continue
                 if job.refs and n:
+                    await marks.flush()
                     job = await asyncio.to_thread(self._rebuild, job.row_id)  # earlier copies are now sent
                     if job is None:
                         continue
                 n += 1
-                if not await self._deliver(adapter, job):
+                if not await self._deliver(adapter, job, marks):
                     break
         finally:
-            self._busy.discard(jobs[0].room)
+            try:
+                await asyncio.shield(marks.flush())
+            finally:
+                self._busy.discard(jobs[0].room)
         return n
 
-    async def _deliver(self, adapter: Adapter, job: Job) -> bool:
+    async def _deliver(self, adapter: Adapter, job: Job, marks: _Marks | None = None) -> bool:
         """Send one row; True when it is settled (sent, or dead) so the next of its room may go."""
         if job.skip:
+            if marks is not None:
+                await marks.flush()
             await asyncio.to_thread(self._mark_dead, job, job.skip)
             return True
         try:
@@ -195,27 +237,39 @@ class Delivery:
                              reply_to_remote=job.reply_to_remote), self.send_timeout)
         except PermanentSendError as e:
             log.warning("delivery: %s row %s refused for good: %s", job.room, job.row_id, e)
+            if marks is not None:
+                await marks.flush()
             await asyncio.to_thread(self._mark_dead, job, str(e) or "refused")
             return True
         except TransientSendError as e:
+            if marks is not None:
+                await marks.flush()
             await asyncio.to_thread(self._mark_retry, job, str(e) or "not taken", e.retry_after)
             return False
         except asyncio.TimeoutError:
+            if marks is not None:
+                await marks.flush()
             await asyncio.to_thread(self._mark_retry, job, "the platform did not answer in time", None)
             return False
         except Exception as e:  # an adapter bug must not lose the row nor stop the worker
             log.exception("delivery: sending row %s failed", job.row_id)
+            if marks is not None:
+                await marks.flush()
             await asyncio.to_thread(self._mark_retry, job, f"{type(e).__name__}: {e}", None)
             return False
-        await asyncio.to_thread(self._mark_sent, job, remote_id)
+        if marks is None:
+            await asyncio.to_thread(self._mark_sent, job, remote_id)
+        else:
+            self._settled(job)
+            marks.add(job, remote_id)
         return True
 
     # ------------------------------------------------------------------ database (in a worker thread)
 
-    def _due_batches(self, platform: str) -> dict[str, list[Job]]:
+    def _due_batches(self, platform: str, busy: frozenset[str] = frozenset()) -> dict[str, list[Job]]:
         with self.parts.db.session() as s:
             batches: dict[str, list[Job]] = {}
-            for head in outbox.due(s, f"{platform}:", self.clock()):
+            for head in due_heads(s, f"{platform}:", self.clock(), busy):
                 rows = [head] + list(s.exec(select(OutboxRow).where(
                     OutboxRow.room == head.room, OutboxRow.status == outbox.PENDING, OutboxRow.id > head.id,
                 ).order_by(OutboxRow.id).limit(self.batch - 1)).all())
@@ -247,10 +301,16 @@ class Delivery:
         return job
 
     def _mark_sent(self, job: Job, remote_id: str | None) -> None:
+        self._mark_sent_many([(job, remote_id)])
+
+    def _mark_sent_many(self, sent: list[tuple[Job, str | None]]) -> None:
         with self.parts.db.session() as s:
-            outbox.mark_sent(s, job.row_id, remote_id, self.clock())
-        self._settled(job)
-        self.stats.sent += 1
+            now = self.clock()
+            for job, remote_id in sent:
+                outbox.mark_sent(s, job.row_id, remote_id, now)
+        for job, _ in sent:
+            self._settled(job)
+        self.stats.sent += len(sent)
 
     def _mark_retry(self, job: Job, error: str, retry_after: float | None) -> None:
         delay = (timedelta(seconds=retry_after) if retry_after is not None
@@ -275,6 +335,42 @@ class Delivery:
             self._done.popitem(last=False)
 
 
+class _Marks:
+    """Rows one room's sender has sent and not yet written as sent: written in the background, one transaction
+    for whatever piled up while the previous write ran, so the next send need not wait for the database."""
+
+    def __init__(self, delivery: Delivery):
+        self.delivery = delivery
+        self.waiting: list[tuple[Job, str | None]] = []
+        self.writing: asyncio.Future | None = None
+        self.failed = False
+
+    def add(self, job: Job, remote_id: str | None) -> None:
+        self.waiting.append((job, remote_id))
+        if self.writing is None or self.writing.done():
+            self.writing = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                await asyncio.to_thread(self.delivery._mark_sent_many, batch)
+            except Exception:
+                # Not written: the rows stay pending and are offered again on a later pass, with the same
+                # transaction ids (the homeserver answers with the event it already has); the room stops here.
+                log.exception("delivery: recording %d sent rows failed", len(batch))
+                self.failed = True
+                for job, _ in batch:
+                    self.delivery._done.pop(job.row_id, None)
+
+    async def flush(self) -> None:
+        """Return once every row sent so far has been written as sent (or its write failed)."""
+        while self.waiting or (self.writing is not None and not self.writing.done()):
+            if self.writing is None or self.writing.done():
+                self.writing = asyncio.ensure_future(self._write())
+            await asyncio.wait([self.writing])
+
+
 def copy_in(s: Session, room: str, origin: list[str] | tuple[str, str]) -> str | None:
     """The platform id, in `room`, of a message or of its relayed copy (None if it was never posted there)."""
     origin_room, origin_event = origin
@@ -284,6 +380,22 @@ def copy_in(s: Session, room: str, origin: list[str] | tuple[str, str]) -> str |
         if row.room == room and row.status == outbox.SENT:
             return row.remote_id
     return None
+
+
+def due_heads(s: Session, room_prefix: str, now: datetime, busy: frozenset[str] = frozenset(),
+              limit: int = 100) -> list[OutboxRow]:
+    """`outbox.due` for the worker, which asks at every wake-up: the oldest pending row of each room of a
+    platform whose retry time has come, read through the pending index (one small row per room) instead of
+    loading every pending row; rooms in `busy` are being sent and left out."""
+    firsts = s.exec(select(OutboxRow.room, func.min(OutboxRow.id)).where(
+        OutboxRow.status == outbox.PENDING, col(OutboxRow.room).startswith(room_prefix),
+    ).group_by(OutboxRow.room)).all()
+    ids = sorted(first for room, first in firsts if room not in busy)
+    heads: list[OutboxRow] = []
+    for i in range(0, len(ids), 500):
+        heads += s.exec(select(OutboxRow).where(col(OutboxRow.id).in_(ids[i:i + 500]))).all()
+    heads.sort(key=lambda r: r.id)
+    return [r for r in heads if r.next_attempt_at <= now][:limit]
 
 
 def outbox_head(s: Session, room: str) -> int | None:

@@ -61,3 +61,15 @@ def test_unknown_command_and_flag_exit_2():
     assert runner.invoke(app, ["frobnicate"]).exit_code == 2
     assert runner.invoke(app, ["zones", "--colour"]).exit_code == 2
     assert runner.invoke(app, ["brief", "--zone", "ATLANTIS"]).exit_code == 2
+
+
+@pytest.mark.parametrize("argv", [["frobnicate"], ["zones", "--colour"], ["console", "--zone", "LALB"],
+                                  ["console", "--zone", "ATLANTIS", "--user", "a"]])
+def test_bad_arguments_exit_2_with_one_line_naming_the_problem(argv):
+    out = subprocess.run([sys.executable, "-m", "bot.cli", *argv], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, out.stderr
+    assert any(word in lines[0] for word in ("frobnicate", "--colour", "--user", "zone")), lines[0]
+    assert "Traceback" not in out.stderr and "╭" not in out.stderr
