@@ -71,7 +71,7 @@ class Bridge:
         for target in targets:
             if may_show(marking, target.clearance):
                 extra: dict[str, Any] = {"reply_origin": reply_origin} if reply_origin else {}
-                row = post(s, target, "relay", "relay.j2", lambda _c: {"label": label, "text": msg.text}, now,
+                row = post(s, target, "relay", "relay.j2", lambda _c: {"label": label, "text": msg.text, "emote": bool(msg.extra.get("emote"))}, now,
                            extra=extra, origin=(msg.room, msg.event_id))
                 sender = self.directory.sender(msg.sender)
                 metrics.record_relay(target.platform, sender.agency)
@@ -112,10 +112,12 @@ class Bridge:
                 continue
             ref = {"target_origin": [msg.room, original]}
             if may_show(marking, target.clearance):
-                row = post(s, target, "edit", "relay.j2", lambda _c: {"label": label, "text": msg.text}, now,
+                row = post(s, target, "edit", "relay.j2", lambda _c: {"label": label, "text": msg.text, "emote": bool(msg.extra.get("emote"))}, now,
                            extra=ref, origin=(msg.room, msg.event_id))
             else:
-                # Edited up to a marking this room is not cleared for: the copy must go.
+                # Edited up to a marking this room is not cleared for: the copy must go, and one still waiting
+                # in the outbox must never go out at all.
+                _withdraw(copy, f"edited to {marking.value}")
                 row = outbox.enqueue(s, room=target.id, kind="redact", now=now, origin=(msg.room, msg.event_id),
                                      payload={**ref, "reason": f"edited to {marking.value}", "text": ""})
             rows.append(row)
@@ -123,7 +125,17 @@ class Bridge:
 
     def _redact(self, s: Session, msg: ChatMessage, now) -> list[OutboxRow]:
         original = msg.extra["redacts"]
+        copies = self._copies(s, msg, original)
+        for copy in copies:
+            _withdraw(copy, "removed at the source")
         return [outbox.enqueue(s, room=copy.room, kind="redact", now=now, origin=(msg.room, msg.event_id),
                                payload={"target_origin": [msg.room, original], "reason": "removed at the source",
                                         "text": ""})
-                for copy in self._copies(s, msg, original)]
+                for copy in copies]
+
+
+def _withdraw(copy: OutboxRow, reason: str) -> None:
+    """A copy not sent yet is dropped rather than posted and then removed (notifications would keep it).
+    The redaction is still queued behind it, for a copy the delivery worker is sending at this moment."""
+    if copy.status == outbox.PENDING:
+        copy.status, copy.last_error = outbox.DEAD, f"withdrawn: {reason}"

@@ -7,7 +7,9 @@ catches up on what was said while it was down and history before its first start
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import io
 import logging
 import uuid
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import aiohttp
 from nio import (AsyncClient, AsyncClientConfig, ErrorResponse, JoinResponse, LocalProtocolError, LoginResponse,
                  MessageDirection, RoomMessagesResponse, RoomRedactResponse, RoomSendResponse, SyncResponse,
-                 WhoamiResponse)
+                 UploadResponse, WhoamiResponse)
 
 from ioc.config import MatrixConfig
 from storage.kv import kv_get, kv_set
@@ -261,6 +263,8 @@ class MatrixAdapter:
         return replace(msg, sender_name=self._names[user_id])
 
     async def _accept_invites(self, resp: SyncResponse) -> None:
+        # Unconfigured rooms too: there the bot answers only `!help` and `!zone` (which tells an administrator
+        # the room id to bind), and it relays nothing.
         for room_id in resp.rooms.invite:
             await self._join(room_id)
 
@@ -322,16 +326,38 @@ class MatrixAdapter:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise TransientSendError(f"homeserver unreachable: {_one_line(e)}") from None
         if isinstance(resp, (RoomSendResponse, RoomRedactResponse)):
+            if payload.get("image") and kind != "redact":
+                await self._send_image(room_id, payload["image"], f"{txn}-image")
             return resp.event_id
         await self._raise_for(resp, room_id)
+
+    async def _send_image(self, room_id: str, image: dict[str, Any], txn: str) -> None:
+        """A briefing's timeline picture, as m.image after its text. A retry resends the text under the same
+        transaction id (the homeserver answers with the first event), then tries the picture again."""
+        data = base64.b64decode(image["data_b64"])
+        name = image.get("filename") or "timeline.png"
+        try:
+            up, _keys = await self.client.upload(io.BytesIO(data), content_type="image/png", filename=name,
+                                                 filesize=len(data))
+            if not isinstance(up, UploadResponse):
+                await self._raise_for(up, room_id)
+            content = {"msgtype": "m.image", "body": name, "url": up.content_uri,
+                       "info": {"mimetype": "image/png", "size": len(data)}}
+            resp = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn,
+                                               ignore_unverified_devices=True)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise TransientSendError(f"homeserver unreachable: {_one_line(e)}") from None
+        if not isinstance(resp, RoomSendResponse):
+            await self._raise_for(resp, room_id)
 
     async def _raise_for(self, resp: ErrorResponse, room_id: str) -> None:
         code = resp.status_code
         if code == "M_LIMIT_EXCEEDED":
             raise TransientSendError("rate limited", (resp.retry_after_ms or 1000) / 1000)
         if code == "M_FORBIDDEN":
-            # Usually not joined yet (invited after we started): join and try again once.
-            if await self._join(room_id):
+            # Usually not joined yet (invited after we started): join and try again. Already in the room means
+            # the room will not let us post (power levels): retrying would hold its queue forever.
+            if room_id not in self.client.rooms and await self._join(room_id):
                 raise TransientSendError("joined the room; sending again", 0.05)
             raise PermanentSendError(f"not allowed to post in {room_id}: {resp.message}")
         if code in _PERMANENT:

@@ -50,9 +50,9 @@ def chat_message(room_id: str, source: dict[str, Any], sender_name: str | None) 
     body = str(content.get("body", ""))
     if reply_to:
         body = strip_reply_fallback(body)
-    if content.get("msgtype") == "m.emote":
-        body = f"* {sender_name or sender} {body}"
-    return ChatMessage(text=body, reply_to=reply_to, **base)
+    # An emote keeps its body as said (so `/me [LES] ...` keeps its marking at the start); the relay adds the "*".
+    extra = {"emote": True} if content.get("msgtype") == "m.emote" else {}
+    return ChatMessage(text=body, reply_to=reply_to, extra=extra, **base)
 
 
 def _is_talk(content: dict[str, Any]) -> bool:

@@ -126,15 +126,30 @@ async def _main(settings: Settings) -> int:
     services.append(service)
     extras: list[tuple[str, Any]] = []
     code = 0
-    try:
+
+
+    async def starting() -> list[tuple[str, Any]]:
         await service.start()
-        extras = await _start_extras(parts, adapters, settings)
-        log.info("watchfloor running (%s)", ", ".join(a.platform for a in adapters) or "no platforms")
-        await stop.wait()
+        return await _start_extras(parts, adapters, settings)
+
+    # Start-up can wait on a homeserver that is slow to come up; SIGTERM meanwhile must still stop us in time.
+    start_task = asyncio.create_task(starting())
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({start_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if start_task.done():
+            extras = start_task.result()
+            log.info("watchfloor running (%s)", ", ".join(a.platform for a in adapters) or "no platforms")
+            await stop_task
+        else:
+            start_task.cancel()
+            await asyncio.gather(start_task, return_exceptions=True)
         log.info("stopping")
     except Exception as e:
         log.error("cannot start: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
         code = 1
+    finally:
+        stop_task.cancel()
     try:
         await asyncio.wait_for(_stop_all(service, extras), STOP_BUDGET)
     except asyncio.TimeoutError:

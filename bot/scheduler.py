@@ -30,6 +30,7 @@ from commands.directory import Room
 from commands.jobs import escalate_due, scan_all
 from commands.posting import CLEARANCE_LEVELS, clearance_key, post
 from ioc.zones import Zone, get_zone
+from storage import locks
 from storage.tables import OutboxRow
 
 from . import metrics
@@ -37,7 +38,7 @@ from .timeline import Picture, timeline
 
 log = logging.getLogger("watchfloor.scheduler")
 
-LEADER_LOCK = 727_002  # advisory lock id for "runs the scheduled jobs" (727_001 serialises schema upgrades)
+LEADER_LOCK = locks.SCHEDULER_LEADER
 LOCK_RETRY_SECONDS = 15.0
 # A job may wake a hair before our clock says the minute has come; still count it as that minute's firing.
 _EARLY = timedelta(seconds=1)

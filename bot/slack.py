@@ -191,7 +191,7 @@ class SlackAdapter:
             await self._on_new(room, event)
 
     async def _on_new(self, room: str, event: dict[str, Any]) -> None:
-        text, ts, user = event.get("text") or "", event.get("ts", ""), event["user"]
+        text, ts, user = _unescape(event.get("text") or ""), event.get("ts", ""), event["user"]
         thread = event.get("thread_ts")
         if is_command(text) and text.lstrip().startswith("!"):
             extra = {"thread": thread} if thread else {}
@@ -214,7 +214,7 @@ class SlackAdapter:
         if (new.get("bot_id") or not user or not self._bridged(room) or await self._is_our_copy(room, ts)
                 or is_command(old.get("text") or "") or new.get("text") == old.get("text")):
             return  # link unfurls also arrive as message_changed with the same text
-        msg = ChatMessage(platform="slack", room=room, sender=f"slack:{user}", text=new.get("text") or "",
+        msg = ChatMessage(platform="slack", room=room, sender=f"slack:{user}", text=_unescape(new.get("text") or ""),
                           event_id=f"{ts}:edit:{event.get('event_ts') or event.get('ts', '')}",
                           sender_name=await self.display_name(user),
                           extra={"edit_of": ts, "thread": new.get("thread_ts")} if new.get("thread_ts")
@@ -515,3 +515,9 @@ def _classify(e: SlackApiError) -> Exception:
     if status >= 500 or error in _TRANSIENT_ERRORS:
         return TransientSendError(f"slack answered {status} {error}")
     return PermanentSendError(f"slack refused: {error or status}")
+
+
+def _unescape(text: str) -> str:
+    """Slack sends `&`, `<` and `>` escaped. Undo it before anything reads the text: `&gt; [LES] ...` (a quote)
+    must be recognised as LES, and other platforms must see the characters, not the entities."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

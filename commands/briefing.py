@@ -53,7 +53,7 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
     # A handful of queries for the whole briefing, not a few per target and conflict (37 zones at 07:00).
     gap_targets = _targets_by_id(s, {cf.target_id for cf in open_cf if cf.target_id})
     endorse = _endorsers_of(s, {t.id for t in arriving} | set(gap_targets))
-    covering_ops = _live_on_vessels(s, zone.code, {t.vessel_key for t in arriving})
+    covering_ops = _live_on_vessels(s, zone.code, {t.vessel_key for t in arriving}, at)
     arrivals = []
     for t in arriving:
         v = target_view(t, endorse.get(t.id, []), clearance, reader)
@@ -145,11 +145,12 @@ def _endorsers_of(s: Session, target_ids: set[int]) -> dict[int, list[str]]:
     return out
 
 
-def _live_on_vessels(s: Session, zone: str, keys: set[str]) -> dict[str, list[OperationRow]]:
+def _live_on_vessels(s: Session, zone: str, keys: set[str], at: datetime) -> dict[str, list[OperationRow]]:
+    """Operations that cover the vessels: live and not over at the briefing time."""
     out: dict[str, list[OperationRow]] = defaultdict(list)
     if keys:
         for row in s.exec(select(OperationRow).where(
                 OperationRow.zone_code == zone, col(OperationRow.vessel_key).in_(keys),
-                col(OperationRow.status).in_(LIVE_STATUSES))).all():
+                col(OperationRow.status).in_(LIVE_STATUSES), col(OperationRow.end_at) > at)).all():
             out[row.vessel_key].append(row)
     return out

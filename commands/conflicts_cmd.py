@@ -40,7 +40,8 @@ def _find(ctx: Context, usage: str) -> ConflictRow:
     if ctx.room.zone is None and row is not None and _in_district(ctx, row.zone_code):
         # An escalation's buttons and commands work in the district watch room: it acts in the conflict's zone.
         ctx.room = replace(ctx.room, zone=get_zone(row.zone_code))
-    if row is None or row.zone_code != ctx.zone.code:
+    if row is None or row.zone_code != ctx.zone.code or not ctx.visible(row.marking):
+        # A conflict above this room's or reader's clearance is acknowledged where its details are held.
         raise CommandError("id", f"unknown conflict {conflict_ref(n)} in {ctx.zone.code}")
     return row
 

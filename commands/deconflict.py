@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from ioc.conflicts import Finding, Rules, gap_finding, gap_key, gap_still_open, pair_findings, sweep
+from ioc.conflicts import Finding, Rules, covers, gap_finding, gap_key, gap_still_open, pair_findings, sweep
 from ioc.markings import Marking, highest, may_show
 from ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES, ConflictKind, ConflictStatus, Operation, op_ref
 from ioc.vessels import Vessel
@@ -112,9 +112,10 @@ class Deconfliction:
         existing = self._open_by_key(s, gap_key(target.id), lock=True)
         if existing is not None:
             if not gap_still_open(t, covering, now, self.rules):
-                changes.closed.append(self._close(s, existing, now, actor, self._why_gap_gone(t, covering)))
+                changes.closed.append(self._close(s, existing, now, actor, self._why_gap_gone(t, covering, now)))
             else:
-                self._track_revisions(existing, target.revision, self._coverage_mark(s, target))
+                self._track_revisions(existing, target.revision, self._coverage_mark(s, target),
+                                      Marking(target.marking).value)
             return changes
         f = gap_finding(t, covering, now, self.rules)
         if f is not None:
@@ -153,7 +154,8 @@ class Deconfliction:
         for f in sorted(found.values()):
             a, b = rows[f.op_ids[0]], rows[f.op_ids[1]]
             if f.key in still_open:
-                self._track_revisions(still_open[f.key], a.revision, b.revision)
+                self._track_revisions(still_open[f.key], a.revision, b.revision,
+                                      highest([a.marking, b.marking]).value)
                 continue
             new = self._raise(s, f, zone, now, actor, a, b, settled=settled)
             if new:
@@ -183,10 +185,13 @@ class Deconfliction:
         return s.exec(q.with_for_update() if lock else q).first()
 
     @staticmethod
-    def _track_revisions(cf: ConflictRow, rev_a: int | None, rev_b: int | None) -> None:
-        """An open conflict follows its items' revisions, so a resolution pins the plan that was decided on."""
+    def _track_revisions(cf: ConflictRow, rev_a: int | None, rev_b: int | None, marking: str) -> None:
+        """An open conflict follows its items: their revisions, so a resolution pins the plan that was decided
+        on, and their marking, so an item marked up later takes the conflict's details out of uncleared rooms."""
         if (cf.rev_a, cf.rev_b) != (rev_a, rev_b):
             cf.rev_a, cf.rev_b = rev_a, rev_b
+        if cf.marking != marking:
+            cf.marking = marking
 
     @staticmethod
     def _coverage_mark(s: Session, target: TargetRow) -> int:
@@ -216,7 +221,8 @@ class Deconfliction:
         if settled is None:
             existing = self._open_by_key(s, f.key)
             if existing is not None:
-                self._track_revisions(existing, *revs)
+                marking = highest([a.marking, b.marking] if a is not None else [target.marking]).value
+                self._track_revisions(existing, *revs, marking)
                 return None
             decided = s.exec(select(ConflictRow.id).where(
                 ConflictRow.key == f.key, ConflictRow.rev_a == revs[0], ConflictRow.rev_b == revs[1],
@@ -260,10 +266,10 @@ class Deconfliction:
         return f"{op_ref(row.id)} was changed and no longer conflicts"
 
     @staticmethod
-    def _why_gap_gone(t, covering) -> str:
+    def _why_gap_gone(t, covering, now) -> str:
         if t.status != "open":
             return "target closed"
-        live = sorted((op for op in covering if op.is_live), key=lambda o: (o.marking.rank, o.id))
+        live = sorted((op for op in covering if covers(op, t, now)), key=lambda o: (o.marking.rank, o.id))
         if live:
             # This reason is shown in every watch room: a marked cover is named by its id only.
             who = f"{live[0].agency} " if live[0].marking == Marking.UNCLASS else ""

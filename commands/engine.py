@@ -137,7 +137,9 @@ class Engine:
             notify("command", ctx, "error" if error else "ok")
             return Handled(rows=rows, error=error)
         except Exception:
-            log.exception("command failed: %s", msg.text[:200])
+            # The command's words may carry FOUO/LES details: log which message it was, not what it said.
+            log.exception("command failed: %s event %s in %s", msg.text.split(maxsplit=1)[0][:24], msg.event_id,
+                          msg.room)
             return self._internal_error(msg, now)
 
     def _context(self, s: Session, msg: ChatMessage, now: datetime) -> Context:

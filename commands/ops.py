@@ -11,6 +11,7 @@ from storage import operations as repo
 from ioc.zones import Zone
 from storage.tables import OperationRow
 
+from .briefing import local_day
 from .engine import Context, dispatch
 from .errors import CommandError
 from .grammar import Token
@@ -91,7 +92,7 @@ def apply_op_fields(row: OperationRow, p: dict[str, Token], *, zone: Zone, now: 
     for key in ("note", "contact"):
         if key in p:
             setattr(row, key, parse_text(key, p[key].text) or None)
-    if fresh and row.lat is None and not row.vessel_key:
+    if row.lat is None and not row.vessel_key:  # an update must not leave it nowhere and on no vessel
         raise CommandError("at", "give a place (at=LAT,LON) or a vessel (vessel=IMO...)")
     return warnings
 
@@ -100,7 +101,7 @@ def _find(ctx: Context, raw_id: str | None, usage: str) -> OperationRow:
     if not raw_id:
         raise CommandError("id", f"missing operation id; usage: {usage}")
     n = parse_ref("id", raw_id, "OP")
-    row = repo.get(ctx.s, n)
+    row = repo.get_for_update(ctx.s, n)
     if row is None or row.zone_code != ctx.zone.code or not ctx.visible(row.marking):
         raise CommandError("id", f"unknown operation {op_ref(n)} in {ctx.zone.code}")
     return row
@@ -184,19 +185,18 @@ def list_ops(ctx: Context) -> None:
     which = ctx.cmd.words[1].text.lower() if len(ctx.cmd.words) > 1 else "live"
     _words(ctx, 1, "op list [today|active|all]")
     _only_keys(ctx, (), "op list")
-    tz, now = ctx.tz, ctx.now
+    now, back = ctx.now, ctx.engine.rules.max_operation
     if which == "today":
-        local = now.astimezone(tz)
-        day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        window = (day_start.astimezone(now.tzinfo), (day_start + timedelta(days=1)).astimezone(now.tzinfo))
-        rows = repo.listing(ctx.s, ctx.zone.code, window=window,
+        rows = repo.listing(ctx.s, ctx.zone.code, window=local_day(now, ctx.zone), lookback=back,
                             statuses=(*LIVE_STATUSES, OpStatus.DONE.value))
     elif which == "active":
-        rows = repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES, window=(now, now + timedelta(seconds=1)))
+        rows = repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES, window=(now, now + timedelta(seconds=1)),
+                            lookback=back)
     elif which == "all":
-        rows = repo.listing(ctx.s, ctx.zone.code, limit=500)
+        rows = repo.listing(ctx.s, ctx.zone.code, limit=500, newest=True)
     elif which == "live":
-        rows = [r for r in repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES, limit=500) if r.end_at > now]
+        rows = repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES, window=(now, now + timedelta(days=3650)),
+                            lookback=back, limit=500)
     else:
         raise CommandError("filter", f"'{which[:24]}' is not one of today, active, all")
     items = [op_view(r, ctx.room.clearance, ctx.sender.clearance) for r in rows]

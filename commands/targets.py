@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
 from ioc.markings import Marking
 from ioc.model import PRIORITIES, target_ref
@@ -45,7 +46,8 @@ def _find(ctx: Context, usage: str) -> TargetRow:
     if len(ctx.cmd.words) < 2:
         raise CommandError("id", f"missing target id; usage: {usage}")
     n = parse_ref("id", ctx.cmd.words[1].text, "TGT")
-    row = ctx.s.get(TargetRow, n)
+    row = ctx.s.exec(select(TargetRow).where(TargetRow.id == n).with_for_update()
+                     .execution_options(populate_existing=True)).first()
     if row is None or row.zone_code != ctx.zone.code or not ctx.visible(row.marking):
         raise CommandError("id", f"unknown target {target_ref(n)} in {ctx.zone.code}")
     return row
@@ -80,8 +82,11 @@ def nominate(ctx: Context) -> None:
     _only_keys(ctx, NOMINATE_KEYS, "target nominate")
     word = ctx.cmd.words[1]
     vessel = parse_vessel_field(word.text, word.quoted)
+    repo.lock_vessel(ctx.s, ctx.zone.code, vessel.key)
     existing = repo.open_for_vessel(ctx.s, ctx.zone.code, vessel.key)
-    if existing is not None and ctx.visible(existing.marking):
+    # One open target per vessel, also when the sender may not read it: the agency joins it and is shown
+    # only that it exists (as any withheld item), never a second target beside it.
+    if existing is not None:
         new = _endorse(ctx, existing)
         if new:
             ctx.audit("target.endorse", target_ref(existing.id), {"agency": ctx.sender.agency, "via": "nominate"})

@@ -18,6 +18,7 @@ _DURATION = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m(?:in)?)?$"
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):?([0-5]\d)$")
 _RADIUS = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)\s*(m|km|nm|nmi)?$", re.IGNORECASE)
 _NM = 1852.0
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL; a larger one cannot exist
 MAX_TEXT = {"note": 1000, "contact": 200, "reason": 500, "outcome": 500, "name": 120}
 
 
@@ -122,7 +123,7 @@ def parse_vessel_field(raw: str, quoted: bool, field: str = "vessel") -> Vessel:
 def parse_ref(field: str, raw: str, prefix: str) -> int:
     """`OP-12`, `op-12`, `OP12` or `12` for prefix OP."""
     m = re.match(rf"^(?:{prefix}-?)?(\d{{1,12}})$", raw.strip(), re.IGNORECASE)
-    if not m:
+    if not m or int(m.group(1)) > MAX_ID:
         raise CommandError(field, f"'{_clip(raw)}' is not an id like {prefix}-12")
     return int(m.group(1))
 

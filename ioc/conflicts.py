@@ -84,19 +84,28 @@ def pair_findings(a: Operation, b: Operation, rules: Rules = DEFAULT_RULES) -> l
     return found
 
 
+def _important(t: Target, rules: Rules) -> bool:
+    """High priority, or endorsed by several agencies."""
+    return t.priority in rules.gap_priorities or len(t.endorsers) >= rules.gap_min_endorsers
+
+
+def covers(op: Operation, t: Target, now: datetime) -> bool:
+    """A live operation on the target's vessel that is not over: one that ended last week covers nothing."""
+    return op.is_live and op.vessel_key == t.vessel_key and op.end > now
+
+
 def target_needs_cover(t: Target, now: datetime, rules: Rules = DEFAULT_RULES) -> bool:
-    """Open, important (high priority or several endorsing agencies) and arriving within the horizon."""
+    """Open, important and arriving within the horizon."""
     if t.status != "open" or t.eta is None:
         return False
-    important = t.priority in rules.gap_priorities or len(t.endorsers) >= rules.gap_min_endorsers
-    return important and now <= t.eta <= now + rules.gap_horizon
+    return _important(t, rules) and now <= t.eta <= now + rules.gap_horizon
 
 
 def gap_finding(t: Target, covering_ops: Iterable[Operation], now: datetime,
                 rules: Rules = DEFAULT_RULES) -> Finding | None:
     if not target_needs_cover(t, now, rules):
         return None
-    if any(op.is_live and op.vessel_key == t.vessel_key for op in covering_ops):
+    if any(covers(op, t, now) for op in covering_ops):
         return None
     return Finding(gap_key(t.id), ConflictKind.GAP.value, (), t.id)
 
@@ -106,10 +115,9 @@ def gap_still_open(t: Target, covering_ops: Iterable[Operation], now: datetime,
     """A raised gap stays open past the ETA (nobody covered it); it closes when covered or no longer important."""
     if t.status != "open" or t.eta is None:
         return False
-    important = t.priority in rules.gap_priorities or len(t.endorsers) >= rules.gap_min_endorsers
-    if not important or t.eta > now + rules.gap_horizon:
+    if not _important(t, rules) or t.eta > now + rules.gap_horizon:
         return False
-    return not any(op.is_live and op.vessel_key == t.vessel_key for op in covering_ops)
+    return not any(covers(op, t, now) for op in covering_ops)
 
 
 def naive_findings(ops: Sequence[Operation], rules: Rules = DEFAULT_RULES) -> set[Finding]:

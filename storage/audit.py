@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from . import locks
 from .kv import kv_get, kv_set
 from .tables import AuditRow
 
 GENESIS = "0" * 64
-_CHAIN_LOCK = 727_002
+_CHAIN_LOCK = locks.AUDIT_CHAIN
 _HEAD_KEY = "audit.head"
 
 

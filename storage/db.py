@@ -12,9 +12,11 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+from . import locks
+
 DEFAULT_DB_URL = "sqlite:///watchfloor.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
-_UPGRADE_LOCK = 727_001  # PostgreSQL advisory lock id: one process upgrades at a time
+_UPGRADE_LOCK = locks.UPGRADE
 
 
 def default_url() -> str:

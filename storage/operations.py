@@ -36,6 +36,13 @@ def get(s: Session, op_id: int) -> OperationRow | None:
     return s.get(OperationRow, op_id)
 
 
+def get_for_update(s: Session, op_id: int) -> OperationRow | None:
+    """The row locked and re-read: an update and a cancel of one operation at once apply one after the other
+    (PostgreSQL; SQLite transactions are serialised already)."""
+    return s.exec(select(OperationRow).where(OperationRow.id == op_id).with_for_update()
+                  .execution_options(populate_existing=True)).first()
+
+
 def _lon_overlaps(box: BBox):
     """SQL for 'the stored box's longitudes meet the query box'; a stored box may wrap the antimeridian."""
     terms = []
@@ -117,10 +124,19 @@ def by_ids(s: Session, ids: Iterable[int]) -> dict[int, OperationRow]:
 
 
 def listing(s: Session, zone: str, *, statuses: Iterable[str] | None = None,
-            window: tuple[datetime, datetime] | None = None, limit: int = 200) -> Sequence[OperationRow]:
+            window: tuple[datetime, datetime] | None = None, lookback: timedelta | None = None,
+            limit: int = 200, newest: bool = False) -> list[OperationRow]:
+    """Operations of a zone in start order. With `window`, those meeting it; `lookback` (the longest allowed
+    operation) bounds the start so the window index reads only that stretch, not the zone's whole history.
+    `newest` keeps the latest `limit` rather than the earliest."""
     q = select(OperationRow).where(OperationRow.zone_code == zone)
     if statuses is not None:
         q = q.where(col(OperationRow.status).in_(list(statuses)))
     if window is not None:
         q = q.where(col(OperationRow.start_at) < window[1], col(OperationRow.end_at) > window[0])
-    return s.exec(q.order_by(OperationRow.start_at, OperationRow.id).limit(limit)).all()
+        if lookback is not None:
+            q = q.where(col(OperationRow.start_at) > window[0] - lookback)
+    if newest:
+        rows = s.exec(q.order_by(col(OperationRow.start_at).desc(), col(OperationRow.id).desc()).limit(limit)).all()
+        return list(reversed(rows))
+    return list(s.exec(q.order_by(OperationRow.start_at, OperationRow.id).limit(limit)).all())

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from ioc.markings import Marking
 from ioc.model import Target
 
+from . import locks
 from .tables import EndorsementRow, TargetRow
 
 
@@ -20,6 +22,12 @@ def to_domain(row: TargetRow, agencies: Sequence[str]) -> Target:
     return Target(id=row.id, zone=row.zone_code, vessel_key=row.vessel_key, eta=row.eta, priority=row.priority,
                   status=row.status, marking=Marking(row.marking), endorsers=frozenset(agencies),
                   revision=row.revision)
+
+
+def lock_vessel(s: Session, zone: str, vessel_key: str) -> None:
+    """Serialise nominations of one vessel (PostgreSQL), so two at once make one target and an endorsement."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=locks.vessel_lock(zone, vessel_key)))
 
 
 def open_for_vessel(s: Session, zone: str, vessel_key: str) -> TargetRow | None:

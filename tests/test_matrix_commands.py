@@ -81,3 +81,23 @@ async def test_access_token_works_and_a_wrong_password_fails_fast(synapse, sqlit
     with pytest.raises(MatrixStartError, match="refused"):
         await adapter.start(lambda _m: asyncio.sleep(0))
     parts.db.dispose()
+
+
+async def test_scheduled_briefing_reaches_the_matrix_room_with_its_timeline_picture(synapse, sqlite_url):
+    from datetime import UTC, datetime
+
+    from bot.scheduler import post_briefing
+
+    world = make_world(synapse, joint=1)
+    room = world.joint[0]
+    async with Bot(world, sqlite_url) as bot:
+        await say(synapse, world.alice, room, "!op log patrol at=33.74,-118.27 start=+1h end=2h")
+        await bot_messages(world, world.alice, room)
+        posted = await asyncio.to_thread(post_briefing, bot.parts, "LALB", datetime.now(UTC))
+        assert posted >= 1
+        bot.service.delivery.wake()
+        messages = await bot_messages(world, world.alice, room, at_least=3, timeout=30)
+        texts = [m["content"] for m in messages]
+        assert any("Morning briefing" in c.get("body", "") for c in texts)
+        images = [c for c in texts if c.get("msgtype") == "m.image"]
+        assert images and images[0]["url"].startswith("mxc://") and images[0]["info"]["mimetype"] == "image/png"

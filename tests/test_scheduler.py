@@ -245,3 +245,26 @@ def test_escalation_job_runs_only_on_the_leader(sqlite_url, clock):
     sched._escalate_job()
     sched._escalate_job()
     assert [r.room for r in escalations()] == ["matrix:!d11:localhost"]
+
+
+def test_commands_and_jobs_run_while_a_replica_leads(pg_url, clock):
+    """Leadership is a lock of its own: holding it never blocks a command, nor the leader's own jobs."""
+    import threading
+
+    from storage import locks
+    from tests.helpers import ConsoleUser
+
+    leader = JobScheduler(make_parts(pg_url, clock, **LALB), clock)
+    assert leader.try_lead() is True
+    assert len({locks.UPGRADE, locks.AUDIT_CHAIN, locks.SCHEDULER_LEADER}) == 3
+    parts = make_parts(pg_url, clock, **LALB)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    replies = []
+    worker = threading.Thread(target=lambda: replies.append(
+        alice.say("!op log patrol at=33.74,-118.27 start=+1h end=2h")), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert replies and replies[0].startswith("OP-1 logged"), "the command waited on the leader's lock"
+    leader._escalate_job()
+    leader._scan_job()
+    leader.shutdown()

@@ -1,0 +1,115 @@
+"""Regressions found in review: marked text that hid its marking, copies posted after being withdrawn, a
+conflict that kept its old marking, cover by an operation long over, and ids too large for the database."""
+from __future__ import annotations
+
+import json
+
+from sqlmodel import select
+
+from bot.bridge import Bridge
+from bot.matrix_events import chat_message
+from bot.slack import _unescape
+from commands.message import ChatMessage
+from ioc.markings import Marking, marking_of_text
+from storage.tables import OutboxRow
+from tests.helpers import ConsoleUser, make_parts
+
+OPEN_ROOM, LES_ROOM, WATCH_OPEN = "matrix:!open:localhost", "slack:CLES", "slack:CWATCH"
+SETTINGS = dict(
+    zone=[{"code": "LALB", "joint_rooms": [OPEN_ROOM, LES_ROOM], "watch_rooms": [WATCH_OPEN]}],
+    room=[{"id": LES_ROOM, "clearance": ["UNCLASS", "FOUO", "LES"]},
+          {"id": OPEN_ROOM, "clearance": ["UNCLASS"]}, {"id": WATCH_OPEN, "clearance": ["UNCLASS", "FOUO"]}],
+    agency=[{"code": "CBP", "members": ["slack:UALICE"], "clearance": ["UNCLASS", "FOUO", "LES"]}],
+)
+
+
+def _rows(parts, room):
+    with parts.db.session() as s:
+        return list(s.exec(select(OutboxRow).where(OutboxRow.room == room).order_by(OutboxRow.id)).all())
+
+
+def test_a_quoted_les_message_from_slack_keeps_its_marking(sqlite_url, clock):
+    text = _unescape("&gt; [LES] suspect aboard &amp; armed")
+    assert text == "> [LES] suspect aboard & armed"
+    assert marking_of_text(text) is Marking.LES
+    parts = make_parts(sqlite_url, clock, **SETTINGS)
+    Bridge(parts).relay(ChatMessage("slack", LES_ROOM, "slack:UALICE", text, "1700000000.000100", "Alice"))
+    assert _rows(parts, OPEN_ROOM) == []
+
+
+def test_a_matrix_emote_keeps_its_marking_and_is_relayed_as_an_emote(sqlite_url, clock):
+    event = {"type": "m.room.message", "event_id": "$e1", "sender": "@alice:localhost",
+             "content": {"msgtype": "m.emote", "body": "[FOUO] boards at 0600"}}
+    msg = chat_message("!open:localhost", event, "Alice")
+    assert msg.text.startswith("[FOUO]") and msg.extra.get("emote")
+    parts = make_parts(sqlite_url, clock, **SETTINGS)
+    Bridge(parts).relay(ChatMessage("matrix", LES_ROOM, "matrix:@alice:localhost", "waves", "$e2", "Alice",
+                                    extra={"emote": True}))
+    [row] = _rows(parts, OPEN_ROOM)
+    assert json.loads(row.payload)["text"].startswith("* ")
+
+
+def test_a_copy_still_waiting_is_withdrawn_when_the_original_is_marked_les_or_deleted(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock, **SETTINGS)
+    bridge = Bridge(parts)
+    bridge.relay(ChatMessage("slack", LES_ROOM, "slack:UALICE", "suspect John Doe aboard", "1.1", "Alice"))
+    bridge.relay(ChatMessage("slack", LES_ROOM, "slack:UALICE", "[LES] suspect John Doe aboard", "1.1:edit:2",
+                             "Alice", extra={"edit_of": "1.1"}))
+    copy, redact = _rows(parts, OPEN_ROOM)
+    assert copy.kind == "relay" and copy.status == "dead"      # never posted in the uncleared room
+    assert redact.kind == "redact"
+    bridge.relay(ChatMessage("slack", LES_ROOM, "slack:UALICE", "another", "3.3", "Alice"))
+    bridge.relay(ChatMessage("slack", LES_ROOM, "slack:UALICE", "", "3.3:del", "Alice", extra={"redacts": "3.3"}))
+    statuses = [(r.kind, r.status) for r in _rows(parts, OPEN_ROOM)[2:]]
+    assert statuses == [("relay", "dead"), ("redact", "pending")]
+
+
+def test_marking_an_operation_up_takes_its_conflict_out_of_uncleared_rooms(db_url, clock):
+    parts = make_parts(db_url, clock, **SETTINGS)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    bob = ConsoleUser(parts, "LALB", "bob", "USCG")
+    alice.say("!op log patrol at=33.74,-118.27 start=+1h end=2h")
+    assert "CF-1" in bob.say("!op log patrol at=33.741,-118.271 start=+1h end=2h contact=\"bob 555\"")
+    alice.say("!op update OP-1 mark=LES")
+    port = ConsoleUser(parts, "LALB", "pat", "PORT")  # cleared for UNCLASS and FOUO only
+    listing = port.say("!conflicts")
+    assert "CF-1" in listing and "withheld" in listing
+    assert "bob 555" not in listing and "33.741" not in listing
+
+
+def test_an_operation_long_over_does_not_cover_a_priority_arrival(db_url, clock):
+    parts = make_parts(db_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!op log boarding vessel=IMO9074729 start=2026-11-20T10:00 end=2h")  # last week, never marked done
+    reply = alice.say("!target nominate IMO9074729 priority=high eta=+3h")
+    assert "gap" in reply.lower() and "CF-1" in reply
+
+
+def test_an_id_too_large_for_the_database_is_just_unknown(db_url, clock):
+    parts = make_parts(db_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    for text in ("!op show OP-99999999999", "!target show TGT-99999999999", "!conflicts ack CF-99999999999"):
+        reply = alice.say(text)
+        assert reply.startswith("⚠ id:") or reply.startswith("⚠ permission:"), reply
+        assert "went wrong" not in reply
+
+
+def test_a_vessel_keeps_one_open_target_even_when_the_nominator_may_not_read_it(db_url, clock):
+    from storage.tables import TargetRow
+
+    parts = make_parts(db_url, clock)
+    hank = ConsoleUser(parts, "LALB", "hank", "HSI")     # cleared for LES
+    assert hank.say('!target nominate IMO9074729 mark=LES reason="informant: cocaine in hold 3"').startswith("TGT-1")
+    pat = ConsoleUser(parts, "LALB", "pat", "PORT")      # UNCLASS and FOUO only (its console room too)
+    reply = pat.say("!target nominate IMO9074729 priority=high")
+    assert "TGT-1" in reply and "withheld" in reply and "cocaine" not in reply
+    with parts.db.session() as s:
+        assert len(s.exec(select(TargetRow)).all()) == 1
+
+
+def test_an_update_cannot_leave_an_operation_nowhere(db_url, clock):
+    parts = make_parts(db_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!op log boarding vessel=IMO9074729 start=+1h end=2h")
+    assert alice.say('!op update OP-1 vessel=""').startswith("⚠ at:")
+    assert "IMO9074729" in alice.say("!op show OP-1")
