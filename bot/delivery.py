@@ -11,11 +11,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from storage import outbox
 from storage.tables import OutboxRow
@@ -269,7 +268,7 @@ class Delivery:
     def _due_batches(self, platform: str, busy: frozenset[str] = frozenset()) -> dict[str, list[Job]]:
         with self.parts.db.session() as s:
             batches: dict[str, list[Job]] = {}
-            for head in due_heads(s, f"{platform}:", self.clock(), busy):
+            for head in outbox.due(s, f"{platform}:", self.clock(), busy):
                 rows = [head] + list(s.exec(select(OutboxRow).where(
                     OutboxRow.room == head.room, OutboxRow.status == outbox.PENDING, OutboxRow.id > head.id,
                 ).order_by(OutboxRow.id).limit(self.batch - 1)).all())
@@ -380,22 +379,6 @@ def copy_in(s: Session, room: str, origin: list[str] | tuple[str, str]) -> str |
         if row.room == room and row.status == outbox.SENT:
             return row.remote_id
     return None
-
-
-def due_heads(s: Session, room_prefix: str, now: datetime, busy: frozenset[str] = frozenset(),
-              limit: int = 100) -> list[OutboxRow]:
-    """`outbox.due` for the worker, which asks at every wake-up: the oldest pending row of each room of a
-    platform whose retry time has come, read through the pending index (one small row per room) instead of
-    loading every pending row; rooms in `busy` are being sent and left out."""
-    firsts = s.exec(select(OutboxRow.room, func.min(OutboxRow.id)).where(
-        OutboxRow.status == outbox.PENDING, col(OutboxRow.room).startswith(room_prefix),
-    ).group_by(OutboxRow.room)).all()
-    ids = sorted(first for room, first in firsts if room not in busy)
-    heads: list[OutboxRow] = []
-    for i in range(0, len(ids), 500):
-        heads += s.exec(select(OutboxRow).where(col(OutboxRow.id).in_(ids[i:i + 500]))).all()
-    heads.sort(key=lambda r: r.id)
-    return [r for r in heads if r.next_attempt_at <= now][:limit]
 
 
 def outbox_head(s: Session, room: str) -> int | None:

@@ -30,26 +30,18 @@ class Service:
         self.adapters = adapters
         self.bridge = Bridge(parts)
         self.delivery = delivery or Delivery(parts, adapters)
-        self._inflight: set[asyncio.Task] = set()
 
     async def on_message(self, msg: ChatMessage) -> None:
         """One platform message: a command goes to the engine, anything else said in a joint room to the bridge."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            changes = msg.extra.get("edit_of") or msg.extra.get("redacts")
-            if not changes and is_command(msg.text):
-                rows, heads = await asyncio.to_thread(self._command, msg)
-                self.delivery.deliver_now(heads)
-                self.delivery.wake()  # alerts the command raised are not among its rows
-            else:
-                rows = await asyncio.to_thread(self.bridge.relay, msg)
-                if rows:
-                    self.delivery.wake()
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
+        changes = msg.extra.get("edit_of") or msg.extra.get("redacts")
+        if not changes and is_command(msg.text):
+            rows, heads = await asyncio.to_thread(self._command, msg)
+            self.delivery.deliver_now(heads)
+            self.delivery.wake()  # alerts the command raised are not among its rows
+        else:
+            rows = await asyncio.to_thread(self.bridge.relay, msg)
+            if rows:
+                self.delivery.wake()
 
     def _command(self, msg: ChatMessage):
         """Run the command and, in the same worker thread, see which replies can be sent at once."""

@@ -5,7 +5,6 @@ near the changed one in space and time (indexed), and posts alerts to the zone's
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -338,5 +337,3 @@ class Deconfliction:
                 if may_show(marking, r.clearance) and r.platform != "console"]
 
 
-def changed(items: Iterable[ConflictRow]) -> list[str]:
-    return [f"CF-{c.id}" for c in items]

@@ -13,7 +13,7 @@ from importlib import resources
 
 from ioc.config import Settings
 from ioc.markings import DEFAULT_ROOM_CLEARANCE, Marking
-from ioc.zones import Zone, all_zones, get_zone
+from ioc.zones import Zone, get_zone
 
 MEMBER, SUPERVISOR = "member", "supervisor"
 
@@ -163,9 +163,6 @@ class Directory:
 
     def agency_known(self, code: str) -> bool:
         return code.upper() in self.agencies
-
-    def all_zone_codes(self) -> list[str]:
-        return list(all_zones())
 
 
 def console_room(zone_code: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ioc.markings import Marking, may_show
+from ioc.markings import may_show
 from ioc.model import conflict_ref, op_ref, target_ref
 from ioc.vessels import Vessel
 from storage.tables import ConflictRow, OperationRow, TargetRow
@@ -68,12 +68,6 @@ def conflict_view(cf: ConflictRow, ops: dict[int, OperationRow], target: TargetR
     sides = [op_view(ops[i], clearance, reader) for i in (cf.op_a, cf.op_b) if i is not None and i in ops]
     return {**base, "withheld": False, "ops": sides,
             "target": target_view(target, endorsers, clearance, reader) if target is not None else None}
-
-
-def highest_marking(*markings: str) -> str:
-    from ioc.markings import highest
-
-    return highest(Marking(m) for m in markings if m).value
 
 
 def record_withheld(ctx, listing: str, items: list[dict[str, Any]]) -> None:

@@ -86,11 +86,6 @@ def on_vessel(s: Session, zone: str, vessel_key: str, *, live_only: bool = True,
     return s.exec(q).all()
 
 
-def live_in_zone(s: Session, zone: str) -> Sequence[OperationRow]:
-    return s.exec(select(OperationRow).where(
-        OperationRow.zone_code == zone, col(OperationRow.status).in_(LIVE_STATUSES))).all()
-
-
 _DOMAIN_COLUMNS = (OperationRow.id, OperationRow.zone_code, OperationRow.agency_code, OperationRow.type,
                    OperationRow.start_at, OperationRow.end_at, OperationRow.lat, OperationRow.lon,
                    OperationRow.radius_m, OperationRow.vessel_key, OperationRow.marking, OperationRow.status,

@@ -39,19 +39,22 @@ def enqueue(s: Session, *, room: str, kind: str, payload: dict[str, Any], now: d
     return row
 
 
-def due(s: Session, room_prefix: str, now: datetime, limit: int = 100) -> list[OutboxRow]:
+def due(s: Session, room_prefix: str, now: datetime, busy: frozenset[str] = frozenset(),
+        limit: int = 100) -> list[OutboxRow]:
     """The oldest pending message of each room of a platform, if its retry time has come.
 
-    Only the head of each room's queue is offered, so a message waiting on a retry holds back the ones after
-    it in that room and the room's order is kept.
-    """
-    rows = s.exec(select(OutboxRow).where(
+    Only the head of each room's queue is offered, so a message waiting on a retry holds back the ones after it
+    and the room's order is kept. Read through the pending index (one small row per room), not every pending
+    row; rooms in `busy` are being sent and left out."""
+    firsts = s.exec(select(OutboxRow.room, func.min(OutboxRow.id)).where(
         OutboxRow.status == PENDING, col(OutboxRow.room).startswith(room_prefix),
-    ).order_by(OutboxRow.id).limit(limit * 20)).all()
-    heads: dict[str, OutboxRow] = {}
-    for row in rows:
-        heads.setdefault(row.room, row)
-    return [r for r in heads.values() if r.next_attempt_at <= now][:limit]
+    ).group_by(OutboxRow.room)).all()
+    ids = sorted(first for room, first in firsts if room not in busy)
+    heads: list[OutboxRow] = []
+    for i in range(0, len(ids), 500):
+        heads += s.exec(select(OutboxRow).where(col(OutboxRow.id).in_(ids[i:i + 500]))).all()
+    heads.sort(key=lambda r: r.id)
+    return [r for r in heads if r.next_attempt_at <= now][:limit]
 
 
 def mark_sent(s: Session, row_id: int, remote_id: str | None, now: datetime) -> None:
