@@ -52,7 +52,7 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
         .order_by(ConflictRow.id)).all())
     # A handful of queries for the whole briefing, not a few per target and conflict (37 zones at 07:00).
     gap_targets = _targets_by_id(s, {cf.target_id for cf in open_cf if cf.target_id})
-    endorse = _endorsers_of(s, {t.id for t in arriving} | set(gap_targets))
+    endorse = targets_repo.endorsers_of(s, {t.id for t in arriving} | set(gap_targets))
     covering_ops = _live_on_vessels(s, zone.code, {t.vessel_key for t in arriving}, at)
     arrivals = []
     for t in arriving:
@@ -123,10 +123,27 @@ def participation(s: Session, zone: str, at: datetime, days: int = 7, clearance=
             col(TargetRow.marking).in_(marks))
             .group_by(EndorsementRow.agency_code)).all():
         stats[agency]["endorsements"] = n
-    for agency, last in s.exec(select(AuditRow.agency_code, func.max(AuditRow.at)).where(
+    if set(marks) == {m.value for m in Marking}:
+        # Cleared for everything: any recorded action counts (acknowledgements and resolutions included).
+        lasts = s.exec(select(AuditRow.agency_code, func.max(AuditRow.at)).where(
             AuditRow.zone_code == zone, col(AuditRow.agency_code).is_not(None), col(AuditRow.at) <= at)
-            .group_by(AuditRow.agency_code)).all():
-        stats[agency]["last"] = last
+            .group_by(AuditRow.agency_code)).all()
+    else:
+        # The trail does not say which marking an action touched, so a less cleared room learns only of
+        # activity on items it may see: when an agency last acted on an LES item is a disclosure too.
+        lasts = [*s.exec(select(OperationRow.agency_code, func.max(OperationRow.updated_at)).where(
+                     OperationRow.zone_code == zone, col(OperationRow.updated_at) <= at,
+                     col(OperationRow.marking).in_(marks)).group_by(OperationRow.agency_code)).all(),
+                 *s.exec(select(TargetRow.agency_code, func.max(TargetRow.updated_at)).where(
+                     TargetRow.zone_code == zone, col(TargetRow.updated_at) <= at,
+                     col(TargetRow.marking).in_(marks)).group_by(TargetRow.agency_code)).all(),
+                 *s.exec(select(EndorsementRow.agency_code, func.max(EndorsementRow.at)).join(
+                     TargetRow, TargetRow.id == EndorsementRow.target_id).where(
+                     TargetRow.zone_code == zone, col(EndorsementRow.at) <= at,
+                     col(TargetRow.marking).in_(marks)).group_by(EndorsementRow.agency_code)).all()]
+    for agency, last in lasts:
+        if last is not None and (stats[agency]["last"] is None or last > stats[agency]["last"]):
+            stats[agency]["last"] = last
     return [{"agency": a, **v} for a, v in sorted(stats.items())]
 
 
@@ -134,15 +151,6 @@ def _targets_by_id(s: Session, ids: set[int]) -> dict[int, TargetRow]:
     if not ids:
         return {}
     return {t.id: t for t in s.exec(select(TargetRow).where(col(TargetRow.id).in_(ids))).all()}
-
-
-def _endorsers_of(s: Session, target_ids: set[int]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = defaultdict(list)
-    if target_ids:
-        for row in s.exec(select(EndorsementRow).where(col(EndorsementRow.target_id).in_(target_ids))
-                          .order_by(EndorsementRow.id)).all():
-            out[row.target_id].append(row.agency_code)
-    return out
 
 
 def _live_on_vessels(s: Session, zone: str, keys: set[str], at: datetime) -> dict[str, list[OperationRow]]:

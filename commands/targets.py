@@ -199,7 +199,8 @@ def list_targets(ctx: Context) -> None:
         raise CommandError("filter", f"'{which[:24]}' is not one of open, all")
     _only_keys(ctx, (), "target list")
     rows = repo.listing(ctx.s, ctx.zone.code, include_closed=which == "all")
-    items = [_view(ctx, r) for r in rows]
+    endorsers = repo.endorsers_of(ctx.s, {r.id for r in rows})
+    items = [target_view(r, endorsers[r.id], ctx.room.clearance, ctx.sender.clearance) for r in rows]
     record_withheld(ctx, "target list", items)
     if not ctx.room.show_withheld:
         items = [i for i in items if not i["withheld"]]

@@ -1,6 +1,7 @@
 """Targets and their endorsements."""
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import text
@@ -16,6 +17,16 @@ from .tables import EndorsementRow, TargetRow
 def endorsers(s: Session, target_id: int) -> list[str]:
     rows = s.exec(select(EndorsementRow).where(EndorsementRow.target_id == target_id).order_by(EndorsementRow.id))
     return [r.agency_code for r in rows.all()]
+
+
+def endorsers_of(s: Session, target_ids: set[int]) -> dict[int, list[str]]:
+    """The endorsing agencies of many targets in one query (listings, briefings)."""
+    out: dict[int, list[str]] = defaultdict(list)
+    if target_ids:
+        for row in s.exec(select(EndorsementRow).where(col(EndorsementRow.target_id).in_(list(target_ids)))
+                          .order_by(EndorsementRow.id)).all():
+            out[row.target_id].append(row.agency_code)
+    return out
 
 
 def to_domain(row: TargetRow, agencies: Sequence[str]) -> Target:

@@ -113,3 +113,17 @@ def test_an_update_cannot_leave_an_operation_nowhere(db_url, clock):
     alice.say("!op log boarding vessel=IMO9074729 start=+1h end=2h")
     assert alice.say('!op update OP-1 vessel=""').startswith("⚠ at:")
     assert "IMO9074729" in alice.say("!op show OP-1")
+
+
+def test_participation_in_an_uncleared_room_does_not_show_activity_on_les_items(db_url, clock):
+    from commands.briefing import participation
+    from ioc.markings import ALL_MARKINGS
+
+    parts = make_parts(db_url, clock)
+    hank = ConsoleUser(parts, "LALB", "hank", "HSI")
+    hank.say("!op log surveillance at=33.72,-118.25 start=+1h end=2h mark=LES")
+    with parts.db.session() as s:
+        open_room = {p["agency"]: p for p in participation(s, "LALB", clock.now, clearance={Marking.UNCLASS})}
+        cleared = {p["agency"]: p for p in participation(s, "LALB", clock.now, clearance=ALL_MARKINGS)}
+    assert cleared["HSI"]["ops"] == 1 and cleared["HSI"]["last"] is not None
+    assert "HSI" not in open_room or (open_room["HSI"]["ops"] == 0 and open_room["HSI"]["last"] is None)
