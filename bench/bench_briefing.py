@@ -13,12 +13,11 @@ SQLite all the work is in this process, so its CPU time is the cost).
 from __future__ import annotations
 
 import argparse
-import os
+from contextlib import ExitStack
 import random
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from bot.timeline import timeline  # noqa: E402
 from bot.wiring import build  # noqa: E402
 from commands.briefing import build_briefing  # noqa: E402
 from ioc.config import load_settings  # noqa: E402
+from tests.fixtures.postgres import temporary_database  # noqa: E402
 from ioc.markings import ALL_MARKINGS  # noqa: E402
 from ioc.zones import all_zones  # noqa: E402
 from storage import operations as ops_repo  # noqa: E402
@@ -38,7 +38,6 @@ from sqlmodel import select  # noqa: E402
 
 AGENCIES = ["CBP", "USCG", "HSI", "PD", "PORT", "AMO"]
 TYPES = ["boarding", "inspection", "patrol", "escort", "surveillance", "security-zone", "dive", "exercise"]
-PG_ADMIN = os.environ.get("WATCHFLOOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 DAY = datetime(2026, 12, 2)  # the local date every zone is briefed for
 
 
@@ -151,22 +150,13 @@ def main() -> None:
         run(f"sqlite:///{Path(tmp) / 'bench.db'}", "sqlite", args.seed)
     if args.no_pg:
         return
-    try:
-        import psycopg
-
-        name = f"wf_bench_{uuid.uuid4().hex[:8]}"
-        admin = PG_ADMIN.replace("+psycopg", "")
-        with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception as e:
-        print(f"[postgresql] skipped: {e}")
-        return
-    try:
-        run(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", "postgresql", args.seed)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(temporary_database(prefix="wf_bench"))
+        except Exception as e:
+            print(f"[postgresql] skipped: {e}")
+            return
+        run(url, "postgresql", args.seed)
 
 if __name__ == "__main__":
     main()

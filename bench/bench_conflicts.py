@@ -30,14 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import event, insert  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 
 from commands.message import ChatMessage  # noqa: E402
 from ioc.conflicts import naive_findings, sweep  # noqa: E402
 from ioc.geo import circle_bbox  # noqa: E402
 from ioc.model import Operation  # noqa: E402
 from storage.tables import OperationRow  # noqa: E402
-from tests.helpers import make_parts  # noqa: E402
+from tests.helpers import check_query_plans, make_parts  # noqa: E402
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 PER_DAY = 120
@@ -116,21 +116,7 @@ def query_plans(parts) -> list[str]:
     probe = Operation(id=0, zone="LALB", agency="USCG", type="patrol", start=NOW + timedelta(hours=36),
                       end=NOW + timedelta(hours=38), lat=33.74, lon=-118.27, radius_m=500,
                       vessel_key="mmsi:366000001")
-    seen = []
-
-    def capture(_c, _cur, statement, params, _ctx, _many):
-        if "FROM operation" in statement:
-            seen.append((statement, params))
-
-    with parts.db.session() as s:
-        event.listen(parts.db.engine, "before_cursor_execute", capture)
-        try:
-            parts.engine.deconfliction.findings_for(s, probe)
-        finally:
-            event.remove(parts.db.engine, "before_cursor_execute", capture)
-        return [" ".join(r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + q, p).fetchall())
-                for q, p in seen]
-
+    return check_query_plans(parts, probe)
 
 def time_scan(parts) -> tuple[float, float, int]:
     deconf = parts.engine.deconfliction

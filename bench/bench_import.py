@@ -6,6 +6,7 @@ Prints the row count, file size and wall time of each run, measured here, once.
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
 import csv
 import os
 import random
@@ -14,15 +15,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fixtures.postgres import temporary_database  # noqa: E402
+
 AGENCIES = ["CBP", "USCG", "HSI", "PD", "PORT"]
 TYPES = ["boarding", "inspection", "patrol", "escort", "surveillance", "security-zone", "dive", "exercise"]
 LA = ZoneInfo("America/Los_Angeles")
-PG_ADMIN = os.environ.get("WATCHFLOOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def imo(rng: random.Random) -> str:
@@ -76,23 +79,14 @@ def main() -> None:
         secs, line = run(path, f"sqlite:///{tmp}/bench.db")
         print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
         print(f"sqlite:     {secs:6.1f} s wall (subprocess, incl. start-up)  | {line}")
-        try:
-            import psycopg
-
-            name = f"wf_bench_{uuid.uuid4().hex[:8]}"
-            admin = PG_ADMIN.replace("+psycopg", "")
-            with psycopg.connect(admin, autocommit=True, connect_timeout=3) as c:
-                c.execute(f'CREATE DATABASE "{name}"')
-        except Exception as e:
-            print(f"postgresql: skipped ({e})")
-            return
-        try:
-            secs, line = run(path, PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
+        with ExitStack() as stack:
+            try:
+                url = stack.enter_context(temporary_database(prefix="wf_bench"))
+            except Exception as e:
+                print(f"postgresql: skipped ({e})")
+                return
+            secs, line = run(path, url)
             print(f"postgresql: {secs:6.1f} s wall (subprocess, incl. start-up)  | {line}")
-        finally:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 if __name__ == "__main__":
     main()

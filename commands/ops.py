@@ -97,11 +97,11 @@ def apply_op_fields(row: OperationRow, p: dict[str, Token], *, zone: Zone, now: 
     return warnings
 
 
-def _find(ctx: Context, raw_id: str | None, usage: str) -> OperationRow:
+def _find(ctx: Context, raw_id: str | None, usage: str, lock: bool = True) -> OperationRow:
     if not raw_id:
         raise CommandError("id", f"missing operation id; usage: {usage}")
     n = parse_ref("id", raw_id, "OP")
-    row = repo.get_for_update(ctx.s, n)
+    row = repo.get_for_update(ctx.s, n) if lock else repo.get(ctx.s, n)
     if row is None or row.zone_code != ctx.zone.code or not ctx.visible(row.marking):
         raise CommandError("id", f"unknown operation {op_ref(n)} in {ctx.zone.code}")
     return row
@@ -207,7 +207,7 @@ def list_ops(ctx: Context) -> None:
 
 
 def show_op(ctx: Context) -> None:
-    row = _find(ctx, ctx.cmd.words[1].text if len(ctx.cmd.words) > 1 else None, "op show OP-n")
+    row = _find(ctx, ctx.cmd.words[1].text if len(ctx.cmd.words) > 1 else None, "op show OP-n", lock=False)
     _words(ctx, 1, "op show OP-n")
     ctx.reply("op_show.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance))
 

@@ -42,12 +42,13 @@ def _apply(ctx: Context, row: TargetRow) -> None:
         raise CommandError("mark", f"this room or your agency is not cleared for {row.marking}")
 
 
-def _find(ctx: Context, usage: str) -> TargetRow:
+def _find(ctx: Context, usage: str, lock: bool = True) -> TargetRow:
     if len(ctx.cmd.words) < 2:
         raise CommandError("id", f"missing target id; usage: {usage}")
     n = parse_ref("id", ctx.cmd.words[1].text, "TGT")
-    row = ctx.s.exec(select(TargetRow).where(TargetRow.id == n).with_for_update()
-                     .execution_options(populate_existing=True)).first()
+    q = select(TargetRow).where(TargetRow.id == n)
+    # Locked and re-read before a change, so two changes of one target apply one after the other.
+    row = ctx.s.exec(q.with_for_update().execution_options(populate_existing=True) if lock else q).first()
     if row is None or row.zone_code != ctx.zone.code or not ctx.visible(row.marking):
         raise CommandError("id", f"unknown target {target_ref(n)} in {ctx.zone.code}")
     return row
@@ -208,7 +209,7 @@ def list_targets(ctx: Context) -> None:
 
 
 def show(ctx: Context) -> None:
-    row = _find(ctx, "target show TGT-n")
+    row = _find(ctx, "target show TGT-n", lock=False)
     ctx.reply("target_show.j2", target=_view(ctx, row), verb=None, raised=[], closed=[])
 
 

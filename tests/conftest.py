@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.fixtures.postgres import PG_ADMIN_URL, temporary_database
+
 pytest_plugins = ["tests.fixtures.synapse", "tests.fixtures.slack_api"]
 
-PG_ADMIN_URL = os.environ.get("WATCHFLOOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("WATCHFLOOR_REQUIRE_PG") == "1"
 
 
@@ -37,16 +37,8 @@ def pg_server():
 @pytest.fixture
 def pg_url(pg_server):
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
-
-    name = f"wf_{uuid.uuid4().hex[:12]}"
-    admin = pg_server.replace("+psycopg", "")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = pg_server.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -30,3 +30,23 @@ class ConsoleUser:
                           event_id=event_id or f"t-{next(_ids)}", sender_name=self.sender.name)
         handled = self.parts.engine.handle(msg)
         return "\n".join(for_clearance(json.loads(r.payload), self.sender.clearance)["text"] for r in handled.rows)
+
+
+def check_query_plans(parts: Parts, probe) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of each query the per-operation conflict check runs for `probe`."""
+    from sqlalchemy import event
+
+    statements = []
+
+    def capture(_conn, _cursor, statement, params, _context, _many):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM operation" in statement:
+            statements.append((statement, params))
+
+    with parts.db.session() as s:
+        event.listen(parts.db.engine, "before_cursor_execute", capture)
+        try:
+            parts.engine.deconfliction.findings_for(s, probe)
+        finally:
+            event.remove(parts.db.engine, "before_cursor_execute", capture)
+        return [" ".join(r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + q, p).fetchall())
+                for q, p in statements]

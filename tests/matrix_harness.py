@@ -110,6 +110,10 @@ async def history(synapse, who: Person, room: str, limit: int = 200) -> list[dic
     return await asyncio.to_thread(synapse.messages, who.token, room, limit)
 
 
+def bodies(events: list[dict[str, Any]]) -> list[str | None]:
+    return [e["content"].get("body") for e in events]
+
+
 def from_bot(events: list[dict[str, Any]], bot_id: str, etype: str = "m.room.message") -> list[dict[str, Any]]:
     return [e for e in events if e["sender"] == bot_id and e["type"] == etype]
 

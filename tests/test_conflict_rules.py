@@ -20,7 +20,7 @@ from ioc.markings import Marking
 from ioc.model import OPEN_CONFLICT_STATUSES, Operation, Target
 from storage import operations as ops_repo
 from storage.tables import ConflictRow, OperationRow
-from tests.helpers import make_parts
+from tests.helpers import check_query_plans, make_parts
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 # Clusters: Long Beach harbour, Adak on both sides of ±180°, Guam, close to the North Pole, and the open sea.
@@ -150,28 +150,13 @@ def test_indexed_check_finds_exactly_what_all_pairs_finds(deconfliction_db, ops)
 
 def test_check_uses_the_indexes_not_a_table_scan(sqlite_url, clock):
     """What `op log` reads must come through (zone, start) and (zone, vessel), whatever the planner's stats."""
-    from sqlalchemy import event
-
     parts = make_parts(sqlite_url, clock)
     history = [_op(i, "CBP", -24 * (i % 900), -24 * (i % 900) + 2, vessel=VESSELS[i % 4],
                    status="done" if i % 3 else "planned") for i in range(1, 3000)]
     with parts.db.session() as s:
         _store(s, history)
-    statements = []
-
-    def capture(_conn, _cursor, statement, params, _context, _many):
-        if statement.lstrip().upper().startswith("SELECT") and "FROM operation" in statement:
-            statements.append((statement, params))
-
     probe = _op(5000, "USCG", 1, 3, vessel="imo:9074729")
-    with parts.db.session() as s:
-        event.listen(parts.db.engine, "before_cursor_execute", capture)
-        try:
-            parts.engine.deconfliction.findings_for(s, probe)
-        finally:
-            event.remove(parts.db.engine, "before_cursor_execute", capture)
-        plans = [" ".join(r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + q, p).fetchall())
-                 for q, p in statements]
+    plans = check_query_plans(parts, probe)
     assert len(plans) == 2
     assert "ix_operation_window (zone_code=? AND start_at>? AND start_at<?)" in plans[0]
     assert "ix_operation_zone_vessel (zone_code=? AND vessel_key=?)" in plans[1]

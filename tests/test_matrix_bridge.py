@@ -6,13 +6,9 @@ import asyncio
 
 import pytest
 
-from tests.matrix_harness import Bot, bot_messages, from_bot, history, make_world, say, wait_for
+from tests.matrix_harness import Bot, bodies, bot_messages, from_bot, history, make_world, say, wait_for
 
 pytestmark = pytest.mark.synapse
-
-
-def bodies(events):
-    return [e["content"].get("body") for e in events]
 
 
 async def test_bridge_both_ways_keeps_replies_and_never_echoes(synapse, db_url):

@@ -16,13 +16,9 @@ import pytest
 import yaml
 
 from commands.message import ChatMessage
-from tests.matrix_harness import Bot, bot_messages, from_bot, history, make_world, say, wait_for
+from tests.matrix_harness import Bot, bodies, bot_messages, from_bot, history, make_world, say, wait_for
 
 pytestmark = pytest.mark.synapse
-
-
-def bodies(events):
-    return [e["content"].get("body") for e in events]
 
 
 async def test_restart_catches_up_and_never_answers_twice(synapse, db_url):
