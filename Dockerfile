@@ -13,6 +13,7 @@ COPY commands ./commands
 COPY templates ./templates
 COPY storage ./storage
 COPY ioc ./ioc
+COPY watchfloor ./watchfloor
 RUN /venv/bin/pip install . && find /venv -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM python:3.11-slim

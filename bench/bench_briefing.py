@@ -23,17 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.scheduler import JobScheduler, briefing_trigger  # noqa: E402
-from bot.timeline import timeline  # noqa: E402
-from bot.wiring import build  # noqa: E402
-from commands.briefing import build_briefing  # noqa: E402
-from ioc.config import load_settings  # noqa: E402
+from watchfloor.bot.scheduler import JobScheduler, briefing_trigger  # noqa: E402
+from watchfloor.bot.timeline import timeline  # noqa: E402
+from watchfloor.bot.wiring import build  # noqa: E402
+from watchfloor.commands.briefing import build_briefing  # noqa: E402
+from watchfloor.config import load_settings  # noqa: E402
 from tests.fixtures.postgres import temporary_database  # noqa: E402
-from ioc.markings import ALL_MARKINGS  # noqa: E402
-from ioc.zones import all_zones  # noqa: E402
-from storage import operations as ops_repo  # noqa: E402
-from storage.tables import EndorsementRow, OperationRow, TargetRow  # noqa: E402
-from templates import render  # noqa: E402
+from watchfloor.ioc.markings import ALL_MARKINGS  # noqa: E402
+from watchfloor.ioc.zones import all_zones  # noqa: E402
+from watchfloor.storage import operations as ops_repo  # noqa: E402
+from watchfloor.storage.tables import EndorsementRow, OperationRow, TargetRow  # noqa: E402
+from watchfloor.templates import render  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 AGENCIES = ["CBP", "USCG", "HSI", "PD", "PORT", "AMO"]

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert  # noqa: E402
 
-from commands.message import ChatMessage  # noqa: E402
-from ioc.conflicts import naive_findings, sweep  # noqa: E402
-from ioc.geo import circle_bbox  # noqa: E402
-from ioc.model import Operation  # noqa: E402
-from storage.tables import OperationRow  # noqa: E402
+from watchfloor.commands.message import ChatMessage  # noqa: E402
+from watchfloor.ioc.conflicts import naive_findings, sweep  # noqa: E402
+from watchfloor.ioc.geo import circle_bbox  # noqa: E402
+from watchfloor.ioc.model import Operation  # noqa: E402
+from watchfloor.storage.tables import OperationRow  # noqa: E402
 from tests.helpers import check_query_plans, make_parts  # noqa: E402
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)

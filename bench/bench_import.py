@@ -56,9 +56,9 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
 
 def run(path: Path, url: str) -> tuple[float, str]:
     """Wall and CPU time of one `watchfloor import ops` process (CPU time matters on a shared, loaded machine)."""
-    subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade", "--db", url], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "db", "upgrade", "--db", url], check=True, capture_output=True)
     t, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "import", "ops", str(path), "--zone", "LALB", "--db", url],
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "import", "ops", str(path), "--zone", "LALB", "--db", url],
                          capture_output=True, text=True)
     elapsed = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from commands.message import ChatMessage
+from watchfloor.commands.message import ChatMessage
 
 OnMessage = Callable[[ChatMessage], Awaitable[None]]
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlmodel import Session
 
-from commands.directory import Room
-from commands.grammar import is_command
-from commands.message import ChatMessage
-from commands.posting import post
-from ioc.markings import marking_of_text, may_show
-from storage import events, outbox
-from storage.tables import OutboxRow
+from watchfloor.commands.directory import Room
+from watchfloor.commands.grammar import is_command
+from watchfloor.commands.message import ChatMessage
+from watchfloor.commands.posting import post
+from watchfloor.ioc.markings import marking_of_text, may_show
+from watchfloor.storage import events, outbox
+from watchfloor.storage.tables import OutboxRow
 
 from . import metrics
 from .logs import log_relay

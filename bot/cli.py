@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ioc.config import ConfigError, load_settings
-from ioc.zones import all_zones, get_zone
+from watchfloor.config import ConfigError, load_settings
+from watchfloor.ioc.zones import all_zones, get_zone
 
 app = typer.Typer(help="watchfloor: interagency operations, targeting and deconfliction in chat.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -41,7 +41,7 @@ def _zone(code: str):
 
 
 def _parts(config: Path | None, db: str | None):
-    from bot.wiring import build
+    from watchfloor.bot.wiring import build
 
     try:
         return build(config, db)
@@ -59,7 +59,7 @@ def console(
     config: ConfigOpt = None,
 ) -> None:
     """A local chat room of the zone: one message per line from stdin; prints replies and alerts."""
-    from bot.console import ConsoleRoom, lines
+    from watchfloor.bot.console import ConsoleRoom, lines
 
     z = _zone(zone)
     if role is not None and role not in ("member", "supervisor"):
@@ -80,7 +80,7 @@ def console(
 @app.command()
 def run(config: Annotated[Path, typer.Option("--config", help="watchfloor.toml")]) -> None:
     """Run every configured adapter (Slack, Matrix), the bridge and the scheduler until SIGTERM."""
-    from bot.runner import run_service
+    from watchfloor.bot.runner import run_service
 
     try:
         settings = load_settings(config)
@@ -99,12 +99,12 @@ def brief(
     config: ConfigOpt = None,
 ) -> None:
     """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too)."""
-    from bot.timeline import timeline
-    from commands.briefing import build_briefing
-    from commands.errors import CommandError
-    from commands.values import parse_time
-    from ioc.markings import ALL_MARKINGS
-    from templates import render
+    from watchfloor.bot.timeline import timeline
+    from watchfloor.commands.briefing import build_briefing
+    from watchfloor.commands.errors import CommandError
+    from watchfloor.commands.values import parse_time
+    from watchfloor.ioc.markings import ALL_MARKINGS
+    from watchfloor.templates import render
 
     z = _zone(zone)
     parts = _parts(config, db)
@@ -144,7 +144,7 @@ def import_ops(
     """Bulk-load operations; every row validated, all or nothing."""
     import time
 
-    from commands.importer import ImportError_, import_ops as do_import
+    from watchfloor.commands.importer import ImportError_, import_ops as do_import
 
     if zone is not None:
         zone = _zone(zone).code
@@ -165,7 +165,7 @@ def conflicts_scan(
     config: ConfigOpt = None,
 ) -> None:
     """Re-check every stored operation and target of a zone and print the open conflicts."""
-    from commands.conflicts_scan import scan_and_list
+    from watchfloor.commands.conflicts_scan import scan_and_list
 
     z = _zone(zone)
     parts = _parts(config, db)
@@ -176,7 +176,7 @@ def conflicts_scan(
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Bring the schema to the current version (Alembic)."""
-    from storage.db import Database
+    from watchfloor.storage.db import Database
 
     database = Database(db)
     database.upgrade()
@@ -186,7 +186,7 @@ def db_upgrade(db: DbOpt = None) -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) -> None:
     """Validate a config and list every problem, naming each key."""
-    from ioc.config import config_warnings
+    from watchfloor.config import config_warnings
 
     try:
         settings = load_settings(file)
@@ -206,9 +206,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) 
 @app.command()
 def demo(db: DbOpt = None) -> None:
     """Fill a fresh database with a realistic day in two zones (LALB, NY), to try every feature."""
-    from bot.demo import DemoError, next_steps, operations_in, seed
-    from bot.wiring import build
-    from storage.db import default_url
+    from watchfloor.bot.demo import DemoError, next_steps, operations_in, seed
+    from watchfloor.bot.wiring import build
+    from watchfloor.storage.db import default_url
 
     url = db or default_url()
     try:
@@ -237,8 +237,8 @@ def demo(db: DbOpt = None) -> None:
 @audit_app.command("verify")
 def audit_verify(db: DbOpt = None) -> None:
     """Check the audit trail's hash chain; name the first record altered or removed."""
-    from storage.audit import verify
-    from storage.db import Database
+    from watchfloor.storage.audit import verify
+    from watchfloor.storage.db import Database
 
     database = Database(db)
     with database.session() as s:
@@ -258,10 +258,10 @@ def audit_show(
     """Print the audit trail of a zone."""
     from sqlmodel import select
 
-    from commands.errors import CommandError
-    from commands.values import parse_time
-    from storage.db import Database
-    from storage.tables import AuditRow
+    from watchfloor.commands.errors import CommandError
+    from watchfloor.commands.values import parse_time
+    from watchfloor.storage.db import Database
+    from watchfloor.storage.tables import AuditRow
 
     z = _zone(zone)
     database = Database(db)

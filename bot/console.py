@@ -13,12 +13,12 @@ from typing import TextIO
 
 from sqlmodel import col, select
 
-from commands.directory import Room, Sender
-from commands.engine import Engine
-from commands.message import ChatMessage
-from commands.posting import for_clearance
-from storage.outbox import payload
-from storage.tables import OutboxRow
+from watchfloor.commands.directory import Room, Sender
+from watchfloor.commands.engine import Engine
+from watchfloor.commands.message import ChatMessage
+from watchfloor.commands.posting import for_clearance
+from watchfloor.storage.outbox import payload
+from watchfloor.storage.tables import OutboxRow
 
 
 class ConsoleRoom:
@@ -63,7 +63,7 @@ class ConsoleRoom:
         variant = for_clearance(payload(row), self.sender.clearance)
         body = variant["text"]
         if variant.get("image"):  # a briefing's timeline: a terminal cannot show it, so write it and say where
-            from bot.timeline import save
+            from watchfloor.bot.timeline import save
 
             body += f"\npicture: {save(variant['image'])}"
         if row.kind in ("alert", "escalation"):

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from storage import outbox
-from storage.tables import OutboxRow
+from watchfloor.storage import outbox
+from watchfloor.storage.tables import OutboxRow
 
 from .adapter import Adapter, PermanentSendError, TransientSendError
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, func, select
 
-from commands.message import ChatMessage
-from ioc.model import OPEN_CONFLICT_STATUSES
-from storage.tables import ConflictRow, OperationRow, TargetRow
+from watchfloor.commands.message import ChatMessage
+from watchfloor.ioc.model import OPEN_CONFLICT_STATUSES
+from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 # (zone, user, agency, role) of everyone who speaks in the demo.
 PEOPLE = {
@@ -90,8 +90,8 @@ def operations_in(db) -> int:
 def seed(parts, now: datetime | None = None) -> DemoResult:
     """Play the day through the engine. Raises DemoError if any command is refused (a demo that half works
     teaches the wrong thing)."""
-    from commands.posting import for_clearance
-    from storage.outbox import payload
+    from watchfloor.commands.posting import for_clearance
+    from watchfloor.storage.outbox import payload
 
     now = now or datetime.now(UTC)
     senders = {}

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from ioc.markings import Marking, marking_of_text
+from watchfloor.ioc.markings import Marking, marking_of_text
 
 _TEXT_KEYS = ("text", "body", "note", "reason", "raw", "message_text", "detail", "error")
 

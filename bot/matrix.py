@@ -19,8 +19,8 @@ from nio import (AsyncClient, AsyncClientConfig, ErrorResponse, JoinResponse, Lo
                  MessageDirection, RoomMessagesResponse, RoomRedactResponse, RoomSendResponse, SyncResponse,
                  UploadResponse, WhoamiResponse)
 
-from ioc.config import MatrixConfig
-from storage.kv import kv_get, kv_set
+from watchfloor.config import MatrixConfig
+from watchfloor.storage.kv import kv_get, kv_set
 
 from .adapter import OnMessage, PermanentSendError, TransientSendError
 from .matrix_events import chat_message, message_content

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from commands.message import ChatMessage
+from watchfloor.commands.message import ChatMessage
 
 HTML_FORMAT = "org.matrix.custom.html"
 _REPLY_FALLBACK = re.compile(r"\A(?:> [^\n]*\n)+\n", re.MULTILINE)

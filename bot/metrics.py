@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the HTTP handler)
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 
-from commands.observers import listen
+from watchfloor.commands.observers import listen
 
 # The *_created series double every counter's output and no dashboard of ours reads them.
 disable_created_metrics()
@@ -67,7 +67,7 @@ def set_platform_up(platform: str, up: bool) -> None:
 
 def refresh_outbox(db: Any, now: datetime | None = None) -> None:
     """Read the outbox depth from the database into the gauges (called at scrape time)."""
-    from storage.outbox import depth
+    from watchfloor.storage.outbox import depth
 
     with db.session() as s:
         pending, oldest = depth(s)
@@ -135,7 +135,7 @@ def observe_escalations(escalated: Any) -> None:
 
 
 def _text_marking(text: str) -> str | None:
-    from ioc.markings import marking_of_text
+    from watchfloor.ioc.markings import marking_of_text
 
     return marking_of_text(text).value
 

@@ -11,9 +11,9 @@ import logging
 import signal
 from typing import Any
 
-from commands.grammar import is_command
-from commands.message import ChatMessage
-from ioc.config import Settings
+from watchfloor.commands.grammar import is_command
+from watchfloor.commands.message import ChatMessage
+from watchfloor.config import Settings
 
 from .adapter import Adapter
 from .bridge import Bridge
@@ -71,7 +71,7 @@ def make_adapters(parts, settings: Settings, wake=None) -> list[Adapter]:
 
         adapters.append(MatrixAdapter(parts, settings.matrix))
     if settings.slack is not None:
-        slack = _optional("bot.slack")
+        slack = _optional("watchfloor.bot.slack")
         if slack is None:
             log.warning("[slack] is configured but this build has no Slack adapter; Slack is not served")
         else:
@@ -152,12 +152,12 @@ async def _main(settings: Settings) -> int:
 
 async def _start_extras(parts, adapters, settings: Settings) -> list[tuple[str, Any]]:
     extras: list[tuple[str, Any]] = []
-    scheduler = _optional("bot.scheduler")
+    scheduler = _optional("watchfloor.bot.scheduler")
     if scheduler is not None:
         jobs = scheduler.JobScheduler(parts)
         jobs.start()
         extras.append(("scheduler", jobs))
-    health = _optional("bot.health")
+    health = _optional("watchfloor.bot.health")
     if health is not None and settings.service.port:
         extras.append(("health", await health.start_health(parts, adapters, settings.service.port,
                                                                  settings.service.host)))

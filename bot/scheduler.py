@@ -25,13 +25,13 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlmodel import col, select
 
-from commands.briefing import build_briefing
-from commands.directory import Room
-from commands.jobs import escalate_due, scan_all
-from commands.posting import CLEARANCE_LEVELS, clearance_key, post
-from ioc.zones import Zone, get_zone
-from storage import locks
-from storage.tables import OutboxRow
+from watchfloor.commands.briefing import build_briefing
+from watchfloor.commands.directory import Room
+from watchfloor.commands.jobs import escalate_due, scan_all
+from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key, post
+from watchfloor.ioc.zones import Zone, get_zone
+from watchfloor.storage import locks
+from watchfloor.storage.tables import OutboxRow
 
 from . import metrics
 from .timeline import Picture, timeline

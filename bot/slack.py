@@ -24,13 +24,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlmodel import col, select
 
-from commands.grammar import is_command
-from commands.message import ChatMessage
-from ioc.config import SlackConfig
-from storage.kv import kv_get, kv_set
-from storage.outbox import origin_of
-from storage.outbox import payload as row_payload
-from storage.tables import OutboxRow
+from watchfloor.commands.grammar import is_command
+from watchfloor.commands.message import ChatMessage
+from watchfloor.config import SlackConfig
+from watchfloor.storage.kv import kv_get, kv_set
+from watchfloor.storage.outbox import origin_of
+from watchfloor.storage.outbox import payload as row_payload
+from watchfloor.storage.tables import OutboxRow
 
 from .adapter import OnMessage, PermanentSendError, TransientSendError
 

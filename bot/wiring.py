@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import metrics  # noqa: F401  (registers the telemetry listeners)
-from commands.directory import Directory
-from commands.engine import Clock, Engine, utcnow
-from ioc.config import Settings, load_settings
-from storage import repo
-from storage.db import Database
+from watchfloor.bot import metrics  # noqa: F401  (registers the telemetry listeners)
+from watchfloor.commands.directory import Directory
+from watchfloor.commands.engine import Clock, Engine, utcnow
+from watchfloor.config import Settings, load_settings
+from watchfloor.storage import repo
+from watchfloor.storage.db import Database
 
 
 @dataclass

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from ioc.markings import Marking, may_show
-from ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
-from ioc.zones import Zone
-from storage import operations as ops_repo
-from storage import targets as targets_repo
-from storage.tables import AuditRow, ConflictRow, EndorsementRow, OperationRow, TargetRow
+from watchfloor.ioc.markings import Marking, may_show
+from watchfloor.ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
+from watchfloor.ioc.zones import Zone
+from watchfloor.storage import operations as ops_repo
+from watchfloor.storage import targets as targets_repo
+from watchfloor.storage.tables import AuditRow, ConflictRow, EndorsementRow, OperationRow, TargetRow
 
 from .directory import Directory
 from .views import conflict_view, op_view, target_view

@@ -5,12 +5,12 @@ from dataclasses import replace
 
 from sqlmodel import col, select
 
-from ioc.markings import may_show
-from ioc.model import OPEN_CONFLICT_STATUSES, RESOLUTIONS, ConflictStatus, conflict_ref
-from ioc.zones import get_zone
-from storage import operations as ops_repo
-from storage import targets as targets_repo
-from storage.tables import ConflictRow, TargetRow
+from watchfloor.ioc.markings import may_show
+from watchfloor.ioc.model import OPEN_CONFLICT_STATUSES, RESOLUTIONS, ConflictStatus, conflict_ref
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage import operations as ops_repo
+from watchfloor.storage import targets as targets_repo
+from watchfloor.storage.tables import ConflictRow, TargetRow
 
 from .engine import Context
 from .errors import CommandError

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from ioc.markings import ALL_MARKINGS
-from ioc.model import OPEN_CONFLICT_STATUSES
-from ioc.zones import get_zone
-from storage import operations as ops_repo
-from storage import targets as targets_repo
-from storage.tables import ConflictRow, TargetRow
-from templates import render
+from watchfloor.ioc.markings import ALL_MARKINGS
+from watchfloor.ioc.model import OPEN_CONFLICT_STATUSES
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage import operations as ops_repo
+from watchfloor.storage import targets as targets_repo
+from watchfloor.storage.tables import ConflictRow, TargetRow
+from watchfloor.templates import render
 
 from .engine import Engine
 from .views import conflict_view

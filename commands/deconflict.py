@@ -12,15 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from ioc.conflicts import Finding, Rules, covers, gap_finding, gap_key, gap_still_open, pair_findings, sweep
-from ioc.markings import Marking, highest, may_show
-from ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES, ConflictKind, ConflictStatus, Operation, op_ref
-from ioc.vessels import Vessel
-from ioc.zones import get_zone
-from storage import operations as ops_repo
-from storage import targets as targets_repo
-from storage.audit import append as audit
-from storage.tables import ConflictRow, OperationRow, TargetRow
+from watchfloor.ioc.conflicts import Finding, Rules, covers, gap_finding, gap_key, gap_still_open, pair_findings, sweep
+from watchfloor.ioc.markings import Marking, highest, may_show
+from watchfloor.ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES, ConflictKind, ConflictStatus, Operation, op_ref
+from watchfloor.ioc.vessels import Vessel
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage import operations as ops_repo
+from watchfloor.storage import targets as targets_repo
+from watchfloor.storage.audit import append as audit
+from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 from .directory import Directory, Room
 from .observers import notify

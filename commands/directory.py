@@ -11,9 +11,9 @@ from datetime import time
 from functools import lru_cache
 from importlib import resources
 
-from ioc.config import Settings
-from ioc.markings import DEFAULT_ROOM_CLEARANCE, Marking
-from ioc.zones import Zone, get_zone
+from watchfloor.config import Settings
+from watchfloor.ioc.markings import DEFAULT_ROOM_CLEARANCE, Marking
+from watchfloor.ioc.zones import Zone, get_zone
 
 MEMBER, SUPERVISOR = "member", "supervisor"
 
@@ -58,7 +58,7 @@ class Room:
 
 @lru_cache(maxsize=1)
 def default_agencies() -> dict[str, Agency]:
-    text = resources.files("ioc").joinpath("data/agencies.csv").read_text(encoding="utf-8")
+    text = resources.files("watchfloor.ioc").joinpath("data/agencies.csv").read_text(encoding="utf-8")
     out = {}
     for row in csv.DictReader(text.splitlines()):
         out[row["code"]] = Agency(row["code"], row["name"], frozenset(Marking(m) for m in row["clearance"].split()))

@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ioc.markings import may_show
-from ioc.zones import Zone
-from storage import events
-from storage.audit import append as audit_append
-from storage.db import Database
-from storage.tables import OutboxRow
+from watchfloor.ioc.markings import may_show
+from watchfloor.ioc.zones import Zone
+from watchfloor.storage import events
+from watchfloor.storage.audit import append as audit_append
+from watchfloor.storage.db import Database
+from watchfloor.storage.tables import OutboxRow
 
 from . import authz
 from .deconflict import Changes, Deconfliction, rules_from

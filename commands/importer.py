@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 from pydantic_core import PydanticUndefined
 
-from ioc.model import op_ref
-from ioc.zones import get_zone
-from storage.audit import append as audit
-from storage.tables import OperationRow
+from watchfloor.ioc.model import op_ref
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage.audit import append as audit
+from watchfloor.storage.tables import OperationRow
 
 from .deconflict import Changes
 from .engine import Engine

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from ioc.zones import get_zone
-from storage.tables import OperationRow
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage.tables import OperationRow
 
 from .briefing import build_briefing
 from .engine import Context

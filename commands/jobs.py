@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from sqlmodel import col, select
 
-from ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
-from storage.tables import ConflictRow, OperationRow, TargetRow
+from watchfloor.ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
+from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 from .deconflict import Changes
 from .engine import Engine

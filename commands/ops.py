@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ioc.conflicts import Rules
-from ioc.geo import distance_m
-from ioc.markings import Marking
-from ioc.model import OP_TYPES, LIVE_STATUSES, OpStatus, op_ref
-from storage import operations as repo
-from ioc.zones import Zone
-from storage.tables import OperationRow
+from watchfloor.ioc.conflicts import Rules
+from watchfloor.ioc.geo import distance_m
+from watchfloor.ioc.markings import Marking
+from watchfloor.ioc.model import OP_TYPES, LIVE_STATUSES, OpStatus, op_ref
+from watchfloor.storage import operations as repo
+from watchfloor.ioc.zones import Zone
+from watchfloor.storage.tables import OperationRow
 
 from .briefing import local_day
 from .engine import Context, dispatch

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from ioc.markings import Marking
-from storage import outbox
-from storage.tables import OutboxRow
-from templates import render
+from watchfloor.ioc.markings import Marking
+from watchfloor.storage import outbox
+from watchfloor.storage.tables import OutboxRow
+from watchfloor.templates import render
 
 from .directory import Room
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from ioc.markings import Marking
-from ioc.model import PRIORITIES, target_ref
-from storage import targets as repo
-from storage.tables import EndorsementRow, TargetRow
+from watchfloor.ioc.markings import Marking
+from watchfloor.ioc.model import PRIORITIES, target_ref
+from watchfloor.storage import targets as repo
+from watchfloor.storage.tables import EndorsementRow, TargetRow
 
 from .engine import Context, dispatch
 from .errors import CommandError

@@ -9,8 +9,8 @@ import re
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from ioc.markings import Marking
-from ioc.vessels import Vessel, VesselError, parse_vessel
+from watchfloor.ioc.markings import Marking
+from watchfloor.ioc.vessels import Vessel, VesselError, parse_vessel
 
 from .errors import CommandError
 

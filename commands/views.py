@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ioc.markings import may_show
-from ioc.model import conflict_ref, op_ref, target_ref
-from ioc.vessels import Vessel
-from storage.tables import ConflictRow, OperationRow, TargetRow
+from watchfloor.ioc.markings import may_show
+from watchfloor.ioc.model import conflict_ref, op_ref, target_ref
+from watchfloor.ioc.vessels import Vessel
+from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 
 def vessel_label(key: str | None, name: str | None = None) -> str:
@@ -79,7 +79,7 @@ def record_withheld(ctx, listing: str, items: list[dict[str, Any]]) -> None:
     refs = [i["ref"] for i in items if i.get("withheld")]
     if not refs:
         return
-    from storage.audit import append
+    from watchfloor.storage.audit import append
 
     append(ctx.s, at=ctx.now, actor=ctx.sender.id, room=ctx.room.id,
            zone=ctx.room.zone.code if ctx.room.zone else None, command=ctx.msg.text[:500], action="withhold",

@@ -24,7 +24,7 @@ class Zone:
 
 @lru_cache(maxsize=1)
 def all_zones() -> dict[str, Zone]:
-    text = resources.files("ioc").joinpath("data/cotp_zones.csv").read_text(encoding="utf-8")
+    text = resources.files("watchfloor.ioc").joinpath("data/cotp_zones.csv").read_text(encoding="utf-8")
     zones = {}
     for row in csv.DictReader(text.splitlines()):
         zone = Zone(

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from ioc.geo import BBox, circle_bbox
-from ioc.markings import Marking
-from ioc.model import LIVE_STATUSES, Operation
+from watchfloor.ioc.geo import BBox, circle_bbox
+from watchfloor.ioc.markings import Marking
+from watchfloor.ioc.model import LIVE_STATUSES, Operation
 
 from .tables import OperationRow
 

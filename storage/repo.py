@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from sqlmodel import Session, delete, select
 
-from ioc.zones import all_zones
+from watchfloor.ioc.zones import all_zones
 
 from .tables import AgencyRow, MemberRow, RoomRow, ZoneRow
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from ioc.markings import Marking
-from ioc.model import Target
+from watchfloor.ioc.markings import Marking
+from watchfloor.ioc.model import Target
 
 from . import locks
 from .tables import EndorsementRow, TargetRow

@@ -54,7 +54,7 @@ def _mrkdwn_escape(s: str) -> str:
 
 def _load(name: str) -> str:
     file = name if name.endswith(".j2") else f"{name}.j2"
-    return resources.files("templates").joinpath(file).read_text(encoding="utf-8")
+    return resources.files("watchfloor.templates").joinpath(file).read_text(encoding="utf-8")
 
 
 class _Mode:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import itertools
 import json
 
-from bot.wiring import Parts, build
-from commands.message import ChatMessage
-from commands.posting import for_clearance
-from ioc.config import load_settings
+from watchfloor.bot.wiring import Parts, build
+from watchfloor.commands.message import ChatMessage
+from watchfloor.commands.posting import for_clearance
+from watchfloor.config import load_settings
 
 _ids = itertools.count(1)
 

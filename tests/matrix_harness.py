@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.delivery import Delivery
-from bot.matrix import MatrixAdapter
-from bot.runner import Service
+from watchfloor.bot.delivery import Delivery
+from watchfloor.bot.matrix import MatrixAdapter
+from watchfloor.bot.runner import Service
 from tests.helpers import make_parts
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlmodel import select
 
-from storage.tables import AuditRow
+from watchfloor.storage.tables import AuditRow
 from tests.helpers import ConsoleUser, make_parts
 
 
@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     exe = shutil.which("watchfloor")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "bot.cli", *args]
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "watchfloor.bot.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT)
 
 
@@ -92,7 +92,7 @@ def test_rejected_commands_leave_no_record(sqlite_url, clock):
 
 
 def _ids(db_url) -> list[int]:
-    from storage.db import Database
+    from watchfloor.storage.db import Database
 
     db = Database(db_url)
     with db.session() as s:
@@ -102,8 +102,8 @@ def _ids(db_url) -> list[int]:
 
 
 def _verify(db_url: str):
-    from storage.audit import verify
-    from storage.db import Database
+    from watchfloor.storage.audit import verify
+    from watchfloor.storage.db import Database
 
     db = Database(db_url)
     with db.session() as s:
@@ -113,7 +113,7 @@ def _verify(db_url: str):
 
 
 def _sql(db_url: str, statement: str, **params) -> None:
-    from storage.db import Database
+    from watchfloor.storage.db import Database
 
     db = Database(db_url)
     with db.engine.begin() as conn:
@@ -122,7 +122,7 @@ def _sql(db_url: str, statement: str, **params) -> None:
 
 
 def _row(db_url: str, i: int) -> dict:
-    from storage.db import Database
+    from watchfloor.storage.db import Database
 
     db = Database(db_url)
     with db.engine.connect() as conn:
@@ -179,8 +179,8 @@ def test_audit_show_prints_the_zone_trail(sqlite_url, clock):
 _APPENDER = r"""
 import sys
 from datetime import UTC, datetime
-from storage.audit import append
-from storage.db import Database
+from watchfloor.storage.audit import append
+from watchfloor.storage.db import Database
 db = Database(sys.argv[1])
 for n in range(int(sys.argv[3])):
     with db.session() as s:
@@ -191,7 +191,7 @@ db.engine.dispose()
 
 
 def test_concurrent_appends_keep_a_valid_chain_on_postgresql(pg_url):
-    from storage.db import Database
+    from watchfloor.storage.db import Database
 
     Database(pg_url).upgrade()
     procs = [subprocess.Popen([sys.executable, "-c", _APPENDER, pg_url, str(k), "150"],

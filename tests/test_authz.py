@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlmodel import func, select
 
-from storage.tables import AuditRow, EndorsementRow, OperationRow, TargetRow
+from watchfloor.storage.tables import AuditRow, EndorsementRow, OperationRow, TargetRow
 from tests.helpers import ConsoleUser, make_parts
 
 LOG = "!op log boarding vessel=IMO9074729 at=33.74,-118.27 start=2026-12-01T14:00 end=2h"

@@ -12,10 +12,10 @@ from PIL import Image
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from bot.cli import app
-from bot.scheduler import JobScheduler
-from commands.posting import for_clearance
-from storage.tables import OutboxRow
+from watchfloor.bot.cli import app
+from watchfloor.bot.scheduler import JobScheduler
+from watchfloor.commands.posting import for_clearance
+from watchfloor.storage.tables import OutboxRow
 from tests.helpers import ConsoleUser, make_parts
 
 LES_ROOM, UNCLASS_ROOM, WATCH_ROOM = "slack:CJOINTLES", "slack:CJOINTPUB", "matrix:!watch:localhost"
@@ -135,7 +135,7 @@ def test_brief_now_and_cli_give_the_same_briefing(sqlite_url, clock, tmp_path):
 
 
 def test_console_writes_the_picture_and_prints_its_path(sqlite_url, clock, tmp_path, monkeypatch):
-    from bot.console import ConsoleRoom
+    from watchfloor.bot.console import ConsoleRoom
 
     monkeypatch.setenv("WATCHFLOOR_PICTURE_DIR", str(tmp_path / "pics"))
     parts = make_parts(sqlite_url, clock, **SETTINGS)

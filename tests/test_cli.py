@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bot.cli import app
+from watchfloor.bot.cli import app
 
 CONTRACT = {"console", "run", "brief", "zones", "import ops", "conflicts scan", "db upgrade", "config check",
             "audit verify", "audit show", "demo"}
@@ -39,14 +39,14 @@ def test_help_works_on_every_command(name):
 
 
 def test_top_level_help_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     for name in ("console", "zones", "import", "db", "audit"):
         assert name in out.stdout
 
 
 def test_zones_lists_the_37_cotp_zones():
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "zones"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "zones"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     lines = out.stdout.splitlines()
     assert len(lines) == 37
@@ -66,7 +66,7 @@ def test_unknown_command_and_flag_exit_2():
 @pytest.mark.parametrize("argv", [["frobnicate"], ["zones", "--colour"], ["console", "--zone", "LALB"],
                                   ["console", "--zone", "ATLANTIS", "--user", "a"]])
 def test_bad_arguments_exit_2_with_one_line_naming_the_problem(argv):
-    out = subprocess.run([sys.executable, "-m", "bot.cli", *argv], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", *argv], capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]

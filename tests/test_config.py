@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ioc.config import ConfigError, load_settings
+from watchfloor.config import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_every_problem_is_reported_at_once_naming_its_key(tmp_path):
 
 
 def test_example_config_is_valid_and_check_prints_a_summary():
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "config", "check", "watchfloor.example.toml"],
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "config", "check", "watchfloor.example.toml"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1].startswith("watchfloor.example.toml: ok (2 zones")
@@ -108,7 +108,7 @@ def test_example_config_is_valid_and_check_prints_a_summary():
 def test_config_check_lists_every_problem_one_per_line_and_exits_1(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(BAD)
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "config", "check", str(path)],
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "config", "check", str(path)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     lines = out.stdout.strip().splitlines()
@@ -120,7 +120,7 @@ def test_config_check_lists_every_problem_one_per_line_and_exits_1(tmp_path):
 def test_run_with_a_bad_config_stops_before_starting(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(BAD)
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "run", "--config", str(path)],
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "run", "--config", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "zone[1].code: unknown zone code 'XYZ'" in out.stderr
@@ -193,7 +193,7 @@ def test_file_not_found_is_one_line():
 def test_check_warns_about_rooms_no_platform_reaches(tmp_path):
     path = tmp_path / "wf.toml"
     path.write_text('[[zone]]\ncode = "LALB"\njoint_rooms = ["slack:C0JOINT"]\n')
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "config", "check", str(path)],
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "config", "check", str(path)],
                          capture_output=True, text=True, timeout=120, env={**os.environ})
     assert out.returncode == 0
     assert "warning: room 'slack:C0JOINT': there is no [slack] section" in out.stdout

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert
 from sqlmodel import col, select
 
-from ioc.conflicts import (gap_finding, naive_findings, pair_findings, same_vessel, sweep,
+from watchfloor.ioc.conflicts import (gap_finding, naive_findings, pair_findings, same_vessel, sweep,
                            target_needs_cover)
-from ioc.markings import Marking
-from ioc.model import OPEN_CONFLICT_STATUSES, Operation, Target
-from storage import operations as ops_repo
-from storage.tables import ConflictRow, OperationRow
+from watchfloor.ioc.markings import Marking
+from watchfloor.ioc.model import OPEN_CONFLICT_STATUSES, Operation, Target
+from watchfloor.storage import operations as ops_repo
+from watchfloor.storage.tables import ConflictRow, OperationRow
 from tests.helpers import check_query_plans, make_parts
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-CLI = [sys.executable, "-m", "bot.cli"]
+CLI = [sys.executable, "-m", "watchfloor.bot.cli"]
 ALICE = ["console", "--zone", "LALB", "--user", "alice", "--agency", "CBP"]
 BOB = ["console", "--zone", "LALB", "--user", "bob", "--agency", "USCG"]
 SAM = ["console", "--zone", "LALB", "--user", "sam", "--agency", "CBP", "--role", "supervisor"]
@@ -90,7 +90,7 @@ def test_bad_arguments_exit_2_with_a_reason(sqlite_url, args, reason):
 def test_bad_values_exit_2_naming_the_flag(sqlite_url, args, reason):
     from typer.testing import CliRunner
 
-    from bot.cli import app
+    from watchfloor.bot.cli import app
 
     base = {"--zone": "LALB", "--user": "a", "--db": sqlite_url}
     base[args[0]] = args[1]

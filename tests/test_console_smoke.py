@@ -7,7 +7,7 @@ import sys
 
 from sqlmodel import func, select
 
-from storage.tables import OperationRow
+from watchfloor.storage.tables import OperationRow
 from tests.helpers import ConsoleUser, make_parts
 
 
@@ -49,10 +49,10 @@ def test_console_subprocess_reads_piped_input(tmp_path):
     db = f"sqlite:///{tmp_path / 'wf.db'}"
     env = {**os.environ, "WATCHFLOOR_DB_URL": db}
     script = "!op log patrol at=33.74,-118.27 start=+1h end=2h\n!op list all\n"
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "console", "--zone", "LALB", "--user", "alice",
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "console", "--zone", "LALB", "--user", "alice",
                           "--agency", "CBP"], input=script, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "OP-1 logged" in out.stdout and "OP-1 CBP patrol" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "bot.cli", "console", "--zone", "NOPE", "--user", "a"],
+    bad = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "console", "--zone", "NOPE", "--user", "a"],
                          input="", capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "zone" in bad.stderr

@@ -11,10 +11,10 @@ import time
 
 from sqlmodel import col, select
 
-from commands.conflicts_scan import scan_and_list
-from commands.jobs import escalate_due, scan_all
-from storage import audit as audit_chain
-from storage.tables import AuditRow, ConflictRow, OperationRow, OutboxRow
+from watchfloor.commands.conflicts_scan import scan_and_list
+from watchfloor.commands.jobs import escalate_due, scan_all
+from watchfloor.storage import audit as audit_chain
+from watchfloor.storage.tables import AuditRow, ConflictRow, OperationRow, OutboxRow
 from tests.helpers import ConsoleUser, make_parts
 
 WATCH_LES = "matrix:!watch:localhost"     # the IOC's cleared watch room
@@ -367,7 +367,7 @@ def test_scan_leaves_history_alone_and_closes_conflicts_of_operations_long_over(
 
 
 def test_a_supervisor_can_ack_an_escalation_from_the_district_room(db_url, clock):
-    from commands.message import ChatMessage
+    from watchfloor.commands.message import ChatMessage
 
     floor = Floor(db_url, clock)
     floor.alice.say(f"!op log patrol {HERE} start=2026-12-01T10:00 end=2h")

@@ -4,12 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bot.demo import seed
+from watchfloor.bot.demo import seed
 from tests.helpers import make_parts
 
 
 def _cli(*args: str, input: str = "", env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], input=input, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", *args], input=input, capture_output=True, text=True,
                           timeout=180, env=env)
 
 

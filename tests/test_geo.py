@@ -6,7 +6,7 @@ import math
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from ioc.geo import EARTH_RADIUS_M, BBox, circle_bbox, circles_intersect, distance_m, normalize_lon
+from watchfloor.ioc.geo import EARTH_RADIUS_M, BBox, circle_bbox, circles_intersect, distance_m, normalize_lon
 
 lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands.errors import CommandError
-from commands.grammar import is_command, parse, tokenize
+from watchfloor.commands.errors import CommandError
+from watchfloor.commands.grammar import is_command, parse, tokenize
 from tests.helpers import ConsoleUser, make_parts
 
 

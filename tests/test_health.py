@@ -14,8 +14,8 @@ import urllib.request
 
 import aiohttp
 
-from bot.health import bound_port, start_health
-from bot.logs import configure_logging
+from watchfloor.bot.health import bound_port, start_health
+from watchfloor.bot.logs import configure_logging
 from tests.helpers import ConsoleUser, make_parts
 
 
@@ -63,7 +63,7 @@ async def test_healthz_names_each_check_and_turns_503_when_a_platform_is_down(db
 
 
 async def test_healthz_is_503_when_the_database_is_unreachable(sqlite_url, clock):
-    from storage.db import Database
+    from watchfloor.storage.db import Database
 
     parts = make_parts(sqlite_url, clock)
     parts.db = Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
@@ -148,7 +148,7 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
     config = tmp_path / "wf.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "wf.db"}"\n[service]\nport = {port}\n'
                       '[[zone]]\ncode = "LALB"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "watchfloor.bot.cli", "run", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

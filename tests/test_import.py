@@ -10,9 +10,9 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from bot.cli import app
-from storage.db import Database
-from storage.tables import AuditRow, ConflictRow, OperationRow, OutboxRow
+from watchfloor.bot.cli import app
+from watchfloor.storage.db import Database
+from watchfloor.storage.tables import AuditRow, ConflictRow, OperationRow, OutboxRow
 from tests.helpers import ConsoleUser, make_parts
 
 HEADER = "type,agency,vessel,at,radius,start,end,mark,note,contact\n"
@@ -151,6 +151,6 @@ def test_import_subprocess_exit_codes(tmp_path):
     f = tmp_path / "ops.csv"
     f.write_text(GOOD_CSV.replace("USCG", "NAVYX"))
     env = {**os.environ, "WATCHFLOOR_DB_URL": db}
-    bad = subprocess.run([sys.executable, "-m", "bot.cli", "import", "ops", str(f), "--zone", "LALB"],
+    bad = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "import", "ops", str(f), "--zone", "LALB"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip() == "row 2: agency: unknown agency 'NAVYX'"

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from ioc.markings import Marking, highest, marking_of_text, may_show
+from watchfloor.ioc.markings import Marking, highest, marking_of_text, may_show
 
 ALL = list(Marking)
 SETS = [frozenset(c) for n in range(4) for c in itertools.combinations(ALL, n)]

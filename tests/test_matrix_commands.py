@@ -73,7 +73,7 @@ async def test_access_token_works_and_a_wrong_password_fails_fast(synapse, sqlit
         await say(synapse, world.alice, world.joint[0], "!help")
         await bot_messages(world, world.alice, world.joint[0])
 
-    from bot.matrix import MatrixAdapter, MatrixStartError
+    from watchfloor.bot.matrix import MatrixAdapter, MatrixStartError
     from tests.helpers import make_parts
 
     parts = make_parts(sqlite_url, **{**world.settings, "matrix": {**world.settings["matrix"], "password": "wrong"}})
@@ -86,7 +86,7 @@ async def test_access_token_works_and_a_wrong_password_fails_fast(synapse, sqlit
 async def test_scheduled_briefing_reaches_the_matrix_room_with_its_timeline_picture(synapse, sqlite_url):
     from datetime import UTC, datetime
 
-    from bot.scheduler import post_briefing
+    from watchfloor.bot.scheduler import post_briefing
 
     world = make_world(synapse, joint=1)
     room = world.joint[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from commands.message import ChatMessage
+from watchfloor.commands.message import ChatMessage
 from tests.matrix_harness import Bot, bodies, bot_messages, from_bot, history, make_world, say, wait_for
 
 pytestmark = pytest.mark.synapse

@@ -6,12 +6,12 @@ import json
 
 from sqlmodel import select
 
-from bot.bridge import Bridge
-from bot.matrix_events import chat_message
-from bot.slack import _unescape
-from commands.message import ChatMessage
-from ioc.markings import Marking, marking_of_text
-from storage.tables import OutboxRow
+from watchfloor.bot.bridge import Bridge
+from watchfloor.bot.matrix_events import chat_message
+from watchfloor.bot.slack import _unescape
+from watchfloor.commands.message import ChatMessage
+from watchfloor.ioc.markings import Marking, marking_of_text
+from watchfloor.storage.tables import OutboxRow
 from tests.helpers import ConsoleUser, make_parts
 
 OPEN_ROOM, LES_ROOM, WATCH_OPEN = "matrix:!open:localhost", "slack:CLES", "slack:CWATCH"
@@ -95,7 +95,7 @@ def test_an_id_too_large_for_the_database_is_just_unknown(db_url, clock):
 
 
 def test_a_vessel_keeps_one_open_target_even_when_the_nominator_may_not_read_it(db_url, clock):
-    from storage.tables import TargetRow
+    from watchfloor.storage.tables import TargetRow
 
     parts = make_parts(db_url, clock)
     hank = ConsoleUser(parts, "LALB", "hank", "HSI")     # cleared for LES
@@ -116,8 +116,8 @@ def test_an_update_cannot_leave_an_operation_nowhere(db_url, clock):
 
 
 def test_participation_in_an_uncleared_room_does_not_show_activity_on_les_items(db_url, clock):
-    from commands.briefing import participation
-    from ioc.markings import ALL_MARKINGS
+    from watchfloor.commands.briefing import participation
+    from watchfloor.ioc.markings import ALL_MARKINGS
 
     parts = make_parts(db_url, clock)
     hank = ConsoleUser(parts, "LALB", "hank", "HSI")

@@ -13,9 +13,9 @@ import pytest
 import time_machine
 from sqlmodel import select
 
-from bot.scheduler import JobScheduler, briefing_trigger
-from ioc.zones import get_zone
-from storage.tables import OutboxRow
+from watchfloor.bot.scheduler import JobScheduler, briefing_trigger
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage.tables import OutboxRow
 from tests.helpers import make_parts
 
 ROOMS = {"joint_rooms": ["slack:CJOINT", "matrix:!joint:localhost"], "watch_rooms": ["slack:CWATCH"]}
@@ -251,7 +251,7 @@ def test_commands_and_jobs_run_while_a_replica_leads(pg_url, clock):
     """Leadership is a lock of its own: holding it never blocks a command, nor the leader's own jobs."""
     import threading
 
-    from storage import locks
+    from watchfloor.storage import locks
     from tests.helpers import ConsoleUser
 
     leader = JobScheduler(make_parts(pg_url, clock, **LALB), clock)

@@ -11,8 +11,8 @@ import json
 import pytest
 from sqlalchemy import text
 
-from commands.authz import RULES, Need
-from commands.message import ChatMessage
+from watchfloor.commands.authz import RULES, Need
+from watchfloor.commands.message import ChatMessage
 from tests.helpers import make_parts
 
 ROOM = "matrix:!joint:localhost"

@@ -12,7 +12,7 @@ import re
 import pytest
 from sqlalchemy import text
 
-from commands.message import ChatMessage
+from watchfloor.commands.message import ChatMessage
 from tests.helpers import make_parts
 
 N_COMMANDS = 10_000

@@ -7,8 +7,8 @@ import json
 from sqlalchemy import text
 from sqlmodel import select
 
-from commands.message import ChatMessage
-from storage.tables import OperationRow, OutboxRow
+from watchfloor.commands.message import ChatMessage
+from watchfloor.storage.tables import OperationRow, OutboxRow
 from tests.helpers import make_parts
 
 MX, SL = "matrix:!j:localhost", "slack:CJOINT"

@@ -15,14 +15,14 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from bot.bridge import Bridge
-from commands.briefing import build_briefing
-from commands.message import ChatMessage
-from commands.posting import CLEARANCE_LEVELS, clearance_key
-from ioc.markings import Marking, may_show
-from ioc.zones import get_zone
-from storage.tables import OutboxRow
-from templates import render
+from watchfloor.bot.bridge import Bridge
+from watchfloor.commands.briefing import build_briefing
+from watchfloor.commands.message import ChatMessage
+from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key
+from watchfloor.ioc.markings import Marking, may_show
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage.tables import OutboxRow
+from watchfloor.templates import render
 from tests.helpers import make_parts
 
 J_U, J_F, J_L, J_H = "matrix:!ju:localhost", "matrix:!jf:localhost", "matrix:!jl:localhost", "slack:CJHIDE"
@@ -223,7 +223,7 @@ def test_briefings_rendered_per_clearance_leak_nothing(world):
 
 
 def test_withholding_in_listings_is_audited_once_per_listing(world):
-    from storage.tables import AuditRow
+    from watchfloor.storage.tables import AuditRow
 
     with world.parts.db.session() as s:
         rows = s.exec(select(AuditRow).where(AuditRow.action == "withhold")).all()

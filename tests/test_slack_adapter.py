@@ -12,11 +12,11 @@ from datetime import timedelta
 import pytest
 from sqlmodel import func, select
 
-from bot.adapter import PermanentSendError, TransientSendError
-from bot.delivery import Delivery
-from bot.slack import SlackAdapter
-from commands.message import ChatMessage
-from storage.tables import ConflictRow, OperationRow, OutboxRow
+from watchfloor.bot.adapter import PermanentSendError, TransientSendError
+from watchfloor.bot.delivery import Delivery
+from watchfloor.bot.slack import SlackAdapter
+from watchfloor.commands.message import ChatMessage
+from watchfloor.storage.tables import ConflictRow, OperationRow, OutboxRow
 from tests.fixtures.slack_api import (
     BOT_ID,
     apost_signed,

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from sqlmodel import select
 
-from bot.delivery import Delivery
-from bot.matrix import MatrixAdapter
-from bot.runner import Service
-from bot.slack import SlackAdapter
-from storage.tables import OutboxRow
+from watchfloor.bot.delivery import Delivery
+from watchfloor.bot.matrix import MatrixAdapter
+from watchfloor.bot.runner import Service
+from watchfloor.bot.slack import SlackAdapter
+from watchfloor.storage.tables import OutboxRow
 from tests.fixtures.slack_api import apost_signed, event_body
 from tests.helpers import make_parts
 from tests.matrix_harness import bot_messages, make_world, say, wait_for

@@ -9,12 +9,12 @@ import threading
 from sqlalchemy import inspect, text
 from sqlmodel import func, select
 
-from commands.message import ChatMessage
-from storage.db import Database
-from storage.tables import HandledEventRow, OperationRow, OutboxRow, TargetRow
+from watchfloor.commands.message import ChatMessage
+from watchfloor.storage.db import Database
+from watchfloor.storage.tables import HandledEventRow, OperationRow, OutboxRow, TargetRow
 from tests.helpers import ConsoleUser, make_parts
 
-CLI = [sys.executable, "-m", "bot.cli"]
+CLI = [sys.executable, "-m", "watchfloor.bot.cli"]
 
 
 def cli(*args, input: str = "", timeout: int = 180) -> subprocess.CompletedProcess:

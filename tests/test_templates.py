@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ioc.zones import get_zone
-from templates import render
+from watchfloor.ioc.zones import get_zone
+from watchfloor.templates import render
 
 TZ = ZoneInfo("America/Los_Angeles")
 T0 = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from commands.errors import CommandError
-from commands.values import parse_duration, parse_end, parse_position, parse_radius, parse_time, parse_vessel_field
-from ioc.vessels import imo_check_ok
-from ioc.zones import get_zone
-from templates import localtime
+from watchfloor.commands.errors import CommandError
+from watchfloor.commands.values import parse_duration, parse_end, parse_position, parse_radius, parse_time, parse_vessel_field
+from watchfloor.ioc.vessels import imo_check_ok
+from watchfloor.ioc.zones import get_zone
+from watchfloor.templates import localtime
 from tests.helpers import ConsoleUser, make_parts
 
 LA = get_zone("LALB").tz

@@ -3,7 +3,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-from storage import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from watchfloor.storage import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 target_metadata = SQLModel.metadata
 config = context.config

@@ -1,5 +1,8 @@
 """The configuration file (`watchfloor.toml`), validated with pydantic-settings.
 
+The application's settings (platforms, rooms, agencies) live here, outside the domain package; the domain
+keeps only its own rule settings (`watchfloor.ioc.rules`).
+
 Every value can be overridden by `WATCHFLOOR_...` environment variables (nested keys with `__`, e.g.
 `WATCHFLOOR_SLACK__BOT_TOKEN`; list tables as JSON, e.g. `WATCHFLOOR_ZONE='[{"code": "LALB"}]'`).
 Secrets are `SecretStr`: they print as `**********` and never appear in a problem message.
@@ -20,8 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import (BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict,
                                SettingsError, TomlConfigSettingsSource)
 
-from .markings import Marking
-from .zones import all_zones, districts
+from watchfloor.ioc.markings import Marking
+from watchfloor.ioc.rules import ConflictRules
+from watchfloor.ioc.zones import all_zones, districts
 
 # Matrix room version 12 ids have no ":server" part (`!opaque`); older versions do (`!opaque:server`).
 _ROOM_ID = re.compile(r"^(slack:[A-Z0-9]{2,}|matrix:![^:\s]+(:\S+)?|console:[A-Za-z0-9_.-]+)$")
@@ -165,17 +169,6 @@ class AgencyConfig(_Strict):
         return v.upper()
 
 
-class ConflictRulesConfig(_Strict):
-    same_vessel_hours: float = 6.0
-    gap_horizon_hours: float = 24.0
-    gap_min_endorsers: int = 2
-    escalate_after_minutes: float = 15.0
-    scan_every_minutes: float = 5.0
-    max_operation_hours: float = 168.0
-    max_radius_km: float = 200.0
-    far_from_zone_km: float = 300.0
-
-
 class BridgeConfig(_Strict):
     withheld_notice: bool = False  # post "a LES message was withheld" instead of nothing
 
@@ -195,7 +188,7 @@ class Settings(BaseSettings):
     district: list[DistrictConfig] = Field(default_factory=list)
     room: list[RoomConfig] = Field(default_factory=list)
     agency: list[AgencyConfig] = Field(default_factory=list)
-    conflicts: ConflictRulesConfig = Field(default_factory=ConflictRulesConfig)
+    conflicts: ConflictRules = Field(default_factory=ConflictRules)
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
     briefing: BriefingConfig = Field(default_factory=BriefingConfig)
 
@@ -208,7 +201,7 @@ class Settings(BaseSettings):
 
 _SECTIONS: dict[str, type[BaseModel]] = {
     "database": DatabaseConfig, "service": ServiceConfig, "slack": SlackConfig, "matrix": MatrixConfig,
-    "conflicts": ConflictRulesConfig, "bridge": BridgeConfig, "briefing": BriefingConfig,
+    "conflicts": ConflictRules, "bridge": BridgeConfig, "briefing": BriefingConfig,
 }
 _LISTS: dict[str, type[BaseModel]] = {
     "zone": ZoneConfig, "district": DistrictConfig, "room": RoomConfig, "agency": AgencyConfig,
