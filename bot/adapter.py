@@ -22,6 +22,11 @@ class PermanentSendError(Exception):
     """The platform will never take this message (unknown room, forbidden): record it and move on."""
 
 
+class PlatformAuthError(Exception):
+    """The platform refused our credentials (Slack `invalid_auth`/`token_revoked`, Matrix `M_UNKNOWN_TOKEN`):
+    nothing will go through until an operator acts. The platform is marked down (not retried per message)."""
+
+
 class Adapter(Protocol):
     platform: str  # "matrix" | "slack" — the prefix of its room ids
 
@@ -37,7 +42,7 @@ class Adapter(Protocol):
 
         `kind` is reply | alert | escalation | notice | relay | edit | redact | briefing. For edit and redact,
         `target_id` is the platform id of the message to change in that room. `reply_to_remote` is the platform
-        id, in that room, of the message this one answers. Raises TransientSendError or PermanentSendError.
+        id, in that room, of the message this one answers. Raises TransientSendError, PermanentSendError or PlatformAuthError.
         """
 
     async def healthy(self) -> bool:
