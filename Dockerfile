@@ -19,7 +19,7 @@ RUN /venv/bin/pip install . && find /venv -name '__pycache__' -prune -exec rm -r
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib \
-    WATCHFLOOR_SERVICE__PORT=8080
+    WATCHFLOOR_SERVICE__PORT=8080 WATCHFLOOR_SERVICE__HOST=0.0.0.0
 COPY --from=build /venv /venv
 # A fixed uid so volume ownership is predictable across rebuilds; no login shell, no home directory use.
 RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin watchfloor \

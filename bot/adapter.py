@@ -3,6 +3,7 @@ operations or targets: they turn platform events into `ChatMessage`s and send wh
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from watchfloor.commands.message import ChatMessage
@@ -27,8 +28,19 @@ class PlatformAuthError(Exception):
     nothing will go through until an operator acts. The platform is marked down (not retried per message)."""
 
 
+@dataclass(frozen=True)
+class MessageLimits:
+    """What one posted message may hold on a platform. Delivery sends a longer message as several posts in
+    order, cut at line or block boundaries, rather than have the platform refuse it."""
+
+    max_text: int | None = None    # characters of the text
+    max_blocks: int | None = None  # Slack Block Kit blocks (their text counts towards max_text too)
+    max_bytes: int | None = None   # bytes of the text and HTML, JSON-encoded (a Matrix event's content)
+
+
 class Adapter(Protocol):
     platform: str  # "matrix" | "slack" — the prefix of its room ids
+    # Optional: `limits: MessageLimits`; without it delivery uses the platform's known limits (delivery.LIMITS).
 
     async def start(self, on_message: OnMessage) -> None:
         """Connect and begin delivering platform messages to `on_message` (returns once running)."""

@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from watchfloor.config import ConfigError, load_settings
 from watchfloor.ioc.zones import all_zones, get_zone
+
+# Heavy libraries (SQLAlchemy, pydantic-settings, matplotlib, the Slack and Matrix SDKs) are imported inside the
+# commands that use them: every command must start in under half a second (bench/bench_startup.py).
 
 app = typer.Typer(help="watchfloor: interagency operations, targeting and deconfliction in chat.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -33,6 +35,49 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _database(db: str | None):
+    """Open the database a command names; a URL that cannot be parsed exits 2 with one line (no password)."""
+    from sqlalchemy.exc import ArgumentError
+
+    from watchfloor.storage.db import Database, default_url
+
+    _opened.append(db or default_url())
+    try:
+        return Database(db)
+    except ArgumentError:
+        fail(f"db: '{_masked(db or default_url())}' is not a database URL "
+             "(e.g. sqlite:///watchfloor.db or postgresql+psycopg://user@host/db)")
+
+
+def _masked(url: str) -> str:
+    """A URL as typed, password replaced: it may be too malformed for SQLAlchemy to render it for us."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]*:)[^/\s]*@", r"\1***@", url)
+
+
+def _database_problem(e: BaseException) -> str | None:
+    """One line for a database that cannot be reached (exit 1), or None for anything else."""
+    import re
+
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if not isinstance(e, (OperationalError, InterfaceError)):
+        return None
+    orig = getattr(e, "orig", None) or e
+    first = next((line.strip() for line in str(orig).splitlines() if line.strip()), type(orig).__name__)
+    where = _masked(_opened[-1]) if _opened else "the database"
+    secret = re.search(r"://[^:/@\s]*:([^/\s]*)@", _opened[-1]) if _opened else None
+    if secret and "@" in secret.group(1):  # the driver would quote part of the password back as the host
+        return f"db: cannot use {where}: a '@' in the password must be written %40"
+    if secret and secret.group(1):
+        first = first.replace(secret.group(1), "***")
+    return f"db: cannot use {where}: {first[:200]}"
+
+
+_opened: list[str] = []
+
+
 def _zone(code: str):
     zone = get_zone(code)
     if zone is None:
@@ -42,9 +87,15 @@ def _zone(code: str):
 
 def _parts(config: Path | None, db: str | None):
     from watchfloor.bot.wiring import build
+    from watchfloor.config import ConfigError, load_settings
 
     try:
-        return build(config, db)
+        settings = load_settings(config)
+    except ConfigError as e:
+        fail("\n".join(e.problems))
+    database = _database(db or settings.database.url)
+    try:
+        return build(settings=settings, database=database)
     except ConfigError as e:
         fail("\n".join(e.problems))
 
@@ -81,6 +132,7 @@ def console(
 def run(config: Annotated[Path, typer.Option("--config", help="watchfloor.toml")]) -> None:
     """Run every configured adapter (Slack, Matrix), the bridge and the scheduler until SIGTERM."""
     from watchfloor.bot.runner import run_service
+    from watchfloor.config import ConfigError, load_settings
 
     try:
         settings = load_settings(config)
@@ -99,7 +151,6 @@ def brief(
     config: ConfigOpt = None,
 ) -> None:
     """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too)."""
-    from watchfloor.bot.timeline import timeline
     from watchfloor.commands.briefing import build_briefing
     from watchfloor.commands.errors import CommandError
     from watchfloor.commands.values import parse_time
@@ -117,6 +168,8 @@ def brief(
         data = build_briefing(s, parts.directory, z, when, ALL_MARKINGS)
     typer.echo(render("briefing.j2", **data).text)
     if picture is not None:
+        from watchfloor.bot.timeline import timeline
+
         drawn = timeline(data)
         if drawn is None:
             typer.echo("picture: none (no operations that day)")
@@ -144,6 +197,7 @@ def import_ops(
     """Bulk-load operations; every row validated, all or nothing."""
     import time
 
+    from watchfloor.bot.progress import TerminalProgress
     from watchfloor.commands.importer import ImportError_, import_ops as do_import
 
     if zone is not None:
@@ -151,11 +205,39 @@ def import_ops(
     parts = _parts(config, db)
     t0 = time.perf_counter()
     try:
-        result = do_import(parts.engine, file, zone)
+        with TerminalProgress() as progress:
+            result = do_import(parts.engine, file, zone, progress=progress)
     except ImportError_ as e:
         fail("\n".join(e.problems), code=1)
     typer.echo(f"imported {result.count} operations (OP-{result.first_id}..OP-{result.last_id}) "
                f"in {time.perf_counter() - t0:.1f} s; {len(result.conflicts)} conflicts raised")
+
+
+@import_app.command("noa")
+def import_noa(
+    file: Annotated[Path, typer.Argument(help="CSV: vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,"
+                                              "submitted", exists=True, dir_okay=False)],
+    zone: Annotated[str, typer.Option("--zone", help="COTP zone the vessels are arriving in")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Load notices of arrival; every row validated, all or nothing."""
+    from watchfloor.bot.cli_vessels import import_noa as run_import
+
+    run_import(file, _zone(zone), _parts(config, db))
+
+
+@import_app.command("ais")
+def import_ais(
+    file: Annotated[Path, typer.Argument(help="NMEA lines (optionally timestamped or tag blocks) or the national "
+                                              "AIS archive CSV", exists=True, dir_okay=False)],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Load a recorded AIS feed, processed as the live feed is, in each record's own time."""
+    from watchfloor.bot.cli_vessels import import_ais as run_import
+
+    run_import(file, _parts(config, db))
 
 
 @conflicts_app.command("scan")
@@ -176,9 +258,7 @@ def conflicts_scan(
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None) -> None:
     """Bring the schema to the current version (Alembic)."""
-    from watchfloor.storage.db import Database
-
-    database = Database(db)
+    database = _database(db)
     database.upgrade()
     typer.echo(f"database at head: {database.engine.url.render_as_string(hide_password=True)}")
 
@@ -186,14 +266,14 @@ def db_upgrade(db: DbOpt = None) -> None:
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) -> None:
     """Validate a config and list every problem, naming each key."""
-    from watchfloor.config import config_warnings
+    from watchfloor.config import ConfigError, config_warnings, load_settings
 
     try:
         settings = load_settings(file)
     except ConfigError as e:
         for p in e.problems:
             typer.echo(p)
-        typer.echo(f"{file}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}", err=True)
+        typer.echo(f"{file}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}")
         raise typer.Exit(1)
     for w in config_warnings(settings):
         typer.echo(f"warning: {w}")
@@ -208,11 +288,13 @@ def demo(db: DbOpt = None) -> None:
     """Fill a fresh database with a realistic day in two zones (LALB, NY), to try every feature."""
     from watchfloor.bot.demo import DemoError, next_steps, operations_in, seed
     from watchfloor.bot.wiring import build
+    from watchfloor.config import ConfigError, load_settings
     from watchfloor.storage.db import default_url
 
     url = db or default_url()
+    database = _database(url)
     try:
-        parts = build(None, url, settings=load_settings(None))
+        parts = build(None, url, settings=load_settings(None), database=database)
     except ConfigError as e:
         fail("\n".join(e.problems))
     existing = operations_in(parts.db)
@@ -238,9 +320,8 @@ def demo(db: DbOpt = None) -> None:
 def audit_verify(db: DbOpt = None) -> None:
     """Check the audit trail's hash chain; name the first record altered or removed."""
     from watchfloor.storage.audit import verify
-    from watchfloor.storage.db import Database
 
-    database = Database(db)
+    database = _database(db)
     with database.session() as s:
         count, problem = verify(s)
     if problem:
@@ -260,15 +341,14 @@ def audit_show(
 
     from watchfloor.commands.errors import CommandError
     from watchfloor.commands.values import parse_time
-    from watchfloor.storage.db import Database
     from watchfloor.storage.tables import AuditRow
 
     z = _zone(zone)
-    database = Database(db)
+    database = _database(db)
     q = select(AuditRow).where(AuditRow.zone_code == z.code)
     if since:
         try:
-            q = q.where(AuditRow.at >= parse_time("since", since, z.tz, datetime.now(UTC)))
+            q = q.where(AuditRow.at >= parse_time("since", since, z.tz, datetime.now(UTC), bare="past"))
         except CommandError as e:
             fail(e.line)
     with database.session() as s:
@@ -294,6 +374,11 @@ def main() -> None:
         typer.echo(f"watchfloor: {' '.join(e.format_message().split())}", err=True)
         raise SystemExit(e.exit_code) from None
     except typer.Abort:
+        raise SystemExit(1) from None
+    except Exception as e:
+        if type(e).__module__.split(".")[0] != "sqlalchemy" or (line := _database_problem(e)) is None:
+            raise
+        typer.echo(line, err=True)
         raise SystemExit(1) from None
     raise SystemExit(code if isinstance(code, int) else 0)
 

@@ -2,12 +2,31 @@
 
 A row is marked sent with the platform's id only after the platform took it; a platform that is down or
 rate limited gets the row again later (its `retry_after` honoured), and the rows behind it in that room wait,
-so order per room is kept while other rooms go on. Rows the platform will never take are marked dead.
+so order per room is kept while other rooms go on.
+
+What a failure means decides what happens next:
+- refused for good (PermanentSendError): the row is dead at once;
+- the platform refused our credentials (PlatformAuthError): the platform is marked down (`/healthz` says so,
+  `watchfloor_platform_up` is 0, one log line a minute); its rows are left as they are, and one send a minute
+  probes until the credentials work again, then sending resumes;
+- not taken now (TransientSendError, a timeout) or an unplanned exception (an adapter bug): retried with
+  backoff. While the platform's health check passes the fault is the row's, and the row is dead after
+  `max_unexpected` unplanned errors or after failing for `dead_after`; during an outage rows wait, however long.
+A dead row is counted (`watchfloor_outbox_dead_total`) and announced in the zone's watch rooms on the other
+platforms. Order: a dead row no longer holds its room; the rows behind it go on (they are later messages, and
+holding every later alert behind one that will never go is worse than a gap). An edit or removal of a dead
+row finds no posted copy and is dropped with it; a reply to it is posted without the thread.
+
+A message longer than the platform takes (`MessageLimits`) goes out as several posts in order (bot.paging);
+the pages already posted are recorded, so a retry posts only the rest.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,9 +38,18 @@ from sqlmodel import Session, select
 from watchfloor.storage import outbox
 from watchfloor.storage.tables import OutboxRow
 
-from .adapter import Adapter, PermanentSendError, TransientSendError
+from . import metrics, paging
+from .adapter import Adapter, MessageLimits, PermanentSendError, PlatformAuthError, TransientSendError
 
 log = logging.getLogger("watchfloor.delivery")
+
+# What each platform takes in one message, for adapters that do not say (`limits`). Slack: 50 blocks and
+# text cut at 40,000 characters. Matrix: 65,536 bytes a whole event; the text and HTML are kept to 30,000 so the
+# event's envelope, end-to-end encryption (a third more) and an edit (the content twice) still fit.
+LIMITS = {
+    "slack": MessageLimits(max_text=39_000, max_blocks=50),
+    "matrix": MessageLimits(max_bytes=30_000),
+}
 
 
 @dataclass
@@ -35,6 +63,7 @@ class Job:
     reply_to_remote: str | None = None
     skip: str | None = None  # why this row can never be sent (an edit of a copy that was never posted)
     refs: bool = False  # names another message through the id map (a reply, an edit, a redaction)
+    page_ids: list[str | None] = field(default_factory=list)  # pages of a long message already posted
 
 
 @dataclass
@@ -48,7 +77,8 @@ class Stats:
 class Delivery:
     def __init__(self, parts, adapters: Iterable[Adapter], *, poll_interval: float = 0.5,
                  backoff_base: float = 1.0, backoff_cap: float = 30.0, send_timeout: float = 30.0,
-                 batch: int = 50):
+                 batch: int = 50, max_unexpected: int = 5, dead_after: timedelta = timedelta(hours=6),
+                 auth_probe_interval: float = 60.0, health_ttl: float = 30.0):
         self.parts = parts
         self.adapters = {a.platform: a for a in adapters}
         self.poll_interval = poll_interval
@@ -56,6 +86,14 @@ class Delivery:
         self.backoff_cap = backoff_cap
         self.send_timeout = send_timeout
         self.batch = batch
+        self.max_unexpected = max_unexpected
+        self.dead_after = dead_after
+        self.auth_probe_interval = auth_probe_interval  # also the pace of the "still refused" log line
+        self.health_ttl = health_ttl
+        self._refused: dict[str, str] = {}  # platform -> why its credentials were refused
+        self._refused_logged: dict[str, float] = {}
+        self._health: dict[str, tuple[float, bool]] = {}  # platform -> (when asked, answer)
+        self._stop_event: asyncio.Event | None = None
         self._busy: set[str] = set()  # rooms being sent right now (by the worker or the fast path)
         self._done: OrderedDict[int, None] = OrderedDict()
         self._side: set[asyncio.Task] = set()
@@ -69,8 +107,13 @@ class Delivery:
     def clock(self):
         return self.parts.engine.clock
 
+    def refused(self, platform: str) -> str | None:
+        """Why the platform refused our credentials, while it does (None when it takes them)."""
+        return self._refused.get(platform)
+
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
         for platform, adapter in self.adapters.items():
             self._events[platform] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._run(adapter), name=f"delivery-{platform}"))
@@ -92,6 +135,8 @@ class Delivery:
     async def stop(self, timeout: float = 5.0) -> None:
         """Finish the sends in flight, then stop. What is still pending stays in the outbox for next time."""
         self._stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
         for ev in self._events.values():
             ev.set()
         tasks = [*self._tasks, *self._side]
@@ -108,6 +153,17 @@ class Delivery:
         wakeup = self._events[adapter.platform]
         while not self._stopping:
             wakeup.clear()
+            if adapter.platform in self._refused:
+                try:
+                    await self._probe(adapter)
+                except Exception:
+                    log.exception("delivery: probing %s failed", adapter.platform)
+                if adapter.platform in self._refused:
+                    try:  # new rows do not wake a platform that refuses us: only the next probe or a stop
+                        await asyncio.wait_for(self._stop_event.wait(), self.auth_probe_interval)
+                    except asyncio.TimeoutError:
+                        pass
+                continue
             try:
                 n = await self._dispatch(adapter)
             except Exception:
@@ -148,8 +204,27 @@ class Delivery:
             self._busy.add(room)
         return batches
 
+    async def _probe(self, adapter: Adapter) -> int:
+        """While a platform refuses our credentials: one send (the oldest due row), or its health check when
+        nothing waits. Taken, it is up again and every room goes on."""
+        batches = await self._claim(adapter)
+        if not batches:
+            if await self._answers(adapter, fresh=True):
+                self._accepted(adapter.platform)
+            else:
+                self._refused_by(adapter.platform, self._refused.get(adapter.platform, "refused"))
+            return 0
+        first = min(batches, key=lambda room: batches[room][0].row_id)
+        for room in batches:
+            if room != first:
+                self._busy.discard(room)
+        return await self._deliver_room(adapter, batches[first][:1])
+
     async def run_once(self, adapter: Adapter) -> int:
-        """Send what is due, room by room in order, rooms side by side; returns how many rows were attempted."""
+        """Send what is due, room by room in order, rooms side by side; returns how many rows were attempted.
+        While the platform refuses our credentials, one row is tried (the probe)."""
+        if adapter.platform in self._refused:
+            return await self._probe(adapter)
         batches = await self._claim(adapter)
         if not batches:
             return 0
@@ -176,7 +251,7 @@ class Delivery:
         by_room: dict[str, list[Job]] = {}
         for row in rows:
             adapter = self.adapters.get(row.room.split(":", 1)[0])
-            if adapter is None or row.status != outbox.PENDING:
+            if adapter is None or row.status != outbox.PENDING or adapter.platform in self._refused:
                 continue
             job = self._job(None, row)
             if job is not None:
@@ -225,43 +300,115 @@ class Delivery:
 
     async def _deliver(self, adapter: Adapter, job: Job, marks: _Marks | None = None) -> bool:
         """Send one row; True when it is settled (sent, or dead) so the next of its room may go."""
-        if job.skip:
+
+        async def flush() -> None:
             if marks is not None:
                 await marks.flush()
-            await asyncio.to_thread(self._mark_dead, job, job.skip)
+
+        if job.skip:
+            await flush()
+            await asyncio.to_thread(self._mark_dead, job, job.skip, False)
             return True
         try:
-            remote_id = await asyncio.wait_for(
-                adapter.send(job.room, job.kind, job.payload, target_id=job.target_id,
-                             reply_to_remote=job.reply_to_remote), self.send_timeout)
+            remote_id = await self._send(adapter, job)
+        except PlatformAuthError as e:
+            # Not the row's fault: it stays as it is, and the platform is probed until it takes us again.
+            self._refused_by(adapter.platform, str(e) or "credentials refused")
+            return False
         except PermanentSendError as e:
             log.warning("delivery: %s row %s refused for good: %s", job.room, job.row_id, e)
-            if marks is not None:
-                await marks.flush()
-            await asyncio.to_thread(self._mark_dead, job, str(e) or "refused")
+            await flush()
+            await asyncio.to_thread(self._mark_dead, job, str(e) or "refused", True)
             return True
         except TransientSendError as e:
-            if marks is not None:
-                await marks.flush()
-            await asyncio.to_thread(self._mark_retry, job, str(e) or "not taken", e.retry_after)
-            return False
+            await flush()
+            return await self._failed(adapter, job, str(e) or "not taken", e.retry_after, unexpected=False)
         except asyncio.TimeoutError:
-            if marks is not None:
-                await marks.flush()
-            await asyncio.to_thread(self._mark_retry, job, "the platform did not answer in time", None)
-            return False
+            await flush()
+            return await self._failed(adapter, job, "the platform did not answer in time", None, unexpected=False)
         except Exception as e:  # an adapter bug must not lose the row nor stop the worker
             log.exception("delivery: sending row %s failed", job.row_id)
-            if marks is not None:
-                await marks.flush()
-            await asyncio.to_thread(self._mark_retry, job, f"{type(e).__name__}: {e}", None)
-            return False
+            await flush()
+            return await self._failed(adapter, job, f"{type(e).__name__}: {e}", None, unexpected=True)
+        self._accepted(adapter.platform)
         if marks is None:
             await asyncio.to_thread(self._mark_sent, job, remote_id)
         else:
             self._settled(job)
             marks.add(job, remote_id)
         return True
+
+    async def _send(self, adapter: Adapter, job: Job) -> str | None:
+        """Post the row, as several pages when it is longer than the platform takes; returns the platform id of
+        its (first) post, the one replies thread under and edits change."""
+        limits = getattr(adapter, "limits", None) or LIMITS.get(adapter.platform)
+        pages = paging.pages(job.kind, job.payload, limits)
+        if len(pages) == 1:
+            return await asyncio.wait_for(
+                adapter.send(job.room, job.kind, job.payload, target_id=job.target_id,
+                             reply_to_remote=job.reply_to_remote), self.send_timeout)
+        ids = list(job.page_ids)
+        for i, page in enumerate(pages):
+            if i < len(ids):
+                continue  # posted before a failure: not again
+            kind, target, reply_to = job.kind, job.target_id, job.reply_to_remote
+            if i and job.kind == "edit":
+                # An edit changes one message: the rest of the new text follows it as answers to it.
+                kind, target, reply_to = "notice", None, job.target_id
+            ids.append(await asyncio.wait_for(
+                adapter.send(job.room, kind, page, target_id=target, reply_to_remote=reply_to), self.send_timeout))
+            job.page_ids = ids
+            if i < len(pages) - 1:
+                await asyncio.to_thread(self._record_pages, job.row_id, ids)
+        return ids[0]
+
+    async def _failed(self, adapter: Adapter, job: Job, error: str, retry_after: float | None,
+                      unexpected: bool) -> bool:
+        """A send the platform did not take: retry later, or give the row up; True when it is now dead."""
+        if retry_after is not None:
+            fault = None  # the platform answered and said when: neither an outage nor the row's fault
+            delay = timedelta(seconds=retry_after)
+        else:
+            fault = await self._answers(adapter)
+            delay = outbox.backoff(job.attempts, self.backoff_base, self.backoff_cap)
+        return await asyncio.to_thread(self._mark_failed, job, error, delay, fault, unexpected)
+
+    async def _answers(self, adapter: Adapter, fresh: bool = False) -> bool:
+        """The platform's health check, asked at most every `health_ttl` seconds (failures come in bursts)."""
+        now = time.monotonic()
+        cached = self._health.get(adapter.platform)
+        if cached is not None and not fresh and now - cached[0] < self.health_ttl:
+            return cached[1]
+        try:
+            ok = bool(await asyncio.wait_for(adapter.healthy(), min(self.send_timeout, 10.0)))
+        except Exception:
+            ok = False
+        self._health[adapter.platform] = (time.monotonic(), ok)
+        return ok
+
+    # ------------------------------------------------------------------ a platform refusing our credentials
+
+    def _refused_by(self, platform: str, reason: str) -> None:
+        now = time.monotonic()
+        first = platform not in self._refused
+        self._refused[platform] = reason
+        metrics.set_platform_up(platform, False)
+        if first:
+            log.error("delivery: %s refused the bot's credentials (%s); nothing is sent there until they work "
+                      "again (tried every %gs)", platform, reason, self.auth_probe_interval)
+            self._refused_logged[platform] = now
+        elif now - self._refused_logged.get(platform, 0.0) >= self.auth_probe_interval:
+            log.error("delivery: %s still refuses the bot's credentials (%s)", platform, reason)
+            self._refused_logged[platform] = now
+
+    def _accepted(self, platform: str) -> None:
+        if self._refused.pop(platform, None) is not None:
+            log.warning("delivery: %s takes the bot's credentials again; sending resumes", platform)
+            metrics.set_platform_up(platform, True)
+            self._health.pop(platform, None)
+            ev = self._events.get(platform)
+            if ev is not None:
+                ev.set()
 
     # ------------------------------------------------------------------ database (in a worker thread)
 
@@ -285,6 +432,8 @@ class Delivery:
         # The adapter may use these as an idempotency key (Matrix transaction ids).
         p["outbox_id"], p["outbox_created"] = row.id, row.created_at.isoformat()
         job = Job(row.id, row.room, row.kind, row.attempts, p)
+        if row.page_ids:
+            job.page_ids = json.loads(row.page_ids)
         job.refs = bool(p.get("reply_origin") or p.get("target_origin"))
         if job.refs and s is None:
             return None  # needs the id map: left to the worker
@@ -311,21 +460,75 @@ class Delivery:
             self._settled(job)
         self.stats.sent += len(sent)
 
-    def _mark_retry(self, job: Job, error: str, retry_after: float | None) -> None:
-        delay = (timedelta(seconds=retry_after) if retry_after is not None
-                 else outbox.backoff(job.attempts, self.backoff_base, self.backoff_cap))
+    def _record_pages(self, row_id: int, ids: list[str | None]) -> None:
         with self.parts.db.session() as s:
-            outbox.mark_retry(s, job.row_id, error, self.clock(), delay)
+            outbox.record_page(s, row_id, ids)
+
+    def _mark_failed(self, job: Job, error: str, delay: timedelta, fault: bool | None, unexpected: bool) -> bool:
+        with self.parts.db.session() as s:
+            now = self.clock()
+            if fault is None:
+                outbox.mark_retry(s, job.row_id, error, now, delay)
+                dead = False
+            else:
+                dead = outbox.mark_failed(s, job.row_id, error, now, delay, row_fault=fault, unexpected=unexpected,
+                                          max_unexpected=self.max_unexpected, dead_after=self.dead_after)
+            if dead:
+                self._announce_dead(s, job, error, now)
+        if dead:
+            log.warning("delivery: %s row %s given up after %d tries: %s", job.room, job.row_id, job.attempts + 1,
+                        error)
+            self._died(job)
+            return True
         self.stats.retried += 1
         self.stats.last_error[job.room] = error
         log.info("delivery: %s row %s not taken (%s); again in %.1fs", job.room, job.row_id, error,
                  delay.total_seconds())
+        return False
 
-    def _mark_dead(self, job: Job, error: str) -> None:
+    def _mark_dead(self, job: Job, error: str, announce: bool = True) -> None:
+        """`announce`: a row the platform refused is counted and told; an edit of a copy never posted is just
+        dropped (its original is what failed, and that was told already)."""
         with self.parts.db.session() as s:
-            outbox.mark_retry(s, job.row_id, error, self.clock(), timedelta(0), max_attempts=job.attempts + 1)
+            now = self.clock()
+            outbox.mark_retry(s, job.row_id, error, now, timedelta(0), max_attempts=job.attempts + 1)
+            if announce:
+                self._announce_dead(s, job, error, now)
+        if announce:
+            self._died(job)
+        else:
+            self._settled(job)
+            self.stats.dead += 1
+
+    def _died(self, job: Job) -> None:
         self._settled(job)
         self.stats.dead += 1
+        metrics.record_dead(job.room.split(":", 1)[0])
+        self.wake()  # the notice of it waits for another platform's worker
+
+    def _announce_dead(self, s: Session, job: Job, error: str, now) -> None:
+        """Tell the watch rooms of the room's zone (or district) on the other platforms: where the loss happened
+        nobody would see it. Once an hour per room at most, so a room the bot was removed from is no flood."""
+        from watchfloor.commands.posting import post
+
+        if job.payload.get("delivery_failure"):
+            return  # a notice about a loss that was itself lost: no chain of notices
+        directory = self.parts.directory
+        room = directory.room(job.room)
+        if room.zone is not None:
+            candidates = directory.zone_rooms(room.zone.code, "watch")
+        elif room.district:
+            candidates = directory.district_rooms(room.district)
+        else:
+            candidates = []
+        hour = now.strftime("%Y-%m-%dT%H")
+        data = {"kind": job.kind, "room": job.room, "reason": error[:200], "attempts": job.attempts + 1}
+        for target in candidates:
+            if target.platform in (room.platform, "console"):
+                continue
+            key = hashlib.sha256(f"{job.room}|{target.id}".encode()).hexdigest()[:24]
+            post(s, target, "notice", "delivery_failed.j2", lambda _c: data, now,
+                 extra={"delivery_failure": True}, dedupe_key=f"undelivered:{key}:{hour}")
 
     def _settled(self, job: Job) -> None:
         """Remember rows settled here, so a batch read before they were settled does not send them again."""

@@ -76,6 +76,8 @@ class DemoResult:
     targets: int = 0
     open_conflicts: list[str] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
+    vessels: int = 0
+    notices: int = 0
 
 
 class DemoError(Exception):
@@ -106,6 +108,9 @@ def seed(parts, now: datetime | None = None) -> DemoResult:
         if handled.error:
             raise DemoError(f"{user}: {text}\n  -> {handled.error}")
         result.replies += [for_clearance(payload(r), sender.clearance)["text"] for r in handled.rows]
+    from .demo_ships import seed_ships
+
+    result.vessels, result.notices = seed_ships(parts, now)
     with parts.db.session() as s:
         result.operations = s.exec(select(func.count(OperationRow.id))).one()
         result.targets = s.exec(select(func.count(TargetRow.id))).one()
@@ -125,6 +130,7 @@ def next_steps(db_flag: str) -> list[str]:
         f"  watchfloor console --zone LALB --user hank --agency HSI{db_flag}",
         "      !op list   (HSI is cleared for LES: OP-8 shows in full; CBP and USCG see it too, PORT does not)",
         "      !op log escort vessel=IMO9356787 at=33.73,-118.26 start=+9h end=3h   (closes the OCEAN PEARL gap)",
+        "      !vessel IMO9356787   (OCEAN PEARL on AIS: position, ETA and its source)        !arrivals 96h",
         f"  watchfloor console --zone NY --user carla --agency CBP{db_flag}",
         "      !conflicts        !target show TGT-3        !op update OP-11 start=+20h   (moves CBP 9 h clear of HSI: CF-4 closes)",
         f"  watchfloor brief --zone NY{db_flag}        watchfloor conflicts scan --zone LALB{db_flag}",

@@ -2,11 +2,16 @@
 
 `/healthz` answers 200 only when the database and every configured platform answered just now, else 503;
 the JSON body names each check so an operator sees which part is down. Each check has a time limit: a hung
-homeserver makes the answer "unreachable", not a hung probe.
+homeserver makes the answer "unreachable", not a hung probe. A platform that refused the bot's credentials
+(delivery found out when sending) is down whatever its probe says, with the reason.
+
+`/metrics` tells which agencies are active: the server listens on loopback unless `[service] host` says
+otherwise, and with `[service] metrics_token` it answers only `Authorization: Bearer <token>` (else 401).
 """
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,15 +23,18 @@ from . import metrics
 CHECK_TIMEOUT = 5.0
 PARTS: web.AppKey[Any] = web.AppKey("parts", object)
 ADAPTERS: web.AppKey[dict[str, Any]] = web.AppKey("adapters", dict)
+DELIVERY: web.AppKey[Any] = web.AppKey("delivery", object)
 
 
 async def start_health(parts: Any, adapters: Iterable[Any] | Mapping[str, Any] | None, port: int,
-                       host: str = "0.0.0.0") -> web.AppRunner:
+                       host: str = "127.0.0.1", *, delivery: Any = None) -> web.AppRunner:
     """Serve /healthz and /metrics on host:port (port 0 picks a free one; see `bound_port`).
+    `delivery` (the running Delivery) tells which platforms refused our credentials.
     Returns the running AppRunner; `await runner.cleanup()` stops it."""
     app = web.Application()
     app[PARTS] = parts
     app[ADAPTERS] = _named(adapters)
+    app[DELIVERY] = delivery
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     runner = web.AppRunner(app, access_log=None)  # probes every few seconds would drown the useful events
@@ -39,7 +47,7 @@ def bound_port(runner: web.AppRunner) -> int:
     return runner.addresses[0][1]
 
 
-async def check_all(parts: Any, adapters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+async def check_all(parts: Any, adapters: Mapping[str, Any], delivery: Any = None) -> dict[str, dict[str, Any]]:
     """Every check concurrently: {"database": {"ok": True, "ms": 3}, "matrix": {"ok": False, "error": ...}}."""
     async def database() -> bool:
         return await asyncio.to_thread(parts.db.ping)
@@ -47,6 +55,10 @@ async def check_all(parts: Any, adapters: Mapping[str, Any]) -> dict[str, dict[s
     checks = {"database": database, **{name: a.healthy for name, a in adapters.items()}}
     results = await asyncio.gather(*(_timed(fn) for fn in checks.values()))
     out = dict(zip(checks, results))
+    for name, adapter in adapters.items():
+        refused = delivery.refused(getattr(adapter, "platform", name)) if delivery is not None else None
+        if refused:
+            out[name] = {"ok": False, "error": f"credentials refused: {refused}"[:200], "ms": out[name]["ms"]}
     for name, result in out.items():
         metrics.set_platform_up(name, result["ok"])
     return out
@@ -66,7 +78,7 @@ async def _timed(fn) -> dict[str, Any]:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    checks = await check_all(request.app[PARTS], request.app[ADAPTERS])
+    checks = await check_all(request.app[PARTS], request.app[ADAPTERS], request.app[DELIVERY])
     healthy = all(c["ok"] for c in checks.values())
     return web.json_response({"status": "ok" if healthy else "unavailable", "checks": checks},
                              status=200 if healthy else 503)
@@ -74,6 +86,10 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
+    token = parts.settings.service.metrics_token
+    if token is not None and not _bearer_matches(request, token.get_secret_value()):
+        return web.Response(status=401, text="a bearer token is required for /metrics\n",
+                            headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     try:
         # The engine's clock, not the wall clock: the same "now" the rows were stamped with.
         await asyncio.to_thread(metrics.refresh_outbox, parts.db, parts.engine.clock())
@@ -81,6 +97,12 @@ async def _metrics(request: web.Request) -> web.Response:
         pass  # the database being down shows in /healthz; the counters are still worth scraping
     body = metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
+
+
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared as bytes in constant time: how much of a guess matched must not show in the answer's timing.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def _named(adapters: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, Any]:

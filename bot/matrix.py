@@ -2,7 +2,9 @@
 and send what the outbox holds.
 
 Our sync token lives in our database and is saved only after a batch was handled, so a restarted bot
-catches up on what was said while it was down and history before its first start is never answered.
+catches up on what was said while it was down and history before its first start is never answered. A message
+that cannot be handled because the database is unreachable holds the batch (and its token) until the database
+answers again: nothing is lost, and the handled-event claims keep a batch given again from being answered twice.
 """
 from __future__ import annotations
 
@@ -21,14 +23,17 @@ from nio import (AsyncClient, AsyncClientConfig, ErrorResponse, JoinResponse, Lo
 
 from watchfloor.config import MatrixConfig
 from watchfloor.storage.kv import kv_get, kv_set
+from watchfloor.storage.outage import unreachable
 
-from .adapter import OnMessage, PermanentSendError, TransientSendError
+from .adapter import OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
 from .matrix_events import chat_message, message_content
 
 log = logging.getLogger("watchfloor.matrix")
 
+_AUTH = {"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"}
 _PERMANENT = {"M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE", "M_INVALID_PARAM", "M_UNKNOWN_ROOM"}
 _GAP_FILL_MAX = 2000  # events fetched back per room after a long outage
+_BUG_TRIES = 3  # a message failing for another reason than the database is tried this often, then left
 
 
 class MatrixStartError(RuntimeError):
@@ -63,7 +68,6 @@ class MatrixAdapter:
         self._fatal: str | None = None
         self._logged_in = False
         self._caught_up = False
-        self._failures_at: tuple[str | None, int] = (None, 0)
         self._names: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._sending = 0
@@ -144,6 +148,8 @@ class MatrixAdapter:
                 delay = min(delay * 2, self.retry_cap)
 
     async def _sleep(self, seconds: float) -> None:
+        if self._stopping:
+            return
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), seconds)
@@ -184,32 +190,52 @@ class MatrixAdapter:
         resp = await self._sync(since=since, limit=self.timeline_limit, full_state=not self._caught_up)
         self._caught_up = True
         await self._accept_invites(resp)
-        failed = False
         for room_id, room in resp.rooms.join.items():
             events = await self._timeline(room_id, room.timeline, since)
             for source in _after_own_join(events, self.client.user_id):
                 if source.get("sender") == self.client.user_id:
                     continue
-                msg = chat_message(room_id, source, self._name(room_id, source.get("sender", "")))
+                msg = chat_message(room_id, source, self._name(room_id, source.get("sender", "")),
+                                   lambda user, r=room_id: self._name(r, user))
                 if msg is None:
                     continue
                 if source.get("sender") and msg.sender_name is None:
                     msg = await self._with_profile_name(msg, source["sender"])
-                try:
-                    await self._on_message(msg)
-                except Exception:
-                    log.exception("matrix: handling %s failed", msg.event_id)
-                    failed = True
-        if failed and self._count_failure(since) < 3:
-            raise _Retry("a message could not be handled; the batch will be retried", 1000)
-        await self._save_token(resp.next_batch)
+                await self._handle(msg)
+        await self._until_db_answers(lambda: self._save_token(resp.next_batch), "storing the sync token")
 
-    def _count_failure(self, token: str | None) -> int:
-        """Retry a failing batch a few times (claims make that safe), then move on rather than stall."""
-        prev, n = self._failures_at
-        n = n + 1 if prev == token else 1
-        self._failures_at = (token, n)
-        return n
+    async def _handle(self, msg) -> None:
+        """Hand one message on. The database being unreachable is waited out, however long: the token is not
+        stored past a message we could not handle, so it is neither lost nor (claims) handled twice. Anything
+        else is a bug — the engine has answered a command with "something went wrong" already — tried a couple
+        more times in case it was passing, then left behind rather than stall the room."""
+        for attempt in range(1, _BUG_TRIES + 1):
+            try:
+                await self._until_db_answers(lambda: self._on_message(msg), f"message {msg.event_id}")
+                return
+            except _Stopping:
+                raise
+            except Exception:
+                log.exception("matrix: handling %s failed (try %d of %d)", msg.event_id, attempt, _BUG_TRIES)
+                if attempt < _BUG_TRIES:
+                    await self._sleep(0.5 * attempt)
+
+    async def _until_db_answers(self, step, what: str):
+        """Run `step()` again while it fails only because the database is unreachable, backing off (capped at
+        retry_cap); other errors are raised."""
+        delay = 0.25
+        while True:
+            try:
+                return await step()
+            except Exception as e:
+                if not unreachable(e):
+                    raise
+                if self._stopping:
+                    raise _Stopping(f"stopping with the database unreachable; {what} is left for next start")
+                log.warning("matrix: database unreachable (%s); %s waits, again in %.1fs", _one_line(e), what,
+                            delay)
+            await self._sleep(delay)
+            delay = min(delay * 2, self.retry_cap)
 
     async def _sync(self, since: str | None, limit: int, full_state: bool) -> SyncResponse:
         timeout = 0 if (full_state or since is None) else self.sync_timeout_ms
@@ -352,6 +378,11 @@ class MatrixAdapter:
 
     async def _raise_for(self, resp: ErrorResponse, room_id: str) -> None:
         code = resp.status_code
+        if code in _AUTH:
+            # Logged out or the token revoked: nothing goes through until we log in again (the sync loop does,
+            # with a password) or an operator gives a new token; delivery marks Matrix down meanwhile.
+            self._logged_in = False
+            raise PlatformAuthError(f"the homeserver refused our access token ({code})")
         if code == "M_LIMIT_EXCEEDED":
             raise TransientSendError("rate limited", (resp.retry_after_ms or 1000) / 1000)
         if code == "M_FORBIDDEN":
@@ -363,6 +394,10 @@ class MatrixAdapter:
         if code in _PERMANENT:
             raise PermanentSendError(f"{code}: {resp.message}")
         raise TransientSendError(_one_line(resp), (resp.retry_after_ms / 1000) if resp.retry_after_ms else None)
+
+
+class _Stopping(Exception):
+    """Stopping while the database is unreachable: leave the batch (and its token) for the next start."""
 
 
 class _Retry(Exception):

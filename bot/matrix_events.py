@@ -10,6 +10,8 @@ from typing import Any
 
 from watchfloor.commands.message import ChatMessage
 
+from .matrix_markup import NameOf, readable
+
 HTML_FORMAT = "org.matrix.custom.html"
 _REPLY_FALLBACK = re.compile(r"\A(?:> [^\n]*\n)+\n", re.MULTILINE)
 
@@ -23,8 +25,10 @@ def room_key(room_id: str) -> str:
     return f"matrix:{room_id}"
 
 
-def chat_message(room_id: str, source: dict[str, Any], sender_name: str | None) -> ChatMessage | None:
-    """The ChatMessage for one raw timeline event, or None for events nobody acts on."""
+def chat_message(room_id: str, source: dict[str, Any], sender_name: str | None,
+                 name_of: NameOf = lambda _user: None) -> ChatMessage | None:
+    """The ChatMessage for one raw timeline event, or None for events nobody acts on. `name_of` gives the
+    display name of a user the message mentions (None: unknown)."""
     etype = source.get("type")
     sender = source.get("sender", "")
     event_id = source.get("event_id", "")
@@ -43,16 +47,27 @@ def chat_message(room_id: str, source: dict[str, Any], sender_name: str | None) 
         new = content.get("m.new_content") or {}
         if not _is_talk(new) or not relates.get("event_id"):
             return None
-        return ChatMessage(text=str(new.get("body", "")), extra={"edit_of": relates["event_id"]}, **base)
+        return ChatMessage(text=text_of(new, name_of), extra={"edit_of": relates["event_id"]}, **base)
     if not _is_talk(content):
         return None  # notices are bot talk (ours or another bot's): never commands, never relayed
     reply_to = (relates.get("m.in_reply_to") or {}).get("event_id")
-    body = str(content.get("body", ""))
-    if reply_to:
-        body = strip_reply_fallback(body)
+    body = text_of(content, name_of, reply=bool(reply_to))
     # An emote keeps its body as said (so `/me [LES] ...` keeps its marking at the start); the relay adds the "*".
     extra = {"emote": True} if content.get("msgtype") == "m.emote" else {}
     return ChatMessage(text=body, reply_to=reply_to, extra=extra, **base)
+
+
+def text_of(content: dict[str, Any], name_of: NameOf, reply: bool = False) -> str:
+    """The message as its sender saw it: mentions as names, links as plain links (see matrix_markup)."""
+    body = str(content.get("body", ""))
+    if reply:
+        body = strip_reply_fallback(body)
+    return readable(body, html_of(content), name_of)
+
+
+def html_of(content: dict[str, Any]) -> str | None:
+    html = content.get("formatted_body")
+    return html if content.get("format") == HTML_FORMAT and isinstance(html, str) else None
 
 
 def _is_talk(content: dict[str, Any]) -> bool:

@@ -32,6 +32,8 @@ OUTBOX_OLDEST = Gauge("watchfloor_outbox_oldest_age_seconds", "Age of the oldest
                       "outbox (0 when empty).", registry=REGISTRY)
 SCHEDULER_LEADER = Gauge("watchfloor_scheduler_leader", "1 while this process holds the scheduler lock.",
                          registry=REGISTRY)
+OUTBOX_DEAD = Counter("watchfloor_outbox_dead", "Messages the outbox gave up on (refused for good, or failing "
+                      "past the limits while the platform answered), by platform.", ["platform"], registry=REGISTRY)
 PLATFORM_UP = Gauge("watchfloor_platform_up", "1 when the platform (or database) answered the last health "
                     "check.", ["platform"], registry=REGISTRY)
 
@@ -63,6 +65,10 @@ def set_leader(is_leader: bool) -> None:
 
 def set_platform_up(platform: str, up: bool) -> None:
     PLATFORM_UP.labels(platform=platform).set(1 if up else 0)
+
+
+def record_dead(platform: str) -> None:
+    OUTBOX_DEAD.labels(platform=platform).inc()
 
 
 def refresh_outbox(db: Any, now: datetime | None = None) -> None:

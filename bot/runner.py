@@ -14,6 +14,7 @@ from typing import Any
 from watchfloor.commands.grammar import is_command
 from watchfloor.commands.message import ChatMessage
 from watchfloor.config import Settings
+from watchfloor.storage.outage import unreachable
 
 from .adapter import Adapter
 from .bridge import Bridge
@@ -32,7 +33,10 @@ class Service:
         self.delivery = delivery or Delivery(parts, adapters)
 
     async def on_message(self, msg: ChatMessage) -> None:
-        """One platform message: a command goes to the engine, anything else said in a joint room to the bridge."""
+        """One platform message: a command goes to the engine, anything else said in a joint room to the bridge.
+
+        Raises when the database cannot be reached (`storage.outage.unreachable`): nothing was done, and the
+        adapter keeps the message to hand it in again."""
         changes = msg.extra.get("edit_of") or msg.extra.get("redacts")
         if not changes and is_command(msg.text):
             rows, heads = await asyncio.to_thread(self._command, msg)
@@ -45,8 +49,13 @@ class Service:
 
     def _command(self, msg: ChatMessage):
         """Run the command and, in the same worker thread, see which replies can be sent at once."""
-        rows = self.parts.engine.handle(msg).rows
-        return rows, self.delivery.heads(rows)
+        rows = self.parts.engine.handle(msg, raise_unreachable=True).rows
+        try:
+            return rows, self.delivery.heads(rows)
+        except Exception as e:
+            if not unreachable(e):
+                raise
+            return rows, []  # the command is stored: its replies go with the worker once the database is back
 
     async def start(self) -> None:
         await self.delivery.start()
@@ -64,7 +73,7 @@ class Service:
                 log.exception("stopping %s failed", getattr(adapter, "platform", adapter))
 
 
-def make_adapters(parts, settings: Settings, wake=None) -> list[Adapter]:
+def make_adapters(parts, settings: Settings) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.matrix is not None:
         from .matrix import MatrixAdapter
@@ -75,7 +84,7 @@ def make_adapters(parts, settings: Settings, wake=None) -> list[Adapter]:
         if slack is None:
             log.warning("[slack] is configured but this build has no Slack adapter; Slack is not served")
         else:
-            adapters.append(slack.SlackAdapter(parts, settings.slack, wake=wake))
+            adapters.append(slack.SlackAdapter(parts, settings.slack))
     return adapters
 
 
@@ -98,6 +107,7 @@ def run_service(settings: Settings) -> int:
 
 
 async def _main(settings: Settings) -> int:
+    from . import metrics  # noqa: F401  (registers the telemetry listeners; CLI commands go without)
     from .wiring import build
 
     try:
@@ -110,19 +120,17 @@ async def _main(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    services: list[Service] = []
-    adapters = make_adapters(parts, settings, wake=lambda: services[0].delivery.wake() if services else None)
+    adapters = make_adapters(parts, settings)
     if not adapters:
         log.warning("no platform configured ([matrix] or [slack]); only the scheduler runs")
     service = Service(parts, adapters)
-    services.append(service)
     extras: list[tuple[str, Any]] = []
     code = 0
 
 
     async def starting() -> list[tuple[str, Any]]:
         await service.start()
-        return await _start_extras(parts, adapters, settings)
+        return await _start_extras(parts, adapters, settings, service.delivery)
 
     # Start-up can wait on a homeserver that is slow to come up; SIGTERM meanwhile must still stop us in time.
     start_task = asyncio.create_task(starting())
@@ -150,17 +158,23 @@ async def _main(settings: Settings) -> int:
     return code
 
 
-async def _start_extras(parts, adapters, settings: Settings) -> list[tuple[str, Any]]:
+async def _start_extras(parts, adapters, settings: Settings, delivery=None) -> list[tuple[str, Any]]:
     extras: list[tuple[str, Any]] = []
     scheduler = _optional("watchfloor.bot.scheduler")
     if scheduler is not None:
         jobs = scheduler.JobScheduler(parts)
         jobs.start()
         extras.append(("scheduler", jobs))
+    if settings.ais.listen:  # before the health server: once /healthz answers, the feed is listening
+        from .ais_feed import AisFeed
+
+        feed = AisFeed(parts, settings.ais, wake=delivery.wake if delivery is not None else None)
+        await feed.start()
+        extras.append(("ais", feed))
     health = _optional("watchfloor.bot.health")
     if health is not None and settings.service.port:
         extras.append(("health", await health.start_health(parts, adapters, settings.service.port,
-                                                                 settings.service.host)))
+                                                                 settings.service.host, delivery=delivery)))
     return extras
 
 

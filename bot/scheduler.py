@@ -1,4 +1,5 @@
-"""Scheduled work: each configured zone's morning briefing, the periodic gap scan and escalation.
+"""Scheduled work: each configured zone's morning briefing, the periodic gap scan, escalation, and pruning what
+is kept only for a while (`[retention] days`: sent messages, handled-message ids; never the audit trail).
 
 APScheduler 3 with in-memory jobs only: its job stores must not be shared between processes, so every replica
 schedules the same jobs and only the leader acts on them. On PostgreSQL the leader is whoever holds a session
@@ -30,7 +31,7 @@ from watchfloor.commands.directory import Room
 from watchfloor.commands.jobs import escalate_due, scan_all
 from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key, post
 from watchfloor.ioc.zones import Zone, get_zone
-from watchfloor.storage import locks
+from watchfloor.storage import events, locks, outbox
 from watchfloor.storage.tables import OutboxRow
 
 from . import metrics
@@ -104,6 +105,17 @@ def post_briefing(parts, zone_code: str, at: datetime, now: datetime | None = No
                 _attach_console_pictures(s, row, briefing)
             posted += 1
         return posted
+
+
+def prune(parts, now: datetime) -> dict[str, int]:
+    """Delete what is older than the retention: sent and dead outbox rows (with them the id map of messages that
+    old: edits and replies of younger messages still map) and handled-message ids. The audit trail is kept."""
+    before = now - timedelta(days=parts.settings.retention.days)
+    with parts.db.session() as s:
+        sent = outbox.prune(s, before)
+    with parts.db.session() as s:
+        handled = events.prune(s, before)
+    return {"outbox": sent, "handled_events": handled}
 
 
 class _Briefing:
@@ -197,6 +209,8 @@ class JobScheduler:
                       misfire_grace_time=60, coalesce=True)
         sched.add_job(self._escalate_job, IntervalTrigger(minutes=1), id="escalate", misfire_grace_time=30,
                       coalesce=True)
+        sched.add_job(self._retention_job, IntervalTrigger(hours=1), id="retention", misfire_grace_time=3600,
+                      coalesce=True)
         if self.parts.db.is_postgres:
             sched.add_job(self.try_lead, IntervalTrigger(seconds=self.lock_retry_seconds), id="leader",
                           misfire_grace_time=max(1, int(self.lock_retry_seconds)), coalesce=True)
@@ -269,6 +283,13 @@ class JobScheduler:
 
     def _release(self) -> None:
         with self._guard:
+            if self._leader and self._lock_conn is not None:
+                # Unlocked before the connection closes: the server frees a closed session's locks a moment
+                # later, and a replica asking in that moment would wait a whole retry interval.
+                try:
+                    self._lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
+                except Exception:
+                    pass  # the session is gone already, and the lock with it
             self._leader = False
             self._drop_connection()  # the session ends, and with it the advisory lock
 
@@ -317,3 +338,13 @@ class JobScheduler:
             escalate_due(self.parts.engine)
         except Exception:
             log.exception("escalation failed")
+
+    def _retention_job(self) -> None:
+        if not self._leader:
+            return
+        try:
+            pruned = prune(self.parts, self.clock())
+            if any(pruned.values()):
+                log.info("pruned past retention: %s", pruned)
+        except Exception:
+            log.exception("pruning failed")

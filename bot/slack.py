@@ -1,7 +1,10 @@
 """The Slack adapter: slash commands, `!` messages, alert buttons and the joint-channel bridge over Bolt.
 
 Slack gives us 3 seconds to answer a request, so every listener only acknowledges; the work runs afterwards
-in a Bolt lazy listener and its answer goes through the stored outbox (the delivery worker calls `send`).
+in a Bolt lazy listener, through the one message path every platform uses (`Service.on_message`), and its
+answer goes through the stored outbox (the delivery worker calls `send`). Slack, having its acknowledgement,
+never offers a request again: when the database is unreachable, a message for the bridge is handed in again
+until it is stored, and the sender of a command is told at once, through Slack alone, to try again.
 Slack retries requests it thinks we missed and Bolt does not drop them: every message is claimed once by id
 in the database (the engine's handled_event row for commands; the bridge's claim for relayed messages), so a
 retry is never acted on twice.
@@ -14,40 +17,34 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlmodel import col, select
 
 from watchfloor.commands.grammar import is_command
 from watchfloor.commands.message import ChatMessage
 from watchfloor.config import SlackConfig
 from watchfloor.storage.kv import kv_get, kv_set
+from watchfloor.storage.outage import unreachable
 from watchfloor.storage.outbox import origin_of
-from watchfloor.storage.outbox import payload as row_payload
-from watchfloor.storage.tables import OutboxRow
+from watchfloor.templates import render
 
-from .adapter import OnMessage, PermanentSendError, TransientSendError
+from .adapter import OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
+from .slack_alerts import SlackAlerts
+from .slack_errors import classify
+from .slack_markup import MAX_TEXT, escape, readable
+from .slack_names import SlackNames
 
 log = logging.getLogger("watchfloor.slack")
 
-SLASH_COMMANDS = ("op", "target", "conflicts", "brief", "zone", "watchfloor")
+SLASH_COMMANDS = ("op", "target", "conflicts", "brief", "zone", "watchfloor", "vessel", "arrivals")
 _SLASH = re.compile(r"^/(" + "|".join(SLASH_COMMANDS) + r")$")
 _BUTTON = re.compile(r"^(ack|resolve):")
 _TS = re.compile(r"^\d+\.\d+$")
 ACTION_PREFIX = "slack-action:"
-NAME_TTL = timedelta(hours=12)
-MAX_TEXT = 39_000  # Slack cuts message text at 40,000 characters
-
-# Slack errors that are about Slack, not about the message: try again later rather than drop it.
-_TRANSIENT_ERRORS = {"ratelimited", "rate_limited", "service_unavailable", "fatal_error", "internal_error",
-                     "request_timeout", "team_added_to_org", "invalid_auth", "not_authed", "account_inactive",
-                     "token_revoked", "token_expired"}
 # New messages the bridge relays; every other subtype (joins, topic changes, bot posts) is not people talking.
 _RELAYED_SUBTYPES = {None, "thread_broadcast", "file_share", "me_message"}
 
@@ -55,22 +52,32 @@ _RELAYED_SUBTYPES = {None, "thread_broadcast", "file_share", "me_message"}
 class SlackAdapter:
     platform = "slack"
 
-    def __init__(self, parts, config: SlackConfig, *, wake: Callable[[], None] | None = None):
+    def __init__(self, parts, config: SlackConfig, *, socket_ping_interval: float = 10.0):
         self.parts = parts
         self.config = config
-        self.wake = wake  # called after a command put rows in the outbox, so delivery need not wait for a poll
+        # Socket Mode: how often the socket is checked; a socket dropped without a close frame is replaced
+        # within about that long.
+        self.socket_ping_interval = socket_ping_interval
         kwargs: dict[str, Any] = {"token": config.bot_token.get_secret_value()}
         if config.api_url:
             kwargs["base_url"] = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
         self.client = AsyncWebClient(**kwargs)
         self.app = AsyncApp(signing_secret=config.signing_secret.get_secret_value(), client=self.client,
                             process_before_response=False)
+        self.names = SlackNames(parts, self.client)
+        self.alerts = SlackAlerts(parts, self.client)
         self.on_message: OnMessage | None = None
         self.url: str | None = None  # where Slack posts events, commands and interactivity (HTTP mode)
         self._runner: aiohttp.web.AppRunner | None = None
         self._socket = None
         self._session: aiohttp.ClientSession | None = None
-        self._inflight: set[asyncio.Task] = set()
+        # Requests acknowledged whose work has not finished: counted at the ack, so stopping (and a test) can
+        # wait for work Bolt has not even started yet.
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = asyncio.Event()
+        self.handled = 0  # requests whose work has finished
         self._register()
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -80,7 +87,8 @@ class SlackAdapter:
         if self.config.app_token is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-            self._socket = AsyncSocketModeHandler(self.app, self.config.app_token.get_secret_value())
+            self._socket = AsyncSocketModeHandler(self.app, self.config.app_token.get_secret_value(),
+                                                  ping_interval=self.socket_ping_interval)
             await self._socket.connect_async()
             return
         from aiohttp import web
@@ -96,6 +104,7 @@ class SlackAdapter:
         log.info("slack: listening at %s", self.url)
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
@@ -103,11 +112,18 @@ class SlackAdapter:
             await self._runner.cleanup()
             self._runner = None
         # Work already acknowledged to Slack finishes: Slack will not send it again.
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=3)
+        await self.idle(timeout=3)
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def idle(self, timeout: float) -> bool:
+        """Wait until every acknowledged request has been handled; False if that took longer than `timeout`."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     async def healthy(self) -> bool:
         try:
@@ -119,18 +135,22 @@ class SlackAdapter:
 
     def _register(self) -> None:
         async def ack_now(ack):
+            self._pending += 1
+            self._idle.clear()
             await ack()
 
         def tracked(work):
             async def run(body):
-                task = asyncio.current_task()
-                self._inflight.add(task)
                 try:
                     await work(body)
                 except Exception:
                     log.exception("slack: handling a request failed")
                 finally:
-                    self._inflight.discard(task)
+                    self.handled += 1
+                    self._pending -= 1
+                    if self._pending <= 0:
+                        self._pending = 0
+                        self._idle.set()
             return run
 
         self.app.command(_SLASH)(ack=ack_now, lazy=[tracked(self._on_slash)])
@@ -150,10 +170,10 @@ class SlackAdapter:
             platform="slack", room=f"slack:{body.get('channel_id', '')}", sender=f"slack:{user}", text=text,
             # Slack sends a fresh trigger_id per invocation and the same one on a retry.
             event_id=f"cmd:{body.get('trigger_id') or body.get('response_url', '')}",
-            sender_name=await self.display_name(user, body.get("user_name")),
+            sender_name=await self.names.user(user, body.get("user_name")),
             extra={"response_url": body.get("response_url")} if body.get("response_url") else {},
         )
-        await self._run_command(msg)
+        await self._command(msg)
 
     async def _on_button(self, body: dict[str, Any]) -> None:
         action = (body.get("actions") or [{}])[0]
@@ -173,10 +193,10 @@ class SlackAdapter:
             platform="slack", room=f"slack:{channel}", sender=f"slack:{user}", text=text,
             # The id names the alert message, so `send` knows to change that message in place.
             event_id=f"{ACTION_PREFIX}{channel}:{message_ts}:{body.get('trigger_id', '')}:{action_id}",
-            sender_name=await self.display_name(user, (body.get("user") or {}).get("name")),
+            sender_name=await self.names.user(user, (body.get("user") or {}).get("name")),
             extra=extra,
         )
-        await self._run_command(msg)
+        await self._command(msg)
 
     async def _on_message_event(self, body: dict[str, Any]) -> None:
         event = body.get("event") or {}
@@ -184,25 +204,48 @@ class SlackAdapter:
         room = f"slack:{channel}"
         subtype = event.get("subtype")
         if subtype == "message_changed":
-            await self._on_edit(room, event)
+            handle = self._on_edit
         elif subtype == "message_deleted":
-            await self._on_delete(room, event)
+            handle = self._on_delete
         elif subtype in _RELAYED_SUBTYPES and not event.get("bot_id") and event.get("user"):
-            await self._on_new(room, event)
+            handle = self._on_new
+        else:
+            return
+        await self._until_stored(handle, room, event)
+
+    async def _until_stored(self, handle, room: str, event: dict[str, Any]) -> None:
+        """Slack has our acknowledgement and will not send the event again: what the database cannot take now is
+        handed in again until it can (claims make that safe). A command in it is not: its sender is told."""
+        delay = 0.5
+        while True:
+            try:
+                return await handle(room, event)
+            except Exception as e:
+                if not unreachable(e):
+                    raise
+            log.warning("slack: the database is unreachable; %s in %s is handed in again in %.1fs",
+                        event.get("ts"), room, delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+                log.error("slack: stopped before the database came back; %s in %s was not handled",
+                          event.get("ts"), room)
+                return
+            except asyncio.TimeoutError:
+                delay = min(delay * 2, 30.0)
 
     async def _on_new(self, room: str, event: dict[str, Any]) -> None:
-        text, ts, user = _unescape(event.get("text") or ""), event.get("ts", ""), event["user"]
+        text, ts, user = await self._readable(event.get("text") or ""), event.get("ts", ""), event["user"]
         thread = event.get("thread_ts")
         if is_command(text) and text.lstrip().startswith("!"):
             extra = {"thread": thread} if thread else {}
             msg = ChatMessage(platform="slack", room=room, sender=f"slack:{user}", text=text.strip(),
-                              event_id=f"msg:{room}:{ts}", sender_name=await self.display_name(user), extra=extra)
-            await self._run_command(msg)
+                              event_id=f"msg:{room}:{ts}", sender_name=await self.names.user(user), extra=extra)
+            await self._command(msg)
             return
-        if not self._bridged(room) or await self._is_our_copy(room, ts):
-            return
+        if not self._bridged(room):
+            return  # one of the bot's own copies coming back is left out by the bridge (same room, same id)
         msg = ChatMessage(platform="slack", room=room, sender=f"slack:{user}", text=text, event_id=ts,
-                          sender_name=await self.display_name(user),
+                          sender_name=await self.names.user(user),
                           reply_to=thread if thread and thread != ts else None,
                           extra={"thread": thread} if thread else {})
         await self._deliver(msg)
@@ -214,9 +257,10 @@ class SlackAdapter:
         if (new.get("bot_id") or not user or not self._bridged(room) or await self._is_our_copy(room, ts)
                 or is_command(old.get("text") or "") or new.get("text") == old.get("text")):
             return  # link unfurls also arrive as message_changed with the same text
-        msg = ChatMessage(platform="slack", room=room, sender=f"slack:{user}", text=_unescape(new.get("text") or ""),
+        msg = ChatMessage(platform="slack", room=room, sender=f"slack:{user}",
+                          text=await self._readable(new.get("text") or ""),
                           event_id=f"{ts}:edit:{event.get('event_ts') or event.get('ts', '')}",
-                          sender_name=await self.display_name(user),
+                          sender_name=await self.names.user(user),
                           extra={"edit_of": ts, "thread": new.get("thread_ts")} if new.get("thread_ts")
                           else {"edit_of": ts})
         await self._deliver(msg)
@@ -228,7 +272,7 @@ class SlackAdapter:
             return
         user = old.get("user") or ""
         msg = ChatMessage(platform="slack", room=room, sender=f"slack:{user}", text="",
-                          event_id=f"{ts}:delete", sender_name=await self.display_name(user) if user else None,
+                          event_id=f"{ts}:delete", sender_name=await self.names.user(user) if user else None,
                           extra={"redacts": ts})
         await self._deliver(msg)
 
@@ -242,55 +286,35 @@ class SlackAdapter:
                 return origin_of(s, room, ts) is not None
         return await asyncio.to_thread(look)
 
+    async def _readable(self, text: str) -> str:
+        return await readable(text, self.names.user_name, self.names.channel)
+
     async def _deliver(self, msg: ChatMessage) -> None:
+        if self.on_message is not None:
+            await self.on_message(msg)
+
+    async def _command(self, msg: ChatMessage) -> None:
         if self.on_message is None:
+            log.warning("slack: no message handler; %s not handled", msg.event_id)
             return
         try:
             await self.on_message(msg)
+        except Exception as e:
+            if not unreachable(e):
+                raise
+            # Slack has our acknowledgement and will not offer the command again.
+            log.warning("slack: %s not stored, the database is unreachable; the sender is told", msg.event_id)
+            await self._try_again(msg)
+
+    async def _try_again(self, msg: ChatMessage) -> None:
+        """Tell the sender alone that the command was not stored, through Slack only (no outbox row: that needs
+        the database): the command's response_url, else an ephemeral message."""
+        payload = {**render("not_stored.j2").to_dict(), "ephemeral": True, "user": msg.sender,
+                   **{k: v for k, v in msg.extra.items() if k in ("response_url", "thread")}}
+        try:
+            await self._reply(msg.room, msg.room.split(":", 1)[1], payload)
         except Exception:
-            log.exception("slack: bridging %s failed", msg.event_id)
-
-    async def _run_command(self, msg: ChatMessage) -> None:
-        handled = await asyncio.to_thread(self.parts.engine.handle, msg)
-        if handled.duplicate:
-            log.info("slack: %s was handled before (a retry); ignored", msg.event_id)
-        elif handled.rows and self.wake is not None:
-            self.wake()
-
-    async def display_name(self, user: str, fallback: str | None = None) -> str:
-        """The user's Slack display name, cached in the database so each message needs no users.info call."""
-        key = f"slack:user:{user}"
-        now = self.parts.engine.clock()
-
-        def cached() -> str | None:
-            with self.parts.db.session() as s:
-                raw = kv_get(s, key)
-            if raw:
-                data = json.loads(raw)
-                if now.timestamp() - data.get("at", 0) < NAME_TTL.total_seconds():
-                    return data["name"]
-            return None
-
-        name = await asyncio.to_thread(cached)
-        if name:
-            return name
-        try:
-            info = (await self.client.users_info(user=user)).get("user") or {}
-        except Exception as e:  # a name is not worth failing a message for
-            log.warning("slack: users.info %s failed: %s", user, e)
-            return fallback or user
-        profile = info.get("profile") or {}
-        name = profile.get("display_name") or profile.get("real_name") or info.get("real_name") \
-            or info.get("name") or fallback or user
-
-        def store() -> None:
-            with self.parts.db.session() as s:
-                kv_set(s, key, json.dumps({"name": name, "at": now.timestamp()}), now)
-        try:
-            await asyncio.to_thread(store)
-        except Exception:  # two requests caching the same name at once: either wins
-            log.debug("slack: name cache write for %s lost a race", user)
-        return name
+            log.exception("slack: could not tell the sender of %s to try again", msg.event_id)
 
     # --- outgoing ----------------------------------------------------------------------------------------
 
@@ -309,19 +333,20 @@ class SlackAdapter:
                 return await self._reply(room, channel, payload)
             thread = _ts(payload.get("thread")) or _ts(reply_to_remote)
             if kind == "notice" and payload.get("conflict_update") is not None:
-                alert_ts = await self._update_alert_for_notice(room, channel, payload)
+                alert_ts = await self.alerts.update_for_notice(room, channel, payload)
                 thread = thread or alert_ts
             return await self._post(room, kind, channel, payload, thread)
-        except (TransientSendError, PermanentSendError):
+        except (TransientSendError, PermanentSendError, PlatformAuthError):
             raise
         except SlackApiError as e:
-            raise _classify(e) from None
+            raise classify(e) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise TransientSendError(f"slack unreachable: {e.__class__.__name__}: {e}") from None
 
     @staticmethod
     def _content(payload: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": (payload.get("text") or " ")[:MAX_TEXT]}
+        # The plain rendering, so any `<` in it is words, not a Slack mention or link.
+        out: dict[str, Any] = {"text": escape((payload.get("text") or " ")[:MAX_TEXT])}
         if payload.get("blocks"):
             out["blocks"] = payload["blocks"][:50]
         return out
@@ -376,7 +401,7 @@ class SlackAdapter:
             # A button press did its work: the alert itself now shows the owner or the outcome.
             _, rest = reply_to.split(":", 1)
             ch, alert_ts, _trigger, action_id = rest.split(":", 3)
-            await self._update_alert(room, ch, alert_ts, payload, resolved=action_id.startswith("resolve"))
+            await self.alerts.update(room, ch, alert_ts, payload, resolved=action_id.startswith("resolve"))
             return None
         url = payload.get("response_url")
         if url and await self._respond(url, payload, ephemeral):
@@ -409,46 +434,6 @@ class SlackAdapter:
                 return False
             return True
 
-    # --- alerts changed in place -------------------------------------------------------------------------
-
-    async def _update_alert(self, room: str, channel: str, alert_ts: str, change: dict[str, Any],
-                            resolved: bool) -> None:
-        def load() -> tuple[list[dict], str] | None:
-            with self.parts.db.session() as s:
-                row = origin_of(s, room, alert_ts)
-                current = kv_get(s, f"slack:alert:{room}:{alert_ts}")
-                if row is None:
-                    return None
-                p = row_payload(row)
-                return (json.loads(current) if current else p.get("blocks") or []), p.get("text") or ""
-        found = await asyncio.to_thread(load)
-        if found is None:
-            log.warning("slack: no stored alert %s in %s to update", alert_ts, room)
-            return
-        blocks, text = found
-        new_blocks = _apply_change(blocks, change, resolved)
-        await self.client.chat_update(channel=channel, ts=alert_ts, text=text[:MAX_TEXT], blocks=new_blocks)
-        await self._kv(f"slack:alert:{room}:{alert_ts}", json.dumps(new_blocks))
-
-    async def _update_alert_for_notice(self, room: str, channel: str, payload: dict[str, Any]) -> str | None:
-        """A conflict acknowledged or resolved elsewhere: this room's alert stops offering stale buttons."""
-        cf_id = payload["conflict_update"]
-
-        def find() -> str | None:
-            with self.parts.db.session() as s:
-                rows = s.exec(select(OutboxRow).where(
-                    OutboxRow.room == room, col(OutboxRow.kind).in_(("alert", "escalation")),
-                    OutboxRow.status == "sent").order_by(col(OutboxRow.id).desc()).limit(200)).all()
-                for row in rows:
-                    if cf_id in (row_payload(row).get("conflicts") or []) and row.remote_id:
-                        return row.remote_id
-            return None
-        alert_ts = await asyncio.to_thread(find)
-        if alert_ts:
-            first = (payload.get("text") or "").split("\n", 1)[0]
-            await self._update_alert(room, channel, alert_ts, payload, resolved="resolved" in first)
-        return alert_ts
-
     async def _kv(self, key: str, value: str | None = None) -> str | None:
         def run() -> str | None:
             with self.parts.db.session() as s:
@@ -459,65 +444,5 @@ class SlackAdapter:
         return await asyncio.to_thread(run)
 
 
-def _apply_change(blocks: list[dict[str, Any]], change: dict[str, Any], resolved: bool) -> list[dict[str, Any]]:
-    """The alert's blocks with one conflict's part replaced by the rendered change (who owns it, how it ended).
-
-    The alert template puts each conflict in a section starting with its id, followed by its buttons, whose
-    value is the id. Acknowledged: the section shows the owner and only the Resolve buttons stay.
-    Resolved: the section shows the outcome and the buttons go.
-    """
-    change_blocks = [b for b in change.get("blocks") or [] if b.get("type") == "section"]
-    ref = _ref_of(change_blocks)
-    if ref is None:
-        return blocks
-    out: list[dict[str, Any]] = []
-    for block in blocks:
-        if block.get("type") == "section" and _starts_with_ref(block, ref):
-            out.extend(change_blocks)
-            continue
-        if block.get("type") == "actions" and any(e.get("value") == ref for e in block.get("elements", [])):
-            if resolved:
-                continue
-            kept = [e for e in block["elements"] if not str(e.get("action_id", "")).startswith("ack:")]
-            if kept:
-                out.append({**block, "elements": kept})
-            continue
-        out.append(block)
-    return out[:50]
-
-
-def _ref_of(blocks: list[dict[str, Any]]) -> str | None:
-    if not blocks:
-        return None
-    m = re.match(r"^\*?(CF-\d+)\*?", blocks[0].get("text", {}).get("text", ""))
-    return m.group(1) if m else None
-
-
-def _starts_with_ref(block: dict[str, Any], ref: str) -> bool:
-    text = block.get("text", {}).get("text", "")
-    return bool(re.match(rf"^\*?{re.escape(ref)}\*?\s", text))
-
-
 def _ts(value: Any) -> str | None:
     return value if isinstance(value, str) and _TS.match(value) else None
-
-
-def _classify(e: SlackApiError) -> Exception:
-    status = getattr(e.response, "status_code", 200)
-    error = e.response.get("error") if hasattr(e.response, "get") else None
-    if status == 429 or error in ("ratelimited", "rate_limited"):
-        retry = (e.response.headers or {}).get("Retry-After") or (e.response.headers or {}).get("retry-after")
-        try:
-            retry_after = float(retry) if retry is not None else None
-        except (TypeError, ValueError):
-            retry_after = None
-        return TransientSendError(f"slack rate limited ({error})", retry_after)
-    if status >= 500 or error in _TRANSIENT_ERRORS:
-        return TransientSendError(f"slack answered {status} {error}")
-    return PermanentSendError(f"slack refused: {error or status}")
-
-
-def _unescape(text: str) -> str:
-    """Slack sends `&`, `<` and `>` escaped. Undo it before anything reads the text: `&gt; [LES] ...` (a quote)
-    must be recognised as LES, and other platforms must see the characters, not the entities."""
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -16,12 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402  (the backend must be chosen first)
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-
 _COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f", "#e377c2", "#ff7f0e"]
 _CONFLICT = "#d62728"
 # pyplot's global state is not thread-safe; Figure objects are, but the font cache fills on first use.
@@ -52,6 +46,10 @@ def timeline(data: dict[str, Any]) -> Picture | None:
     conflicted = {op["ref"] for cf in data["conflicts"] if not cf["withheld"] for op in cf.get("ops", [])
                   if not op["withheld"]}
     lanes = list(by_agency)
+
+    # matplotlib costs most of a second to import: only commands that draw pay for it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 1.0 + 0.5 * len(lanes)), dpi=72)
     FigureCanvasAgg(fig)

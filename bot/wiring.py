@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchfloor.bot import metrics  # noqa: F401  (registers the telemetry listeners)
 from watchfloor.commands.directory import Directory
 from watchfloor.commands.engine import Clock, Engine, utcnow
 from watchfloor.config import Settings, load_settings
@@ -21,9 +20,9 @@ class Parts:
 
 
 def build(config: str | Path | None = None, db_url: str | None = None, clock: Clock = utcnow,
-          settings: Settings | None = None, upgrade: bool = True) -> Parts:
+          settings: Settings | None = None, upgrade: bool = True, database: Database | None = None) -> Parts:
     settings = settings or load_settings(config)
-    db = Database(db_url or settings.database.url)
+    db = database or Database(db_url or settings.database.url)
     if upgrade:
         db.upgrade()
     directory = Directory(settings)

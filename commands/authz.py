@@ -36,6 +36,8 @@ RULES: dict[tuple[str, str | None], Need] = {
     ("brief", None): Need.MEMBER,
     ("zone", None): Need.ANYONE,
     ("help", None): Need.ANYONE,
+    ("vessel", None): Need.ANYONE,
+    ("arrivals", None): Need.ANYONE,
 }
 
 

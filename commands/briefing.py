@@ -15,6 +15,7 @@ from watchfloor.storage import operations as ops_repo
 from watchfloor.storage import targets as targets_repo
 from watchfloor.storage.tables import AuditRow, ConflictRow, EndorsementRow, OperationRow, TargetRow
 
+from .briefing_arrivals import arrivals as arrivals_due
 from .directory import Directory
 from .views import conflict_view, op_view, target_view
 
@@ -46,7 +47,9 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
             by_agency[row.agency_code].append(v)
 
     horizon = at + timedelta(hours=24)
-    arriving = [t for t in targets_repo.open_in_zone(s, zone.code) if t.eta is not None and at <= t.eta <= horizon]
+    # By their best ETA (AIS, notice of arrival or typed); other vessels due by a notice of arrival listed too.
+    arriving, best, cdc, other_arrivals = arrivals_due(s, zone.code, list(targets_repo.open_in_zone(s, zone.code)),
+                                                       at, horizon)
     open_cf = list(s.exec(select(ConflictRow).where(
         ConflictRow.zone_code == zone.code, col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))
         .order_by(ConflictRow.id)).all())
@@ -61,6 +64,7 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
             if show_withheld:
                 arrivals.append(v)
             continue
+        v["eta"], v["eta_source"], v["cdc"] = best[t.id].at, best[t.id].detail(), t.id in cdc
         covering = covering_ops.get(t.vessel_key, [])
         v["covered_by"] = sorted({r.agency_code for r in covering if may_show(r.marking, clearance, reader)})
         # A cover the room may not see still counts: "not covered" would send someone out for nothing.
@@ -94,7 +98,7 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
     }
     return {
         "z": zone, "tz": zone.tz, "at": at, "day": (day_start, day_end), "by_agency": dict(sorted(by_agency.items())),
-        "withheld_ops": withheld_ops if show_withheld else 0, "arrivals": arrivals, "conflicts": conflicts, "yesterday": yesterday,
+        "withheld_ops": withheld_ops if show_withheld else 0, "arrivals": arrivals, "other_arrivals": other_arrivals, "conflicts": conflicts, "yesterday": yesterday,
         "participation": participation(s, zone.code, at, clearance=clearance),
     }
 

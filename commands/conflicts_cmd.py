@@ -10,21 +10,23 @@ from watchfloor.ioc.model import OPEN_CONFLICT_STATUSES, RESOLUTIONS, ConflictSt
 from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import operations as ops_repo
 from watchfloor.storage import targets as targets_repo
+from watchfloor.storage.audit import hold_chain
 from watchfloor.storage.tables import ConflictRow, TargetRow
 
-from .engine import Context
+from .context import Context
 from .errors import CommandError
 from .ops import _only_keys, _words
+from .posting import post
 from .values import parse_ref, parse_text
 from .views import conflict_view, record_withheld
 
 
 def views(ctx: Context, rows: list[ConflictRow]) -> list[dict]:
     ops = ops_repo.by_ids(ctx.s, {i for cf in rows for i in (cf.op_a, cf.op_b) if i is not None})
+    targets = targets_repo.with_endorsers(ctx.s, {cf.target_id for cf in rows if cf.target_id is not None})
     out = []
     for cf in rows:
-        target = ctx.s.get(TargetRow, cf.target_id) if cf.target_id else None
-        endorsers = targets_repo.endorsers(ctx.s, cf.target_id) if cf.target_id else []
+        target, endorsers = targets.get(cf.target_id, (None, [])) if cf.target_id else (None, [])
         out.append(conflict_view(cf, ops, target, endorsers, ctx.room.clearance, ctx.sender.clearance))
     return out
 
@@ -33,13 +35,19 @@ def _find(ctx: Context, usage: str) -> ConflictRow:
     if len(ctx.cmd.words) < 2:
         raise CommandError("id", f"missing conflict id; usage: {usage}")
     n = parse_ref("id", ctx.cmd.words[1].text, "CF")
-    # Locked and re-read: an acknowledgement racing an automatic close waits for it and then sees it closed
-    # (PostgreSQL); SQLite serialises the two transactions anyway.
+    if ctx.room.zone is None:
+        # An escalation's buttons and commands work in the district watch room: it acts in the conflict's zone,
+        # whose lock the engine could not take before knowing it (a conflict never changes zone).
+        code = ctx.s.exec(select(ConflictRow.zone_code).where(ConflictRow.id == n)).first()
+        if code is not None and _in_district(ctx, code):
+            ctx.lock_zone(code)
+            ctx.room = replace(ctx.room, zone=get_zone(code))
+    # The audit chain's lock before the conflict row's, as every command takes them (storage/locks.py): an
+    # acknowledgement taking them the other way round deadlocked with a cancel closing the same conflict.
+    hold_chain(ctx.s)
+    # Locked and re-read: an acknowledgement racing an automatic close waits for it and then sees it closed.
     row = ctx.s.exec(select(ConflictRow).where(ConflictRow.id == n).with_for_update()
                      .execution_options(populate_existing=True)).first()
-    if ctx.room.zone is None and row is not None and _in_district(ctx, row.zone_code):
-        # An escalation's buttons and commands work in the district watch room: it acts in the conflict's zone.
-        ctx.room = replace(ctx.room, zone=get_zone(row.zone_code))
     if row is None or row.zone_code != ctx.zone.code or not ctx.visible(row.marking):
         # A conflict above this room's or reader's clearance is acknowledged where its details are held.
         raise CommandError("id", f"unknown conflict {conflict_ref(n)} in {ctx.zone.code}")
@@ -113,8 +121,6 @@ def resolve(ctx: Context) -> None:
 
 def _tell_watch(ctx: Context, cf: ConflictRow, verb: str) -> None:
     """Other watch rooms of the zone learn who owns the conflict or how it ended."""
-    from .posting import post
-
     ops = ops_repo.by_ids(ctx.s, [i for i in (cf.op_a, cf.op_b) if i is not None])
     target = ctx.s.get(TargetRow, cf.target_id) if cf.target_id else None
     endorsers = targets_repo.endorsers(ctx.s, cf.target_id) if cf.target_id else []

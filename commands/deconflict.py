@@ -17,14 +17,17 @@ from watchfloor.ioc.markings import Marking, highest, may_show
 from watchfloor.ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES, ConflictKind, ConflictStatus, Operation, op_ref
 from watchfloor.ioc.vessels import Vessel
 from watchfloor.ioc.zones import get_zone
+from watchfloor.storage import locks
 from watchfloor.storage import operations as ops_repo
 from watchfloor.storage import targets as targets_repo
 from watchfloor.storage.audit import append as audit
+from watchfloor.storage.audit import hold_chain
 from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 from .directory import Directory, Room
 from .observers import notify
 from .posting import post
+from .target_eta import best_eta_at
 from .views import conflict_view
 
 
@@ -106,6 +109,7 @@ class Deconfliction:
 
     def check_target(self, s: Session, target: TargetRow, now: datetime, actor: str) -> Changes:
         t = targets_repo.to_domain(target, targets_repo.endorsers(s, target.id))
+        t.eta = best_eta_at(s, target, now)  # fresh AIS, else the notice of arrival's, else the typed one
         covering = [ops_repo.to_domain(r) for r in ops_repo.on_vessel(s, target.zone_code, target.vessel_key)]
         changes = Changes()
         existing = self._open_by_key(s, gap_key(target.id), lock=True)
@@ -124,7 +128,13 @@ class Deconfliction:
         return changes
 
     def scan_zone(self, s: Session, zone: str, now: datetime, actor: str = "scheduler") -> Changes:
-        """Re-check a whole zone with one sweep (not all pairs), then every open target's coverage."""
+        """Re-check a whole zone with one sweep (not all pairs), then every open target's coverage.
+
+        Takes the zone's deconfliction lock, then the audit chain's, before locking any conflict (the lock
+        order in storage/locks.py): a caller that locks or appends anything first must take the zone's before.
+        """
+        locks.hold(s, locks.deconfliction_lock(zone))
+        hold_chain(s)
         # Operations over for longer than the same-vessel window can no longer conflict with anything new.
         since = now - self.rules.same_vessel_window
         rows = ops_repo.current_in_zone(s, zone, since, self.rules.max_operation)
@@ -288,9 +298,17 @@ class Deconfliction:
 
     def escalate(self, s: Session, now: datetime, after: timedelta) -> list[ConflictRow]:
         """Conflicts nobody acknowledged in time go once to their district's watch rooms."""
-        due = s.exec(select(ConflictRow).where(
-            ConflictRow.status == ConflictStatus.OPEN.value, col(ConflictRow.escalated_at).is_(None),
-            col(ConflictRow.raised_at) <= now - after).order_by(ConflictRow.id).with_for_update()).all()
+        waiting = (ConflictRow.status == ConflictStatus.OPEN.value, col(ConflictRow.escalated_at).is_(None),
+                   col(ConflictRow.raised_at) <= now - after)
+        zones = sorted(set(s.exec(select(ConflictRow.zone_code).distinct().where(*waiting)).all()))
+        if not zones:
+            notify("escalations", [])
+            return []
+        # The lock order of storage/locks.py: the zones' locks, in order, then the audit chain's, then the rows.
+        locks.hold(s, *(locks.deconfliction_lock(z) for z in zones))
+        hold_chain(s)
+        due = s.exec(select(ConflictRow).where(*waiting, col(ConflictRow.zone_code).in_(zones))
+                     .order_by(ConflictRow.id).with_for_update()).all()
         for cf in due:
             cf.escalated_at = now
             s.add(cf)

@@ -9,20 +9,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlmodel import Session
 
-from watchfloor.ioc.markings import may_show
-from watchfloor.ioc.zones import Zone
 from watchfloor.storage import events
-from watchfloor.storage.audit import append as audit_append
 from watchfloor.storage.db import Database
+from watchfloor.storage.outage import unreachable
 from watchfloor.storage.tables import OutboxRow
 
-from . import authz
+from . import conflicts_cmd, info, ops, targets, vessels_cmd
+from .context import Context, Handler
 from .deconflict import Changes, Deconfliction, rules_from
-from .directory import Directory, Room, Sender
+from .directory import Directory
 from .errors import CommandError
 from .grammar import ParsedCommand, is_command, parse
 from .message import ChatMessage
@@ -31,62 +29,11 @@ from .posting import post
 
 log = logging.getLogger("watchfloor.commands")
 Clock = Callable[[], datetime]
+HANDLER_MODULES = (ops, targets, conflicts_cmd, info, vessels_cmd)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class Context:
-    s: Session
-    engine: "Engine"
-    msg: ChatMessage
-    sender: Sender
-    room: Room
-    now: datetime
-    cmd: ParsedCommand
-    replies: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
-    changes: Changes = field(default_factory=Changes)
-
-    @property
-    def zone(self) -> Zone:
-        if self.room.zone is None:
-            raise CommandError("room", "this room is not bound to a zone; ask your administrator to add it")
-        return self.room.zone
-
-    @property
-    def tz(self):
-        return self.zone.tz
-
-    def visible(self, marking: str) -> bool:
-        return may_show(marking, self.room.clearance, self.sender.clearance)
-
-    def reply(self, template: str, ephemeral: bool = False, **data: Any) -> None:
-        self.replies.append((template, data, ephemeral))
-
-    def audit(self, action: str, entity: str | None, detail: dict[str, Any]) -> None:
-        audit_append(self.s, at=self.now, actor=self.sender.id, agency=self.sender.agency, room=self.room.id,
-                     zone=self.room.zone.code if self.room.zone else None, command=self.msg.text[:500],
-                     action=action, entity=entity, detail=detail)
-
-    def allow(self, action: str | None, owner_agency: str | None = None) -> None:
-        authz.check(self.sender, self.cmd.name, action, owner_agency)
-
-
-Handler = Callable[[Context], None]
-
-
-def dispatch(ctx: Context, topic: str, actions: dict[str, Handler]) -> None:
-    """Run the action the command's first word names; without one, the command's help (to the sender only)."""
-    action = ctx.cmd.action
-    if action is None:
-        ctx.reply("help.j2", topic=topic, ephemeral=True)
-        return
-    handler = actions.get(action)
-    if handler is None:
-        raise CommandError("command", f"unknown {topic} action '{action[:24]}' ({', '.join(actions)})")
-    handler(ctx)
 
 
 @dataclass
@@ -106,41 +53,58 @@ class Engine:
         self.rules = rules_from(directory.settings)
         self.deconfliction = Deconfliction(directory, self.rules)
         self.handlers: dict[str, Handler] = {}
-        from . import conflicts_cmd, info, ops, targets
-
-        for module in (ops, targets, conflicts_cmd, info):
+        for module in HANDLER_MODULES:
             self.handlers.update(module.HANDLERS)
 
-    def handle(self, msg: ChatMessage) -> Handled:
-        """Handle one chat message that is a command. Never raises for bad input: errors become replies."""
+    def handle(self, msg: ChatMessage, *, raise_unreachable: bool = False) -> Handled:
+        """Handle one chat message that is a command. Never raises for bad input: errors become replies.
+
+        With `raise_unreachable`, a database that cannot be reached raises instead of being answered: the caller
+        keeps the message (a Matrix sync token not moved past it) and hands it in again once the database is back.
+        """
         if not is_command(msg.text):
             return Handled()
         now = self.clock()
         try:
-            with self.db.session() as s:
-                if not events.claim(s, msg.platform, msg.event_id, now):
-                    return Handled(duplicate=True)
-                ctx = self._context(s, msg, now)
-                error = None
-                try:
-                    with s.begin_nested():
-                        ctx.cmd = parse(msg.text)
-                        self.handlers[ctx.cmd.name](ctx)
-                except CommandError as e:
-                    error = e.line
-                    ctx.replies = [("error.j2", {"message": e.line}, True)]
-                    ctx.changes = Changes()
-                if ctx.changes and ctx.room.zone is not None:
-                    self.deconfliction.alert(s, ctx.room.zone.code, ctx.changes, now,
-                                             cause=_cause(ctx))
-                rows = self._enqueue_replies(ctx)
+            # A deadlock or serialization failure runs the whole transaction again, the claim included: the
+            # sender sees one answer, as if it had gone through the first time.
+            done = self.db.transaction(lambda s: self._run(s, msg, now))
+            if done is None:
+                return Handled(duplicate=True)
+            ctx, rows, error = done
             notify("command", ctx, "error" if error else "ok")
             return Handled(rows=rows, error=error)
-        except Exception:
+        except Exception as e:
+            if raise_unreachable and unreachable(e):
+                raise
             # The command's words may carry FOUO/LES details: log which message it was, not what it said.
             log.exception("command failed: %s event %s in %s", msg.text.split(maxsplit=1)[0][:24], msg.event_id,
                           msg.room)
-            return self._internal_error(msg, now)
+            return self._internal_error(msg, now, raise_unreachable)
+
+    def _run(self, s: Session, msg: ChatMessage, now: datetime) -> tuple[Context, list[OutboxRow], str | None] | None:
+        """One attempt at the command's transaction; None when the message was handled before."""
+        if not events.claim(s, msg.platform, msg.event_id, now):
+            return None
+        ctx = self._context(s, msg, now)
+        if ctx.room.zone is not None:
+            # Before anything is read: the lock order (storage/locks.py) starts with the zone's lock, and what
+            # the command reads after it includes every change of the zone committed before.
+            ctx.lock_zone(ctx.room.zone.code)
+        error = None
+        try:
+            # A rejected command leaves nothing but its claim and its error reply: whatever the handler had
+            # changed before it found the bad value is rolled back with this savepoint.
+            with s.begin_nested():
+                ctx.cmd = parse(msg.text)
+                self.handlers[ctx.cmd.name](ctx)
+        except CommandError as e:
+            error = e.line
+            ctx.replies = [("error.j2", {"message": e.line}, True)]
+            ctx.changes = Changes()
+        if ctx.changes and ctx.room.zone is not None:
+            self.deconfliction.alert(s, ctx.room.zone.code, ctx.changes, now, cause=_cause(ctx))
+        return ctx, self._enqueue_replies(ctx), error
 
     def _context(self, s: Session, msg: ChatMessage, now: datetime) -> Context:
         sender = self.directory.sender(msg.sender, msg.sender_name)
@@ -159,7 +123,7 @@ class Engine:
             rows.append(row)
         return rows
 
-    def _internal_error(self, msg: ChatMessage, now: datetime) -> Handled:
+    def _internal_error(self, msg: ChatMessage, now: datetime, raise_unreachable: bool = False) -> Handled:
         """Something broke: say so in one line (never a stack trace) and keep the message unclaimed."""
         line = "error: something went wrong on our side; nothing was changed. Please try again."
         try:
@@ -168,7 +132,9 @@ class Engine:
                 row = post(s, room, "reply", "error.j2", lambda _c: {"message": line}, now,
                            extra={"reply_to": msg.event_id, "ephemeral": True, "user": msg.sender})
             return Handled(rows=[row], error=line)
-        except Exception:
+        except Exception as e:
+            if raise_unreachable and unreachable(e):
+                raise
             log.exception("could not store the error reply")
             return Handled(error=line)
 

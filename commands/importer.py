@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from watchfloor.ioc.model import op_ref
 from watchfloor.ioc.zones import get_zone
+from watchfloor.storage import locks
 from watchfloor.storage.audit import append as audit
 from watchfloor.storage.tables import OperationRow
 
@@ -26,6 +28,8 @@ from .ops import OP_KEYS, _op_type, apply_op_fields
 COLUMNS = ("type", "agency", "vessel", "at", "radius", "start", "end", "mark", "note", "contact", "zone")
 BATCH = 5000
 ALERT_LIST = 20
+TICK = 2000  # rows between progress reports
+Progress = Callable[[str, int, int], None]  # (phase, rows done, rows in all): the CLI draws it on a terminal
 _DEFAULTS = {name: f.default for name, f in OperationRow.model_fields.items()
              if name != "id" and f.default is not PydanticUndefined}
 
@@ -63,14 +67,20 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _quiet(_phase: str, _done: int, _total: int) -> None:
+    pass
+
+
 def validate(engine: Engine, rows: list[dict[str, str]], zone_code: str | None, now: datetime,
-             actor: str) -> list[dict]:
+             actor: str, progress: Progress = _quiet) -> list[dict]:
     """Turn every row into an insertable dict, or raise with every bad row named (row numbers from 1)."""
     problems: list[str] = []
     out: list[dict] = []
     rules = engine.rules
     far = engine.directory.settings.conflicts.far_from_zone_km
     for n, raw in enumerate(rows, start=1):
+        if n % TICK == 0:
+            progress("checking", n, len(rows))
         try:
             unknown = [k for k in raw if k and k.strip().lower() not in COLUMNS]
             if unknown:
@@ -105,17 +115,22 @@ def validate(engine: Engine, rows: list[dict[str, str]], zone_code: str | None, 
                 break
     if problems:
         raise ImportError_(problems)
+    progress("checking", len(rows), len(rows))
     return out
 
 
-def import_ops(engine: Engine, path: Path, zone_code: str | None, actor: str = "import") -> ImportResult:
+def import_ops(engine: Engine, path: Path, zone_code: str | None, actor: str = "import",
+               progress: Progress = _quiet) -> ImportResult:
     now = engine.clock()
-    rows = validate(engine, read_rows(path), zone_code, now, actor)
+    rows = validate(engine, read_rows(path), zone_code, now, actor, progress)
     if not rows:
         raise ImportError_(["file: no rows to import"])
     changes = Changes()
     table = OperationRow.__table__
+    zones = sorted({r["zone_code"] for r in rows})
     with engine.db.session() as s:
+        # First, as every writer does (storage/locks.py): the scans below take them, after the audit record.
+        locks.hold(s, *(locks.deconfliction_lock(z) for z in zones))
         if engine.db.is_postgres:
             first, last = _copy_postgres(s, table, rows)
         else:
@@ -125,11 +140,14 @@ def import_ops(engine: Engine, path: Path, zone_code: str | None, actor: str = "
                 ids = s.connection().execute(table.insert().returning(table.c.id), rows[i:i + BATCH]).scalars().all()
                 first = min(ids) if first is None else min(first, min(ids))
                 last = max(ids) if last is None else max(last, max(ids))
-        zones = sorted({r["zone_code"] for r in rows})
+                progress("storing", min(i + BATCH, len(rows)), len(rows))
+        progress("storing", len(rows), len(rows))
+        progress("checking conflicts", 0, len(zones))
         audit(s, at=now, actor=actor, action="op.import", entity=f"{op_ref(first)}..{op_ref(last)}",
               zone=zones[0] if len(zones) == 1 else None, detail={"rows": len(rows), "file": path.name, "zones": zones})
         for z in zones:
             zc = engine.deconfliction.scan_zone(s, z, now, actor)
+            progress("checking conflicts", zones.index(z) + 1, len(zones))
             changes.merge(zc)
             if not zc:
                 continue

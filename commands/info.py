@@ -7,7 +7,7 @@ from watchfloor.ioc.zones import get_zone
 from watchfloor.storage.tables import OperationRow
 
 from .briefing import build_briefing
-from .engine import Context
+from .context import Context
 from .errors import CommandError
 from .grammar import ALIASES, COMMANDS
 

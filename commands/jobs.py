@@ -1,14 +1,15 @@
 """The periodic deconfliction jobs the scheduler fires: re-scan zones as time passes, escalate what waits.
 
 Each zone is scanned in its own transaction, so one zone's trouble neither holds back nor rolls back another's,
-and each transaction posts its own alerts (one per watch room), committed together with the conflicts.
+and each transaction posts its own alerts (one per watch room), committed together with the conflicts. A
+transaction the database aborts to break a deadlock runs again.
 """
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from watchfloor.ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
 from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
@@ -38,9 +39,7 @@ def scan_all(engine: Engine) -> Changes:
     now = engine.clock()
     for zone in zones_to_scan(engine):
         try:
-            with engine.db.session() as s:
-                changes = engine.deconfliction.scan_zone(s, zone, now, actor="scheduler")
-                engine.deconfliction.alert(s, zone, changes, now, cause="periodic scan")
+            changes = engine.db.transaction(lambda s, z=zone: _scan(engine, s, z, now))
         except Exception:
             log.exception("conflict scan of zone %s failed", zone)
             continue
@@ -52,5 +51,10 @@ def escalate_due(engine: Engine) -> list[ConflictRow]:
     """Escalate, once each, the conflicts nobody acknowledged within `escalate_after_minutes`."""
     after = timedelta(minutes=engine.directory.settings.conflicts.escalate_after_minutes)
     now = engine.clock()
-    with engine.db.session() as s:
-        return engine.deconfliction.escalate(s, now, after)
+    return engine.db.transaction(lambda s: engine.deconfliction.escalate(s, now, after))
+
+
+def _scan(engine: Engine, s: Session, zone: str, now: datetime) -> Changes:
+    changes = engine.deconfliction.scan_zone(s, zone, now, actor="scheduler")
+    engine.deconfliction.alert(s, zone, changes, now, cause="periodic scan")
+    return changes

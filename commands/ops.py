@@ -12,10 +12,10 @@ from watchfloor.ioc.zones import Zone
 from watchfloor.storage.tables import OperationRow
 
 from .briefing import local_day
-from .engine import Context, dispatch
+from .context import Context, dispatch
 from .errors import CommandError
 from .grammar import Token
-from .values import (parse_end, parse_marking, parse_position, parse_radius, parse_ref, parse_text, parse_time,
+from .values import (parse_end, parse_marking, parse_position, parse_radius, parse_ref, parse_start, parse_text,
                      parse_vessel_field)
 from .views import op_view, record_withheld
 
@@ -73,11 +73,11 @@ def apply_op_fields(row: OperationRow, p: dict[str, Token], *, zone: Zone, now: 
             warnings.append(f"at: {km:.0f} km from {zone.name}; stored anyway — check the position")
     start, end = row.start_at, row.end_at
     if "start" in p:
-        start = parse_time("start", p["start"].text, tz, now)
+        start = parse_start(p["start"].text, tz, now, warnings)
     elif fresh:
         start = now
     if "end" in p:
-        end = parse_end(p["end"].text, start, tz, now)
+        end = parse_end(p["end"].text, start, tz, now, warnings)
     elif fresh:
         end = start + DEFAULT_DURATION
     elif "start" in p:

@@ -9,8 +9,9 @@ from watchfloor.ioc.model import PRIORITIES, target_ref
 from watchfloor.storage import targets as repo
 from watchfloor.storage.tables import EndorsementRow, TargetRow
 
-from .engine import Context, dispatch
+from .context import Context, dispatch
 from .errors import CommandError
+from .target_eta import annotate as annotate_eta
 from .ops import _only_keys, _words
 from .values import parse_marking, parse_ref, parse_text, parse_time, parse_vessel_field
 from .views import record_withheld, target_view
@@ -26,12 +27,14 @@ def _priority(raw: str) -> str:
     return p
 
 
-def _apply(ctx: Context, row: TargetRow) -> None:
+def _apply(ctx: Context, row: TargetRow) -> list[str]:
+    """Set the given keys on the row; returns what the reply must say about how they were read."""
     p = ctx.cmd.pairs
+    notes: list[str] = []
     if "name" in p:
         row.name = parse_text("name", p["name"].text) or None
     if "eta" in p:
-        row.eta = parse_time("eta", p["eta"].text, ctx.tz, ctx.now)
+        row.eta = parse_time("eta", p["eta"].text, ctx.tz, ctx.now, notes)
     if "priority" in p:
         row.priority = _priority(p["priority"].text)
     if "reason" in p:
@@ -40,6 +43,7 @@ def _apply(ctx: Context, row: TargetRow) -> None:
         row.marking = parse_marking(p["mark"].text).value
     if not ctx.visible(row.marking):
         raise CommandError("mark", f"this room or your agency is not cleared for {row.marking}")
+    return notes
 
 
 def _find(ctx: Context, usage: str, lock: bool = True) -> TargetRow:
@@ -74,6 +78,41 @@ def _recheck(ctx: Context, row: TargetRow) -> None:
     ctx.changes.merge(ctx.engine.deconfliction.check_target(ctx.s, row, ctx.now, ctx.sender.id))
 
 
+def _new_row(ctx: Context, vessel) -> TargetRow:
+    return TargetRow(zone_code=ctx.zone.code, vessel_key=vessel.key, agency_code=ctx.sender.agency,
+                     nominated_by=ctx.sender.id, created_at=ctx.now, updated_at=ctx.now,
+                     marking=Marking.UNCLASS.value, name=vessel.value if vessel.kind == "name" else None)
+
+
+_FIELDS = {"name": "name", "eta": "eta", "priority": "priority", "reason": "reason", "mark": "marking"}
+
+
+def _not_applied(ctx: Context, existing: TargetRow, given: TargetRow) -> list[dict]:
+    """The sender's values a nomination of an already targeted vessel did not apply, with what the target keeps.
+
+    A target the sender may not read is not compared (that would tell its details): every value is listed."""
+    hidden = not ctx.visible(existing.marking)
+    out = []
+    for key in ctx.cmd.pairs:  # in the order the sender wrote them
+        mine, kept = getattr(given, _FIELDS[key]), getattr(existing, _FIELDS[key])
+        if hidden or mine != kept:
+            out.append({"key": key, "given": mine, "kept": None if hidden else kept})
+    return out
+
+
+def _update_command(ctx: Context, existing: TargetRow, not_applied: list[dict]) -> str:
+    """The `target update` that would apply them, as one would type it (ETA as a zone-local date and time)."""
+    words = ["target update", target_ref(existing.id)]
+    for n in not_applied:
+        v = n["given"]
+        if n["key"] == "eta":
+            v = v.astimezone(ctx.tz).strftime("%Y-%m-%dT%H:%M") if v else '""'
+        elif n["key"] in ("name", "reason"):
+            v = f'"{v or ""}"'
+        words.append(f"{n['key']}={v}")
+    return " ".join(words)
+
+
 def nominate(ctx: Context) -> None:
     usage = 'target nominate VESSEL [name=".." eta=TIME priority=high|medium|low reason=".." mark=]'
     ctx.allow("nominate")
@@ -88,6 +127,11 @@ def nominate(ctx: Context) -> None:
     # One open target per vessel, also when the sender may not read it: the agency joins it and is shown
     # only that it exists (as any withheld item), never a second target beside it.
     if existing is not None:
+        # The sender's values are checked as for a new target (bad input stores nothing, not even the
+        # endorsement), and the reply names each one that differs from the target and so was not applied.
+        scratch = _new_row(ctx, vessel)
+        _apply(ctx, scratch)
+        not_applied = _not_applied(ctx, existing, scratch)
         new = _endorse(ctx, existing)
         if new:
             ctx.audit("target.endorse", target_ref(existing.id), {"agency": ctx.sender.agency, "via": "nominate"})
@@ -96,19 +140,20 @@ def nominate(ctx: Context) -> None:
             ctx.s.add(existing)
             _recheck(ctx, existing)
         ctx.reply("target_joined.j2", target=_view(ctx, existing), new_endorsement=new,
-                  raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+                  raised=[f"CF-{c.id}" for c in ctx.changes.raised], not_applied=not_applied,
+                  update_command=_update_command(ctx, existing, not_applied),
+                  may_update=ctx.sender.is_supervisor or ctx.sender.agency == existing.agency_code)
         return
-    row = TargetRow(zone_code=ctx.zone.code, vessel_key=vessel.key, agency_code=ctx.sender.agency,
-                    nominated_by=ctx.sender.id, created_at=ctx.now, updated_at=ctx.now,
-                    marking=Marking.UNCLASS.value, name=vessel.value if vessel.kind == "name" else None)
-    _apply(ctx, row)
+    row = _new_row(ctx, vessel)
+    notes = _apply(ctx, row)
     ctx.s.add(row)
     ctx.s.flush()
     _endorse(ctx, row)
     ctx.audit("target.nominate", target_ref(row.id), {"vessel": row.vessel_key, "priority": row.priority,
                                                     "eta": row.eta, "marking": row.marking})
     _recheck(ctx, row)
-    ctx.reply("target_nominated.j2", target=_view(ctx, row), raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+    ctx.reply("target_nominated.j2", target=_view(ctx, row), raised=[f"CF-{c.id}" for c in ctx.changes.raised],
+              notes=notes)
 
 
 def endorse(ctx: Context) -> None:
@@ -126,7 +171,8 @@ def endorse(ctx: Context) -> None:
         ctx.audit("target.endorse", target_ref(row.id), {"agency": ctx.sender.agency})
         _recheck(ctx, row)
     ctx.reply("target_joined.j2", target=_view(ctx, row), new_endorsement=new,
-              raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+              raised=[f"CF-{c.id}" for c in ctx.changes.raised], not_applied=[], update_command="",
+              may_update=False)
 
 
 def update(ctx: Context) -> None:
@@ -140,7 +186,7 @@ def update(ctx: Context) -> None:
     if row.status != "open":
         raise CommandError("id", f"{target_ref(row.id)} is closed")
     before = {k: str(getattr(row, k)) for k in UPDATE_KEYS if k != "mark"} | {"mark": row.marking}
-    _apply(ctx, row)
+    notes = _apply(ctx, row)
     after = {k: str(getattr(row, k)) for k in UPDATE_KEYS if k != "mark"} | {"mark": row.marking}
     row.revision += 1
     row.updated_at = ctx.now
@@ -148,7 +194,7 @@ def update(ctx: Context) -> None:
     ctx.s.flush()
     ctx.audit("target.update", target_ref(row.id), {k: [before[k], after[k]] for k in before if before[k] != after[k]})
     _recheck(ctx, row)
-    ctx.reply("target_show.j2", target=_view(ctx, row), verb="updated",
+    ctx.reply("target_show.j2", target=_view(ctx, row), verb="updated", notes=notes,
               raised=[f"CF-{c.id}" for c in ctx.changes.raised], closed=[f"CF-{c.id}" for c in ctx.changes.closed])
 
 
@@ -202,6 +248,7 @@ def list_targets(ctx: Context) -> None:
     rows = repo.listing(ctx.s, ctx.zone.code, include_closed=which == "all")
     endorsers = repo.endorsers_of(ctx.s, {r.id for r in rows})
     items = [target_view(r, endorsers[r.id], ctx.room.clearance, ctx.sender.clearance) for r in rows]
+    annotate_eta(ctx.s, zip(rows, items), ctx.now)
     record_withheld(ctx, "target list", items)
     if not ctx.room.show_withheld:
         items = [i for i in items if not i["withheld"]]
@@ -210,7 +257,9 @@ def list_targets(ctx: Context) -> None:
 
 def show(ctx: Context) -> None:
     row = _find(ctx, "target show TGT-n", lock=False)
-    ctx.reply("target_show.j2", target=_view(ctx, row), verb=None, raised=[], closed=[])
+    view = _view(ctx, row)
+    annotate_eta(ctx.s, [(row, view)], ctx.now)
+    ctx.reply("target_show.j2", target=view, verb=None, raised=[], closed=[])
 
 
 _ACTIONS = {"nominate": nominate, "endorse": endorse, "update": update, "assign": assign, "close": close,

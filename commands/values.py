@@ -33,28 +33,55 @@ def parse_duration(field: str, raw: str) -> timedelta:
     return delta
 
 
-def localize(field: str, naive: datetime, tz: ZoneInfo) -> datetime:
-    """Attach the zone's time zone; refuse wall-clock times that do not exist (clocks going forward)."""
+PAST_GRACE = timedelta(minutes=10)  # a start this little in the past is "now, give or take typing"
+
+
+def localize(field: str, naive: datetime, tz: ZoneInfo, notes: list[str] | None = None) -> datetime:
+    """Attach the zone's time zone. A wall-clock time that does not exist (clocks going forward) is refused; one
+    that happens twice (clocks going back) is taken at its first occurrence, and `notes` says so."""
     aware = naive.replace(tzinfo=tz)
     back = aware.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
     if back != naive:
         raise CommandError(field, f"{naive:%Y-%m-%d %H:%M} does not exist in {tz.key} (clocks go forward)")
+    second = naive.replace(tzinfo=tz, fold=1)
+    if second.utcoffset() != aware.utcoffset() and notes is not None:
+        notes.append(f"{field}: {naive:%H:%M} happens twice on {naive:%a %d %b} (clocks go back): took the first, "
+                     f"{naive:%H:%M} {aware.tzname()}; for {naive:%H:%M} {second.tzname()} write "
+                     f"{field}={second.isoformat(timespec='minutes')}")
     return aware.astimezone(UTC)
 
 
-def parse_time(field: str, raw: str, tz: ZoneInfo, now: datetime) -> datetime:
-    """A time: ISO local, ISO with Z/offset, HH:MM today (zone local), or +2h / +30m from now. Returns UTC."""
+def _clock_time(m: re.Match) -> time:
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _nearest(at: time, tz: ZoneInfo, now: datetime, bare: str) -> datetime:
+    """The zone-local wall time `at` on the day before, of, or after now's local date: the one nearest to now
+    (a tie goes to the future), or with bare="past" the latest not after now. Naive, zone local."""
+    today = now.astimezone(tz).date()
+    days = [datetime.combine(today + timedelta(days=d), at) for d in (-1, 0, 1)]
+
+    def utc_of(naive: datetime) -> datetime:
+        return naive.replace(tzinfo=tz).astimezone(UTC)
+
+    if bare == "past":
+        return max((d for d in days if utc_of(d) <= now), key=utc_of)
+    return min(days, key=lambda d: (abs(utc_of(d) - now), utc_of(d) < now))
+
+
+def _parse(field: str, raw: str, tz: ZoneInfo, now: datetime, notes: list[str] | None,
+           bare: str = "nearest") -> tuple[datetime, str]:
+    """A time and the form it was given in: "relative" (+2h, now), "clock" (14:00) or "date" (ISO)."""
     value = raw.strip()
     if not value:
         raise CommandError(field, "is empty")
     if value.startswith("+"):
-        return now + parse_duration(field, value[1:])
+        return now + parse_duration(field, value[1:]), "relative"
     if value.lower() == "now":
-        return now
+        return now, "relative"
     m = _CLOCK.match(value)
     if m:
-        today = now.astimezone(tz).date()
-        return localize(field, datetime.combine(today, time(int(m.group(1)), int(m.group(2)))), tz)
+        return localize(field, _nearest(_clock_time(m), tz, now, bare), tz, notes), "clock"
     try:
         dt = datetime.fromisoformat(value.replace(" ", "T", 1) if " " in value else value)
     except ValueError:
@@ -63,16 +90,59 @@ def parse_time(field: str, raw: str, tz: ZoneInfo, now: datetime) -> datetime:
     if dt.year < 2000 or dt.year > 2100:
         raise CommandError(field, "year must be between 2000 and 2100")
     if dt.tzinfo is None:
-        return localize(field, dt, tz)
-    return dt.astimezone(UTC)
+        return localize(field, dt, tz, notes), "date"
+    return dt.astimezone(UTC), "date"
 
 
-def parse_end(raw: str, start: datetime, tz: ZoneInfo, now: datetime) -> datetime:
-    """`end=` is a time, or a duration after start (2h, 90m)."""
+def parse_time(field: str, raw: str, tz: ZoneInfo, now: datetime, notes: list[str] | None = None,
+               bare: str = "nearest") -> datetime:
+    """A time: ISO local, ISO with Z/offset, HH:MM (zone local: its occurrence nearest to now, within 12 hours
+    either way; bare="past": its latest occurrence not after now), or +2h / +30m from now. Returns UTC.
+
+    `notes` collects what the reply must say about how the time was read (an hour that happened twice)."""
+    return _parse(field, raw, tz, now, notes, bare)[0]
+
+
+def parse_start(raw: str, tz: ZoneInfo, now: datetime, notes: list[str] | None = None) -> datetime:
+    """`start=`: a time as parse_time reads it. A start in the past (beyond PAST_GRACE) is taken only with its
+    date, and `notes` says so; a bare time of day that falls in the past is refused with how to write either."""
+    start, form = _parse("start", raw, tz, now, notes)
+    ago = now - start
+    if ago <= PAST_GRACE:
+        return start
+    local = start.astimezone(tz)
+    if form == "clock":
+        coming = local.replace(tzinfo=None) + timedelta(days=1)
+        raise CommandError("start", f"{local:%H:%M %Z} was {_span(ago)} ago; to log a start in the past give "
+                                    f"its date, start={local:%Y-%m-%dT%H:%M}; for the coming one, "
+                                    f"start={coming:%Y-%m-%dT%H:%M}")
+    if notes is not None:
+        notes.append(f"start: {local:%a %d %b %H:%M %Z} is in the past ({_span(ago)} ago); taken as given")
+    return start
+
+
+def parse_end(raw: str, start: datetime, tz: ZoneInfo, now: datetime, notes: list[str] | None = None) -> datetime:
+    """`end=` is a time, or a duration after start (2h, 90m). A time of day is on the start's local date, or
+    the next day when it is earlier than the start (`start=22:00 end=06:00` ends the next morning)."""
     value = raw.strip()
     if _DURATION.match(value) and value and not _CLOCK.match(value):
         return start + parse_duration("end", value)
-    return parse_time("end", value, tz, now)
+    m = _CLOCK.match(value)
+    if m:
+        local_start = start.astimezone(tz).replace(tzinfo=None)
+        end = datetime.combine(local_start.date(), _clock_time(m))
+        if end < local_start:
+            end = datetime.combine(local_start.date() + timedelta(days=1), _clock_time(m))
+        return localize("end", end, tz, notes)
+    return parse_time("end", value, tz, now, notes)
+
+
+def _span(d: timedelta) -> str:
+    minutes = round(d.total_seconds() / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    h, m = divmod(minutes, 60)
+    return f"{h} h {m} min" if m else f"{h} h"
 
 
 def parse_position(raw: str) -> tuple[float, float]:

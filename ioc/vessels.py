@@ -58,6 +58,9 @@ def parse_vessel(raw: str, quoted: bool = False) -> Vessel:
                 raise VesselError(f"IMO{digits} has a wrong check digit")
             return Vessel("imo", digits)
         if value.isdigit():
+            if len(value) == 7 and imo_check_ok(value):
+                # IMO numbers are often copied without their prefix; the check digit makes the guess safe
+                raise VesselError(f"{value} looks like an IMO number; write it IMO{value}")
             if len(value) != 9:
                 raise VesselError("MMSI must be 9 digits")
             return Vessel("mmsi", value)

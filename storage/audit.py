@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlmodel import Session, select
 
 from . import locks
@@ -44,6 +43,12 @@ def _normalize_at(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
+def hold_chain(s: Session) -> None:
+    """Take the audit chain's lock now rather than at the first record: for code that locks conflict rows
+    before it appends (see the lock order in storage/locks.py)."""
+    locks.hold(s, _CHAIN_LOCK)
+
+
 def append(
     s: Session,
     *,
@@ -57,8 +62,7 @@ def append(
     zone: str | None = None,
     command: str | None = None,
 ) -> AuditRow:
-    if s.get_bind().dialect.name == "postgresql":
-        s.exec(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_CHAIN_LOCK))
+    hold_chain(s)
     last = s.exec(select(AuditRow).order_by(AuditRow.id.desc()).limit(1)).first()
     prev = last.hash if last else GENESIS
     row = AuditRow(

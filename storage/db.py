@@ -1,15 +1,18 @@
 """Engine, sessions and schema upgrades, the same on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, create_engine
 
 from . import locks
@@ -17,6 +20,12 @@ from . import locks
 DEFAULT_DB_URL = "sqlite:///watchfloor.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 _UPGRADE_LOCK = locks.UPGRADE
+# PostgreSQL aborts a transaction to break a deadlock (40P01) or when it could not be serialised (40001); run
+# again from the start, it goes through.
+RETRY_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
+ATTEMPTS = 5
+log = logging.getLogger("watchfloor.storage")
+T = TypeVar("T")
 
 
 def default_url() -> str:
@@ -53,9 +62,37 @@ class Database:
                 s.rollback()
                 raise
 
+    def transaction(self, work: Callable[[Session], T], attempts: int = ATTEMPTS) -> T:
+        """Run `work` in one transaction and commit it; if the database aborted it to break a deadlock or a
+        serialization failure, run it again from the start in a new one, a few times, after a short random
+        pause so the two sides do not meet again.
+
+        `work` must keep its effects inside the session (it may run more than once) and re-read what it acts on.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.session() as s:
+                    return work(s)
+            except DBAPIError as e:
+                what = RETRY_SQLSTATES.get(sqlstate(e))
+                if what is None or attempt == attempts:
+                    raise
+                log.warning("transaction aborted by the database (%s); running it again (attempt %d of %d)",
+                            what, attempt + 1, attempts)
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
     def upgrade(self) -> None:
-        """Bring the schema to head with Alembic, then load the zone table from the shipped data."""
+        """Bring the schema to head with Alembic, then load the zone table from the shipped data.
+
+        Every CLI command calls this; a database already at head is recognised with one query, without loading
+        Alembic (a quarter of a second), so commands start fast."""
         from .repo import sync_zones
+
+        if self.revision() == head_revision():
+            return
+        from alembic import command
+        from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -66,6 +103,13 @@ class Database:
             command.upgrade(cfg, "head")
         with self.serialized_session() as s:
             sync_zones(s)
+
+    def revision(self) -> str | None:
+        """The schema revision stored in the database (None for an empty database)."""
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
     @contextmanager
     def serialized_session(self) -> Iterator[Session]:
@@ -86,6 +130,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def head_revision() -> str:
+    """The newest migration's id. Revisions are numbered like their files (`0003_....py` has revision "0003"),
+    so the head is found without Alembic; tests/test_packaging.py holds Alembic to the same answer."""
+    return max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def sqlstate(e: DBAPIError) -> str | None:
+    """The SQLSTATE of a database error (psycopg), or None."""
+    return getattr(e.orig, "sqlstate", None)
 
 
 def _sqlite_write_transactions(engine: Engine) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -24,3 +25,9 @@ def claim(s: Session, platform: str, event_id: str, at: datetime) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def prune(s: Session, before: datetime) -> int:
+    """Forget messages handled before `before`: no platform sends those again (Slack retries within minutes,
+    Matrix resumes from our stored sync token). Returns how many were forgotten."""
+    return s.exec(delete(HandledEventRow).where(HandledEventRow.at < before)).rowcount

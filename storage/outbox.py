@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -72,6 +72,61 @@ def mark_retry(s: Session, row_id: int, error: str, now: datetime, delay: timede
     if max_attempts is not None and row.attempts >= max_attempts:
         row.status = DEAD
     s.add(row)
+
+
+def mark_failed(s: Session, row_id: int, error: str, now: datetime, delay: timedelta, *, row_fault: bool,
+                unexpected: bool, max_unexpected: int, dead_after: timedelta) -> bool:
+    """Record a send the platform did not take; True when the row is now dead.
+
+    `row_fault` says the platform answers otherwise (its health check passed), so the failure is this row's:
+    only then does the row's own clock run and do unplanned errors count. During an outage rows wait, however
+    long it lasts. A row is dead after `max_unexpected` unplanned errors, or after failing for `dead_after`.
+    """
+    row = s.get(OutboxRow, row_id)
+    row.attempts += 1
+    row.last_error = error[:500]
+    row.next_attempt_at = now + delay
+    if not row_fault:
+        row.failing_since = None
+    else:
+        row.failing_since = row.failing_since or now
+        if unexpected:
+            row.unexpected_errors += 1
+        if row.unexpected_errors >= max_unexpected or now - _aware(row.failing_since) >= dead_after:
+            row.status = DEAD
+    s.add(row)
+    return row.status == DEAD
+
+
+def record_page(s: Session, row_id: int, page_ids: list[str | None]) -> None:
+    """Remember the pages of a long message already posted, so a retry posts only the rest."""
+    row = s.get(OutboxRow, row_id)
+    row.page_ids = json.dumps(page_ids)
+    s.add(row)
+
+
+def prune(s: Session, before: datetime, batch: int = 5000) -> int:
+    """Delete sent and dead rows settled before `before`; returns how many. Pending rows are never pruned.
+
+    The id map (which platform id a relayed copy got) is these rows: what is younger than `before` stays, so
+    edits, replies and removals of recent messages still find their copies. Deleted in batches so a large
+    backlog does not hold one long transaction."""
+    total = 0
+    for status, stamp in ((SENT, OutboxRow.sent_at), (DEAD, OutboxRow.created_at)):
+        while True:
+            ids = s.exec(select(OutboxRow.id).where(OutboxRow.status == status, stamp < before)
+                         .limit(batch)).all()
+            if not ids:
+                break
+            s.exec(delete(OutboxRow).where(col(OutboxRow.id).in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                break
+    return total
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def backoff(attempts: int, base: float = 1.0, cap: float = 60.0) -> timedelta:

@@ -203,6 +203,12 @@ class OutboxRow(SQLModel, table=True):
     # For relays: the message this one copies, so edits, replies and redactions find their counterparts.
     origin_room: str | None = Field(default=None, max_length=255)
     origin_event: str | None = Field(default=None, max_length=255)
+    # Since when the platform, while answering otherwise, has not taken this row; and how many sends of it
+    # failed in a way nobody planned for (an adapter bug). Past a limit the row is dead, not retried forever.
+    failing_since: datetime | None = None
+    unexpected_errors: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # A message too long for the platform goes out as several posts: the ids of those already posted (JSON).
+    page_ids: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class KeyValueRow(SQLModel, table=True):
@@ -212,3 +218,6 @@ class KeyValueRow(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=255)
     value: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime
+
+
+from . import vessel_tables  # noqa: E402,F401  (vessels, positions, notices of arrival: same metadata)

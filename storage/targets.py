@@ -29,6 +29,21 @@ def endorsers_of(s: Session, target_ids: set[int]) -> dict[int, list[str]]:
     return out
 
 
+def with_endorsers(s: Session, target_ids: set[int]) -> dict[int, tuple[TargetRow, list[str]]]:
+    """Targets and their endorsing agencies in one query (conflict listings name a target per gap)."""
+    out: dict[int, tuple[TargetRow, list[str]]] = {}
+    if not target_ids:
+        return out
+    q = (select(TargetRow, EndorsementRow.agency_code)
+         .outerjoin(EndorsementRow, col(EndorsementRow.target_id) == col(TargetRow.id))
+         .where(col(TargetRow.id).in_(list(target_ids))).order_by(TargetRow.id, EndorsementRow.id))
+    for row, agency in s.exec(q).all():
+        _, agencies = out.setdefault(row.id, (row, []))
+        if agency is not None:
+            agencies.append(agency)
+    return out
+
+
 def to_domain(row: TargetRow, agencies: Sequence[str]) -> Target:
     return Target(id=row.id, zone=row.zone_code, vessel_key=row.vessel_key, eta=row.eta, priority=row.priority,
                   status=row.status, marking=Marking(row.marking), endorsers=frozenset(agencies),

@@ -70,8 +70,11 @@ def make_world(synapse, *, joint: int = 2, clearances: list[list[str]] | None = 
 class Bot:
     """The adapter, the bridge and delivery as `watchfloor run` wires them, in this event loop."""
 
-    def __init__(self, world: World, db_url: str, timeline_limit: int = 100, **settings_over):
+    def __init__(self, world: World, db_url: str, timeline_limit: int = 100, around=None, **settings_over):
         self.world = world
+        # `around(msg, handle)`: called with each message the adapter hands on, instead of `handle(msg)` (the
+        # service's), to time a fault (the database going away) exactly around the handling of one message.
+        self.around = around
         self.timeline_limit = timeline_limit
         self.db_url = db_url
         self.settings = {**world.settings, **settings_over}
@@ -85,6 +88,12 @@ class Bot:
                                      retry_cap=1.0, timeline_limit=self.timeline_limit)
         delivery = Delivery(self.parts, [self.adapter], poll_interval=0.2, backoff_base=0.25, backoff_cap=1.0)
         self.service = Service(self.parts, [self.adapter], delivery=delivery)
+        if self.around is not None:
+            handle, around = self.service.on_message, self.around
+
+            async def on_message(msg):
+                await around(msg, handle)
+            self.service.on_message = on_message
         await self.service.start()
         assert self.adapter.ready.is_set(), "the bot did not finish its first sync"
         return self

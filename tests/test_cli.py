@@ -73,3 +73,24 @@ def test_bad_arguments_exit_2_with_one_line_naming_the_problem(argv):
     assert len(lines) == 1, out.stderr
     assert any(word in lines[0] for word in ("frobnicate", "--colour", "--user", "zone")), lines[0]
     assert "Traceback" not in out.stderr and "╭" not in out.stderr
+
+
+DB_COMMANDS = [["brief", "--zone", "LALB"], ["audit", "verify"], ["db", "upgrade"], ["conflicts", "scan", "--zone",
+               "LALB"], ["audit", "show", "--zone", "LALB"], ["demo"]]
+
+
+@pytest.mark.parametrize("argv", DB_COMMANDS)
+@pytest.mark.parametrize("url,code,says", [
+    ("notaurl", 2, "is not a database URL"),
+    ("foo://secretless/x", 2, "is not a database URL"),
+    ("postgresql+psycopg://postgres:hunter22@127.0.0.1:1/test", 1, "Connection refused"),
+    ("sqlite:////nonexistent-dir/x.db", 1, "unable to open database file"),
+    ("postgresql+psycopg://postgres:hunter@22@127.0.0.1:5432/test", 1, "%40"),
+])
+def test_database_problems_are_one_line_without_the_password(argv, url, code, says):
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", *argv, "--db", url], capture_output=True,
+                         text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == code, out.stderr[-600:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("db: ") and says in lines[0], out.stderr[-600:]
+    assert "hunter" not in out.stderr + out.stdout and "22@" not in out.stderr

@@ -112,9 +112,10 @@ def test_config_check_lists_every_problem_one_per_line_and_exits_1(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == len(EXPECTED)
-    assert all(any(line.startswith(e) for e in EXPECTED) for line in lines), lines
-    assert "Traceback" not in out.stderr
+    # the problems, then the summary after them on the same stream (a pager or a file keeps them together)
+    assert lines[-1] == f"{path}: {len(EXPECTED)} problems" and out.stderr == ""
+    assert len(lines[:-1]) == len(EXPECTED)
+    assert all(any(line.startswith(e) for e in EXPECTED) for line in lines[:-1]), lines
 
 
 def test_run_with_a_bad_config_stops_before_starting(tmp_path):
@@ -197,3 +198,18 @@ def test_check_warns_about_rooms_no_platform_reaches(tmp_path):
                          capture_output=True, text=True, timeout=120, env={**os.environ})
     assert out.returncode == 0
     assert "warning: room 'slack:C0JOINT': there is no [slack] section" in out.stdout
+
+
+def test_a_room_in_an_unknown_zone_is_still_checked_on_the_first_run(tmp_path):
+    """Every problem on the first run: the unknown code, the bad time, and the room bound to two zones."""
+    path = tmp_path / "twice.toml"
+    path.write_text('[[zone]]\ncode = "NOPE"\njoint_rooms = ["slack:C0JOINT"]\nwatch_rooms = ["bad room"]\n\n'
+                    '[[zone]]\ncode = "LALB"\nbriefing_time = "25:00"\njoint_rooms = ["slack:C0JOINT"]\n')
+    problems = _problems(path)
+    assert sorted(problems) == sorted([
+        "zone[0].code: unknown zone code 'NOPE' (see `watchfloor zones`)",
+        *[p for p in problems if p.startswith("zone[0].watch_rooms[0]: ")],
+        "zone[1].briefing_time: '25:00' is not a time of day (HH:MM, zone local time, e.g. \"07:00\")",
+        "zone[1].joint_rooms[0]: room 'slack:C0JOINT' is bound twice (zones NOPE and LALB)",
+    ]), problems
+    assert len(problems) == 4

@@ -63,11 +63,12 @@ def test_two_agencies_one_database_conflict_alert_and_supervisor(db_url):
 
 def test_reader_without_agency_and_bad_lines(sqlite_url):
     out = console(sqlite_url, ["console", "--zone", "LALB", "--user", "walt"],
-                  "!op log patrol at=33.7,-118.2", "", "hello everyone", "!op list", "!nonsense", "!op log")
+                  "!op log patrol at=33.7,-118.2", "", "hello everyone", "!op list", "!nonsense", "!opp list", "!op log")
     lines = out.stdout.splitlines()
     assert lines[0].startswith("⚠ permission: you are not a member of any agency")
     assert "Operations in LALB" in out.stdout
-    assert "⚠ command: unknown command 'nonsense'; try !help" in lines
+    assert "⚠ command: unknown command 'opp'; did you mean !op?" in lines  # a typo gets a hint
+    assert "nonsense" not in out.stdout  # talk that starts with "!" is not answered
     assert "⚠ permission:" in lines[-1]
 
 

@@ -80,7 +80,7 @@ def test_parse_raises_nothing_but_command_error(text):
 
 
 @given(st.text(max_size=200).filter(lambda v: not any(q in v for q in "\"'\u201c\u201d\u201e\u2018\u2019")))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a loaded CI machine is not a failure of the tokenizer
 def test_key_quoted_value_round_trips(value):
     assert tokenize(f'note="{value}"') == tokenize(f'note="{value}"')  # deterministic
     [(key, tok)] = tokenize(f'note="{value}"')

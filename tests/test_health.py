@@ -175,3 +175,43 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_metrics_want_the_bearer_token_when_one_is_set(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock, service={"metrics_token": "s3cret-token"})
+    runner = await start_health(parts, [], 0)
+    base = f"http://127.0.0.1:{bound_port(runner)}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "Bearer s3cret"},
+                            {"Authorization": "Basic s3cret-token"}):
+                async with http.get(f"{base}/metrics", headers=headers) as r:
+                    assert r.status == 401, headers
+                    body = await r.text()
+                    assert "watchfloor_" not in body and r.headers["WWW-Authenticate"].startswith("Bearer")
+            async with http.get(f"{base}/metrics", headers={"Authorization": "Bearer s3cret-token"}) as r:
+                assert r.status == 200 and "watchfloor_commands_total" in await r.text()
+            async with http.get(f"{base}/healthz") as r:  # orchestrators probe without a token
+                assert r.status == 200
+    finally:
+        await runner.cleanup()
+        parts.db.dispose()
+
+
+async def test_health_server_listens_on_loopback_unless_told(sqlite_url, clock):
+    from pathlib import Path
+
+    from watchfloor.config import load_settings
+
+    assert load_settings().service.host == "127.0.0.1"
+    parts = make_parts(sqlite_url, clock)
+    runner = await start_health(parts, [], 0)
+    try:
+        assert [a[0] for a in runner.addresses] == ["127.0.0.1"]  # bound to loopback only, not 0.0.0.0
+    finally:
+        await runner.cleanup()
+        parts.db.dispose()
+    # The container image is reached from outside it, so it asks for every interface itself.
+    dockerfile = (Path(__file__).parent.parent / "Dockerfile").read_text()
+    assert "WATCHFLOOR_SERVICE__HOST=0.0.0.0" in dockerfile
+

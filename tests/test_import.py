@@ -154,3 +154,42 @@ def test_import_subprocess_exit_codes(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "import", "ops", str(f), "--zone", "LALB"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1 and bad.stderr.strip() == "row 2: agency: unknown agency 'NAVYX'"
+
+
+def _ops_csv(path, n: int) -> None:
+    lines = ["type,agency,at,start,end"]
+    lines += [f"patrol,USCG,\"33.{i % 90:02d},-118.2\",2026-12-{1 + i % 28:02d}T{i % 24:02d}:00,1h" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_import_shows_progress_on_a_terminal_and_nothing_extra_when_piped(tmp_path):
+    import pty
+
+    f = tmp_path / "ops.csv"
+    _ops_csv(f, 5000)
+    cmd = [sys.executable, "-m", "watchfloor.bot.cli", "import", "ops", str(f), "--zone", "LALB"]
+    env = {**os.environ, "WATCHFLOOR_DB_URL": f"sqlite:///{tmp_path / 'piped.db'}", "COLUMNS": "120"}
+    piped = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == "" and len(piped.stdout.splitlines()) == 1
+    assert piped.stdout.startswith("imported 5000 operations")
+
+    # stderr on a terminal (a pseudo-terminal here), stdout still piped: the bar goes to the terminal only
+    leader, follower = pty.openpty()
+    env["WATCHFLOOR_DB_URL"] = f"sqlite:///{tmp_path / 'tty.db'}"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=follower, text=True, env=env)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 0 and out.startswith("imported 5000 operations")
+    screen = seen.decode("utf-8", "replace")
+    assert "5000/5000" in screen and "rows/s" in screen and "checking" in screen and "storing" in screen

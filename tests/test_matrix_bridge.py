@@ -39,10 +39,13 @@ async def test_bridge_both_ways_keeps_replies_and_never_echoes(synapse, db_url):
         await wait_for(lambda: _has_reply(world, a, "LALB"))
         await say(synapse, world.bob, b, "last one")
         await wait_for(lambda: _bodies_in(world, a, "[USCG] Bob: last one"))
-        await asyncio.sleep(0.5)  # a late echo or relay would show up now
+        # An echo of a copy, or the command or its reply relayed, would be posted before this marker's copy: the
+        # bot handles each room's messages in order and posts in each room in order.
+        await say(synapse, world.alice, a, "over")
+        await wait_for(lambda: _bodies_in(world, b, "[CBP] Alice: over"))
         seen_b = bodies(from_bot(await history(synapse, world.bob, b), world.bot_user["user_id"]))
         seen_a = bodies(from_bot(await history(synapse, world.alice, a), world.bot_user["user_id"]))
-        assert seen_b == ["[CBP] Alice: pilot boards at 0600", "[CBP] Alice: thanks"]
+        assert seen_b == ["[CBP] Alice: pilot boards at 0600", "[CBP] Alice: thanks", "[CBP] Alice: over"]
         assert len(seen_a) == 3 and "LALB" in seen_a[1]  # the reply to `!zone`, only here
         assert [seen_a[0], seen_a[2]] == ["[USCG] Bob: copy, we escort", "[USCG] Bob: last one"]
 
@@ -87,14 +90,20 @@ async def test_marked_messages_go_only_where_cleared(synapse, sqlite_url):
         await say(synapse, world.alice, a, "[LES] informant says the Ocean Star carries cocaine")
         await say(synapse, world.alice, a, "[FOUO] boarding team of six")
         await say(synapse, world.alice, a, "weather is fine")
-        in_unclass = bodies(await bot_messages(world, world.bob, unclass, at_least=3))
-        in_fouo = bodies(await bot_messages(world, world.bob, fouo, at_least=3))
+        await say(synapse, world.alice, a, "[LES] slips aboard at 0300", msgtype="m.emote")  # `/me [LES] ...`
+        await say(synapse, world.alice, a, "waves", msgtype="m.emote")
+        in_unclass = bodies(await bot_messages(world, world.bob, unclass, at_least=5))
+        in_fouo = bodies(await bot_messages(world, world.bob, fouo, at_least=5))
     assert in_unclass[0].startswith("A LES message was withheld")
     assert in_unclass[1].startswith("A FOUO message was withheld")
     assert in_unclass[2] == "[CBP] Alice: weather is fine"
+    assert in_unclass[3].startswith("A LES message was withheld")
+    assert in_unclass[4] == "* [CBP] Alice waves"
     assert in_fouo[0].startswith("A LES message was withheld")
-    assert in_fouo[1:] == ["[CBP] Alice: [FOUO] boarding team of six", "[CBP] Alice: weather is fine"]
-    assert not any("cocaine" in t or "six" in t for t in in_unclass)
+    assert in_fouo[1:] == ["[CBP] Alice: [FOUO] boarding team of six", "[CBP] Alice: weather is fine",
+                           in_unclass[3], "* [CBP] Alice waves"]
+    assert not any("cocaine" in t or "six" in t or "0300" in t for t in in_unclass)
+    assert not any("0300" in t for t in in_fouo)
 
 
 async def test_withheld_without_notice_leaves_no_trace(synapse, sqlite_url):
@@ -103,6 +112,24 @@ async def test_withheld_without_notice_leaves_no_trace(synapse, sqlite_url):
     async with Bot(world, sqlite_url):
         await say(synapse, world.alice, a, "[LES] source is reliable")
         await say(synapse, world.alice, a, "all clear")
-        seen = bodies(await bot_messages(world, world.bob, b))
-        await asyncio.sleep(0.5)
+        # Anything of the first message would be posted before the copy of the second.
+        await wait_for(lambda: _bodies_in(world, b, "[CBP] Alice: all clear"))
+        seen = bodies(from_bot(await history(synapse, world.bob, b), world.bot_user["user_id"]))
     assert seen == ["[CBP] Alice: all clear"]
+
+
+async def test_mentions_and_links_reach_the_other_room_as_names_and_plain_links(synapse, sqlite_url):
+    world = make_world(synapse)
+    a, b = world.joint
+    bob, sam = world.bob.user_id, world.sam.user_id
+    async with Bot(world, sqlite_url):
+        # A pill: the HTML names Bob by a matrix.to link, the plain body by his user id.
+        await say(synapse, world.alice, a, f"{bob} can you check berth 12?", format="org.matrix.custom.html",
+                  formatted_body=f'<a href="https://matrix.to/#/{bob}">Bob</a> can you check berth 12?')
+        await say(synapse, world.alice, a, f"ask {sam}, he has the list")  # a bare user id, no HTML
+        await say(synapse, world.alice, a, "see the plan", format="org.matrix.custom.html",
+                  formatted_body='see the <a href="https://example.org/plan?v=2">plan</a>')
+        copies = bodies(await bot_messages(world, world.bob, b, at_least=3))
+    assert copies == ["[CBP] Alice: Bob can you check berth 12?", "[CBP] Alice: ask Sam, he has the list",
+                      "[CBP] Alice: see the plan (https://example.org/plan?v=2)"]
+    assert not any("<a" in c or ":localhost" in c or "matrix.to" in c for c in copies)

@@ -83,6 +83,30 @@ async def test_access_token_works_and_a_wrong_password_fails_fast(synapse, sqlit
     parts.db.dispose()
 
 
+async def test_a_send_with_a_revoked_token_is_an_auth_failure_not_a_retry(synapse, sqlite_url):
+    """Delivery marks the platform down on PlatformAuthError instead of retrying each message."""
+    from watchfloor.bot.adapter import PlatformAuthError
+    from watchfloor.bot.matrix import MatrixAdapter
+    from tests.helpers import make_parts
+
+    world = make_world(synapse, joint=1)
+    room = world.joint[0]
+    session = await asyncio.to_thread(synapse.login, world.bot_user["localpart"], world.bot_user["password"])
+    await asyncio.to_thread(synapse.join, session["access_token"], room)
+    parts = make_parts(sqlite_url, **world.settings)
+    adapter = MatrixAdapter(parts, parts.settings.matrix)  # not started: only its sending is exercised
+    adapter.client.access_token, adapter.client.user_id = session["access_token"], session["user_id"]
+    try:
+        assert await adapter.send(f"matrix:{room}", "notice", {"text": "on watch"})
+        await asyncio.to_thread(synapse.request, "POST", "/_matrix/client/v3/logout", token=session["access_token"],
+                                body={})
+        with pytest.raises(PlatformAuthError, match="M_UNKNOWN_TOKEN"):
+            await adapter.send(f"matrix:{room}", "notice", {"text": "still on watch"})
+    finally:
+        await adapter.client.close()
+        parts.db.dispose()
+
+
 async def test_scheduled_briefing_reaches_the_matrix_room_with_its_timeline_picture(synapse, sqlite_url):
     from datetime import UTC, datetime
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time as clock_time, timedelta
@@ -113,23 +114,45 @@ def test_missed_briefings_coalesce_to_the_latest(sqlite_url, clock):
     assert {json.loads(r.payload)["day"] for r in _briefing_rows(parts)} == {"2026-12-04"}
 
 
+def signal_after(sched: JobScheduler, job: str) -> threading.Event:
+    """An event set each time one of the scheduler's jobs has run (they run in the executor's threads), so a
+    test waits for the job itself rather than for a guess of how long it takes."""
+    done = threading.Event()
+    run = getattr(sched, job)
+
+    def wrapped(*args):
+        try:
+            return run(*args)
+        finally:
+            done.set()
+
+    setattr(sched, job, wrapped)  # before start(): the scheduler keeps what it finds then
+    return done
+
+
+async def ran(event: threading.Event, what: str, timeout: float = 20.0) -> None:
+    assert await asyncio.to_thread(event.wait, timeout), f"{what} did not run within {timeout:g} s"
+
+
 def test_running_scheduler_posts_at_briefing_time(sqlite_url):
     """The real AsyncIOScheduler on a running loop: the clock reaches 07:00 PST and the briefing goes out."""
     async def scenario():
         parts = make_parts(sqlite_url, None, **LALB)
-        with time_machine.travel(datetime(2026, 12, 2, 14, 59, 57, 500_000, tzinfo=UTC), tick=True):
+        # Time stands still unless moved: the first check cannot race the clock to 07:00 on a slow machine.
+        with time_machine.travel(datetime(2026, 12, 2, 14, 59, 30, tzinfo=UTC), tick=False) as traveller:
             sched = JobScheduler(parts)
+            caught_up = signal_after(sched, "_catch_up_job")
+            briefed = signal_after(sched, "_briefing_job")
             sched.start()
-            assert sched.is_leader  # SQLite: one process, it leads
-            await asyncio.sleep(0.5)
-            assert _briefing_rows(parts) == []  # not yet 07:00: nothing to catch up
-            for _ in range(80):
-                await asyncio.sleep(0.1)
-                if _briefing_rows(parts):
-                    break
-            await asyncio.sleep(0.3)
-            sched.shutdown()
-            await asyncio.sleep(0.05)
+            try:
+                assert sched.is_leader  # SQLite: one process, it leads
+                await ran(caught_up, "the catch-up on taking the lead")
+                assert _briefing_rows(parts) == []  # it ran, at 06:59:30 PST: nothing was due yet
+                traveller.move_to(datetime(2026, 12, 2, 15, 0, 1, tzinfo=UTC))
+                sched._scheduler.wakeup()  # it sleeps until the next fire time by the loop's clock: look now
+                await ran(briefed, "the 07:00 briefing job")
+            finally:
+                sched.shutdown()
             return parts
 
     parts = asyncio.run(scenario())
@@ -140,13 +163,15 @@ def test_running_scheduler_posts_at_briefing_time(sqlite_url):
 
 def test_restart_within_grace_catches_up_on_start(sqlite_url):
     async def scenario(at):
-        with time_machine.travel(at, tick=True):
+        with time_machine.travel(at, tick=False):
             parts = make_parts(sqlite_url, None, **LALB)
             sched = JobScheduler(parts)
+            caught_up = signal_after(sched, "_catch_up_job")
             sched.start()
-            await asyncio.sleep(0.8)
-            sched.shutdown()
-            await asyncio.sleep(0.05)
+            try:
+                await ran(caught_up, "the catch-up on start")
+            finally:
+                sched.shutdown()
             return len(_briefing_rows(parts))
 
     assert asyncio.run(scenario(datetime(2026, 12, 2, 16, 30, tzinfo=UTC))) == 4  # back at 08:30 PST
@@ -203,21 +228,19 @@ def test_follower_takes_over_on_its_own_and_posts_the_missed_briefing(pg_url):
             b = JobScheduler(make_parts(pg_url, None, **LALB), lock_retry_seconds=0.5)
             # `a` leads but is "hung" (no jobs run) until it dies; `b` starts as the follower.
             a._after_taking_over = lambda: None
+            caught_up = signal_after(b, "_catch_up_job")  # what b runs once it has taken the lead
             a.start()
             b.start()
-            assert a.is_leader and not b.is_leader
-            _kill_session(pg_url, a)
-            a.shutdown()
-            t0 = time.monotonic()
-            while not b.is_leader and time.monotonic() - t0 < 10:
-                await asyncio.sleep(0.1)
-            took = time.monotonic() - t0
-            for _ in range(50):
-                if len(_briefing_rows(b.parts)) == 4:
-                    break
-                await asyncio.sleep(0.1)
-            b.shutdown()
-            await asyncio.sleep(0.05)
+            try:
+                assert a.is_leader and not b.is_leader
+                _kill_session(pg_url, a)
+                a.shutdown()
+                t0 = time.monotonic()
+                await ran(caught_up, "the follower's catch-up")
+                took = time.monotonic() - t0
+                assert b.is_leader
+            finally:
+                b.shutdown()
             return took, _briefing_rows(b.parts)
 
     took, rows = asyncio.run(scenario())

@@ -45,6 +45,8 @@ COMMANDS = {
     ("brief", None): "!brief",
     ("zone", None): "!zone",
     ("help", None): "!help",
+    ("vessel", None): "!vessel {mmsi}",
+    ("arrivals", None): "!arrivals 96h",
 }
 ALLOWED = {
     Need.ANYONE: {"nobody", "owner", "other", "supervisor"},

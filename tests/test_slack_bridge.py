@@ -34,13 +34,14 @@ async def test_slack_channel_and_matrix_room_are_bridged_both_ways(synapse, sqli
                          "host": "127.0.0.1", "api_url": slack_api.base_url}
     slack_api.users[DANA] = {"real_name": "Dana Reyes", "display_name": "Dana"}
 
+    slack_api.users["UBOB"] = {"real_name": "Robert Reyes", "display_name": "Bob"}
+    slack_api.channels["C0HARBOR"] = {"name": "harbor-ops"}
+
     parts = await asyncio.to_thread(make_parts, sqlite_url, **settings)
-    services: list[Service] = []
     matrix = MatrixAdapter(parts, parts.settings.matrix, sync_timeout_ms=5000)
-    slack = SlackAdapter(parts, parts.settings.slack, wake=lambda: services[0].delivery.wake())
+    slack = SlackAdapter(parts, parts.settings.slack)
     delivery = Delivery(parts, [matrix, slack], poll_interval=0.2, backoff_base=0.25, backoff_cap=1.0)
     service = Service(parts, [matrix, slack], delivery=delivery)
-    services.append(service)
     await service.start()
     try:
         # Slack -> Matrix, attributed with the agency and the Slack display name.
@@ -74,11 +75,27 @@ async def test_slack_channel_and_matrix_room_are_bridged_both_ways(synapse, sqli
         echo = {"type": "message", "channel": CHANNEL, "user": "UBOT", "bot_id": "BBOT",
                 "text": "[CBP] Alice: copy, boarding team en route", "ts": own}
         await apost_signed(slack.url, event_body(echo, "EvB"), SECRET)
-        await say(synapse, world.alice, matrix_room, "marker")
-        await slack_api.async_wait_for("chat.postMessage", count=2, timeout=20)
-        await asyncio.sleep(0.5)
-        copies = await bot_messages(world, world.alice, matrix_room)
-        assert [c["content"]["body"] for c in copies] == ["[USCG] Dana: on scene at berth 12"]
+        assert await slack.idle(timeout=10)  # both handled: anything they relayed is in the outbox now
+
+        # Slack markup reads as Dana saw it: names and plain links, in the text and in the HTML. Relayed after
+        # anything the retry or the echo could have relayed, so once it is there, those would be too.
+        marked = ("<@UBOB> see <#C0JOINT|joint>, <#C0HARBOR> and <https://x.example/p?a=1&amp;b=2|the plan> "
+                  "<!here> &lt;3")
+        await apost_signed(slack.url, event_body(message_event(marked, user=DANA, channel=CHANNEL,
+                                                               ts="1764600100.000100"), "EvC"), SECRET)
+        copies = await bot_messages(world, world.alice, matrix_room, at_least=2)
+        assert [c["content"]["body"] for c in copies] == [
+            "[USCG] Dana: on scene at berth 12",
+            "[USCG] Dana: @Bob see #joint, #harbor-ops and the plan (https://x.example/p?a=1&b=2) @\u200bhere <3"]
+        html = copies[-1]["content"]["formatted_body"]
+        assert "UBOB" not in html and "the plan (https://x.example/p?a=1&amp;b=2)" in html
+
+        # What Matrix users write reaches Slack as words: no `<!channel>` pinging the whole channel.
+        await say(synapse, world.alice, matrix_room, "<!channel> <@UDANA> boarding now & AT&T")
+        post = (await slack_api.async_wait_for("chat.postMessage", count=2, timeout=20))[-1]
+        assert post.params["text"] == "[CBP] Alice: &lt;!channel&gt; &lt;@UDANA&gt; boarding now &amp; AT&amp;T"
+        for block in post.params["blocks"]:
+            assert "<!channel>" not in block["text"]["text"] and "<@UDANA>" not in block["text"]["text"]
     finally:
         await service.stop()
         parts.db.dispose()

@@ -28,7 +28,7 @@ def utc(*a) -> datetime:
     ("2026-12-01 14:00", utc(2026, 12, 1, 22, 0)),
     ("2026-12-01T22:00Z", utc(2026, 12, 1, 22, 0)),
     ("2026-12-01T14:00-05:00", utc(2026, 12, 1, 19, 0)),
-    ("14:00", utc(2026, 12, 1, 22, 0)),                     # today, zone local
+    ("14:00", utc(2026, 12, 1, 22, 0)),                     # zone local, nearest to now (7 h ahead)
     ("0930", utc(2026, 12, 1, 17, 30)),
     ("+2h", NOW + timedelta(hours=2)),
     ("+30m", NOW + timedelta(minutes=30)),
@@ -124,6 +124,25 @@ def test_vessels():
         with pytest.raises(CommandError) as e:
             parse_vessel_field(raw, False)
         assert e.value.line == line
+
+
+def test_bare_seven_digits_with_a_valid_check_digit_are_taken_for_an_imo_number_and_say_how_to_write_it():
+    with pytest.raises(CommandError) as e:
+        parse_vessel_field("9074729", False)
+    assert e.value.line == "vessel: 9074729 looks like an IMO number; write it IMO9074729"
+    for raw in ("9074728", "1234568", "12345678"):   # wrong check digit, or not 7 digits: still an MMSI
+        with pytest.raises(CommandError) as e:
+            parse_vessel_field(raw, False)
+        assert e.value.line == "vessel: MMSI must be 9 digits", raw
+
+
+def test_a_bare_imo_number_in_a_nomination_is_refused_with_the_way_to_write_it(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    assert alice.say("!target nominate 9074729 priority=high") == (
+        "⚠ vessel: 9074729 looks like an IMO number; write it IMO9074729")
+    assert "No targets." in alice.say("!target list")
+    assert "TGT-1 nominated" in alice.say("!target nominate IMO9074729 priority=high")
 
 
 @given(st.text("0123456789", min_size=6, max_size=6))

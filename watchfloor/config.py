@@ -66,7 +66,9 @@ class DatabaseConfig(_Strict):
 
 class ServiceConfig(_Strict):
     port: int | None = None
-    host: str = "0.0.0.0"
+    # Loopback unless asked: /metrics tells who is active; the container image sets 0.0.0.0 itself.
+    host: str = "127.0.0.1"
+    metrics_token: SecretStr | None = None  # when set, /metrics wants `Authorization: Bearer <token>`
 
     _check_port = field_validator("port")(_port)
 
@@ -117,6 +119,20 @@ class ZoneConfig(_Strict):
     briefing_time: time = time(7, 0)
     joint_rooms: list[str] = Field(default_factory=list)
     watch_rooms: list[str] = Field(default_factory=list)
+    approach_nm: float = Field(default=50.0, gt=0, le=1000)  # approach area: circle around the sector coordinates
+    approach: list[tuple[float, float]] | None = None          # or a polygon of [lat, lon] vertices
+
+    @field_validator("approach")
+    @classmethod
+    def _polygon(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if v is None:
+            return v
+        if len(v) < 3:
+            raise ValueError("a polygon needs at least 3 [lat, lon] vertices")
+        for lat, lon in v:
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                raise ValueError(f"[{lat}, {lon}] is not a [lat, lon] position")
+        return v
 
     @field_validator("code")
     @classmethod
@@ -169,12 +185,32 @@ class AgencyConfig(_Strict):
         return v.upper()
 
 
+class AisConfig(_Strict):
+    listen: str | None = None    # "udp://0.0.0.0:10110" (datagrams) or "tcp://host:port" (connect to a feed)
+    retain_days: float = Field(default=7.0, gt=0)
+    flush_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        m = re.match(r"^(udp|tcp)://([^\s:/]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$", v.strip())
+        if m is None or int(m[3]) > 65535:
+            raise ValueError(f"'{v}' is not udp://host:port or tcp://host:port")
+        return v.strip()
+
+
 class BridgeConfig(_Strict):
     withheld_notice: bool = False  # post "a LES message was withheld" instead of nothing
 
 
 class BriefingConfig(_Strict):
     grace_hours: float = 2.0
+
+
+class RetentionConfig(_Strict):
+    days: int = Field(default=30, ge=1)  # sent messages and handled-message ids; the audit trail is kept
 
 
 class Settings(BaseSettings):
@@ -191,6 +227,8 @@ class Settings(BaseSettings):
     conflicts: ConflictRules = Field(default_factory=ConflictRules)
     bridge: BridgeConfig = Field(default_factory=BridgeConfig)
     briefing: BriefingConfig = Field(default_factory=BriefingConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    ais: AisConfig = Field(default_factory=AisConfig)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -202,6 +240,7 @@ class Settings(BaseSettings):
 _SECTIONS: dict[str, type[BaseModel]] = {
     "database": DatabaseConfig, "service": ServiceConfig, "slack": SlackConfig, "matrix": MatrixConfig,
     "conflicts": ConflictRules, "bridge": BridgeConfig, "briefing": BriefingConfig,
+    "retention": RetentionConfig, "ais": AisConfig,
 }
 _LISTS: dict[str, type[BaseModel]] = {
     "zone": ZoneConfig, "district": DistrictConfig, "room": RoomConfig, "agency": AgencyConfig,
@@ -408,10 +447,16 @@ def _salvage(model: type[BaseModel], data: dict[str, Any], prefix: str) -> tuple
         try:
             return model.model_validate({k: v for k, v in data.items() if k not in bad}), problems
         except ValidationError:
-            return None, problems
+            pass
+        # A required field is bad (a zone whose code is unknown): keep the item for the cross checks anyway,
+        # its bad text fields as written, so its rooms are still checked and every problem shows on one run.
+        keep = {k: v for k, v in data.items() if k not in bad or isinstance(v, str)}
+        if all(name in keep for name, f in model.model_fields.items() if f.is_required()):
+            return model.model_construct(**keep), problems
+        return None, problems
 
 
-_SECRET_FIELDS = {"bot_token", "signing_secret", "app_token", "password", "access_token", "url"}
+_SECRET_FIELDS = {"bot_token", "signing_secret", "app_token", "password", "access_token", "url", "metrics_token"}
 
 
 def _describe(err: dict[str, Any], prefix: str, model: type[BaseModel]) -> str:

@@ -1,0 +1,217 @@
+"""Raw pyais decode rate (the floor) vs watchfloor's AIS ingest of the same sentences (decode, track, approach
+check, batched storage). Goal: ingest at least 0.5x the floor.
+
+    python bench/bench_ais.py            # 200,000 sentences
+    python bench/bench_ais.py --quick    # 20,000
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+
+def sentences(n: int, vessels: int = 2000) -> list[str]:
+    from pyais import encode_dict
+
+    rnd = random.Random(7)
+    out: list[str] = []
+    # Encoding is slow: encode a pool once and repeat it, as a feed repeats each vessel every few seconds.
+    pool = []
+    for v in range(vessels):
+        mmsi = 366000000 + v
+        for k in range(5):
+            pool.append(encode_dict({"type": 1, "mmsi": mmsi, "lat": 33.0 + rnd.uniform(-2, 2),
+                                     "lon": -118.3 + rnd.uniform(-2, 2), "speed": rnd.uniform(0, 20),
+                                     "course": rnd.uniform(0, 359)}, sentence_type="VDM")[0])
+        if v % 10 == 0:
+            pool.extend(encode_dict({"type": 5, "mmsi": mmsi, "imo": 9074729, "shipname": f"SHIP {v}",
+                                     "destination": "USLAX"}, sentence_type="VDM"))
+    while len(out) < n:
+        out.extend(pool)
+    return out[:n]
+
+
+def raw_rate(lines: list[str]) -> float:
+    from pyais.messages import AISSentence, NMEASentenceFactory
+
+    parts: dict = {}
+    t0 = time.perf_counter()
+    for line in lines:
+        s = NMEASentenceFactory.produce(line.encode())
+        if s.frag_cnt > 1:
+            key = (s.seq_id, s.channel)
+            parts.setdefault(key, []).append(s)
+            if s.frag_num < s.frag_cnt:
+                continue
+            s = AISSentence.assemble_from_iterable(parts.pop(key))
+        s.decode()
+    return len(lines) / (time.perf_counter() - t0)
+
+
+def ingest_rate(lines: list[str], workdir: Path) -> float:
+    from watchfloor.bot.wiring import build
+    from watchfloor.commands.ais_ingest import AisIngest
+    from watchfloor.config import load_settings
+
+    parts = build(settings=load_settings(None, zone=[{"code": "LALB"}]), db_url=f"sqlite:///{workdir / 'b.db'}")
+    ingest = AisIngest(parts.db, parts.directory)
+    ingest.resume()
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    ingest.flush(now)  # warm: the first flush imports and compiles what every later one reuses
+    t0 = time.perf_counter()
+    for i, line in enumerate(lines):
+        # 5,000 sentences a second of feed time, flushed every 2 s of it, as the live feed does
+        at = now + timedelta(seconds=i / 5000)
+        ingest.feed(line, at)
+        if i % 10_000 == 9_999:
+            ingest.write(ingest.take(at), at)
+    ingest.flush(now + timedelta(seconds=len(lines) / 5000))
+    rate = len(lines) / (time.perf_counter() - t0)
+    parts.db.dispose()
+    return rate
+
+
+def memory_for(vessels: int) -> float:
+    """MB the in-memory tracks of `vessels` vessels take (a position and static data each)."""
+    import tracemalloc
+    from datetime import UTC, datetime
+
+    from watchfloor.ioc.ais import PositionReport, StaticReport
+    from watchfloor.ioc.tracks import Tracks
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    tracemalloc.start()
+    tracks = Tracks()
+    for v in range(vessels):
+        mmsi = f"{366000000 + v}"
+        tracks.apply(StaticReport(mmsi, at, imo="9074729", name=f"SHIP {v}", call_sign="WDC1234", ship_type=70,
+                                  destination="USLAX", eta=at))
+        tracks.apply(PositionReport(mmsi, at, 33.0, -118.0, 12.0, 45.0, 44))
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return size / 1e6
+
+
+def import_rate(lines: list[str], workdir: Path) -> float:
+    """`watchfloor import ais` of a file of these sentences (tag-block times), records per second."""
+    import subprocess
+    import sys
+
+    from pyais.util import compute_checksum
+
+    f = workdir / "feed.nmea"
+    start = 1796140800
+    with f.open("w") as fh:
+        for i, line in enumerate(lines):
+            tag = f"c:{start + i // 5000}"
+            fh.write(f"\\{tag}*{compute_checksum(tag):02X}\\{line}\n")
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "import", "ais", str(f), "--db",
+                    f"sqlite:///{workdir / 'imp.db'}"], check=True, capture_output=True)
+    return len(lines) / (time.perf_counter() - t0)
+
+
+def _sender(port: int, lines: list[str], rate: int, stop, sending) -> None:
+    """Send `rate` sentences a second while `sending` is set, until `stop`."""
+    import socket
+
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    i = 0
+    while not stop.is_set():
+        if not sending.wait(0.05):
+            continue
+        t0, sent = time.perf_counter(), 0
+        while sending.is_set() and not stop.is_set():
+            due = int((time.perf_counter() - t0) * rate)
+            while sent < due:
+                tx.sendto(lines[i % len(lines)].encode(), ("127.0.0.1", port))
+                i += 1
+                sent += 1
+            time.sleep(0.005)
+
+
+def op_log_under_feed(lines: list[str], workdir: Path, rounds: int) -> tuple[float, float]:
+    """Median `op log` round trip (engine, as `watchfloor run` calls it) without and with a 5,000/s feed, the two
+    arms alternating in blocks so that a change in the machine's load weighs on both."""
+    import asyncio
+    import multiprocessing
+    import statistics
+
+    from watchfloor.bot.ais_feed import AisFeed
+    from watchfloor.bot.wiring import build
+    from watchfloor.commands.message import ChatMessage
+    from watchfloor.config import AisConfig, load_settings
+
+    parts = build(settings=load_settings(None, zone=[{"code": "LALB"}]), db_url=f"sqlite:///{workdir / 'op.db'}")
+    room, sender = parts.directory.add_console("LALB", "alice", "CBP", None)
+    n = iter(range(10**9))
+
+    async def timed() -> float:
+        i = next(n)
+        msg = ChatMessage(platform="console", room=room.id, sender=sender.id, event_id=f"b{i}", sender_name="alice",
+                          text=f"!op log patrol at={33 + (i % 500) * 0.01:.2f},-118.27 start=+{1 + i % 20}h end=1h")
+        t0 = time.perf_counter()
+        await asyncio.to_thread(parts.engine.handle, msg)
+        return time.perf_counter() - t0
+
+    async def run() -> tuple[float, float]:
+        feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=2))
+        await feed.start()
+        stop, sending = multiprocessing.Event(), multiprocessing.Event()
+        proc = multiprocessing.Process(target=_sender, args=(feed.address[1], lines, 5000, stop, sending))
+        proc.start()
+        quiet: list[float] = []
+        busy: list[float] = []
+        try:
+            for _ in range(max(1, rounds // 5)):
+                sending.clear()
+                await asyncio.sleep(0.3)  # the feed drains what was in flight
+                quiet += [await timed() for _ in range(5)]
+                sending.set()
+                before = feed.received
+                await feed.until(lambda b=before: feed.received > b + 1000, timeout=30)
+                busy += [await timed() for _ in range(5)]
+        finally:
+            stop.set()
+            proc.join()
+            await feed.cleanup()
+        return statistics.median(quiet), statistics.median(busy)
+
+    try:
+        return asyncio.run(run())
+    finally:
+        parts.db.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("-n", type=int, default=None)
+    args = ap.parse_args()
+    n = args.n or (20_000 if args.quick else 200_000)
+    lines = sentences(n)
+    raws, ourss = [], []
+    for _ in range(2 if args.quick else 3):  # alternate the arms: the machine's load changes under us
+        raws.append(raw_rate(lines))
+        with tempfile.TemporaryDirectory() as d:
+            ourss.append(ingest_rate(lines, Path(d)))
+    raw, ours = max(raws), max(ourss)
+    print(f"{n:,} sentences: pyais decode {raw:,.0f}/s; watchfloor ingest {ours:,.0f}/s; "
+          f"ratio {ours / raw:.2f}x (goal >= 0.5x)")
+    vessels = 2_000 if args.quick else 20_000
+    print(f"memory: {memory_for(vessels):.1f} MB of tracks for {vessels:,} vessels (goal < 200 MB for 20,000)")
+    with tempfile.TemporaryDirectory() as d:
+        rate = import_rate(sentences(100_000 if args.quick else 1_000_000), Path(d))
+    print(f"import ais: {rate:,.0f} records/s; 1,000,000 in {1_000_000 / rate:.0f} s (goal < 60 s)")
+    with tempfile.TemporaryDirectory() as d:
+        quiet, busy = op_log_under_feed(lines, Path(d), 10 if args.quick else 40)
+    print(f"op log round trip: {quiet * 1000:.1f} ms without a feed, {busy * 1000:.1f} ms with 5,000 sentences/s; "
+          f"ratio {busy / quiet:.2f}x (goal <= 1.3x)")
+
+
+if __name__ == "__main__":
+    main()

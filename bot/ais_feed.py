@@ -1,0 +1,266 @@
+"""The live AIS feed: NMEA sentences from UDP datagrams, or from a TCP feed server (reconnecting with backoff).
+
+Each line goes through the same `AisIngest` as `watchfloor import ais`; every few seconds the changes are taken
+in the event loop and written in a worker thread. Nothing a feed sends can stop the bot: bad sentences are
+counted by outcome (`watchfloor_ais_sentences_total{outcome}`) and dropped, and a write that fails is logged
+and the feed goes on.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from prometheus_client import Counter
+
+from watchfloor.commands.ais_ingest import AisIngest
+from watchfloor.ioc.ais import OUTCOMES
+from watchfloor.storage import locks
+
+from . import metrics
+
+log = logging.getLogger("watchfloor.ais")
+
+SENTENCES = Counter("watchfloor_ais_sentences", "AIS lines received, by outcome: ok, part (of a multi-sentence "
+                    "message), ignored (a type with no vessel data), checksum, malformed, unknown_type, orphan.",
+                    ["outcome"], registry=metrics.REGISTRY)
+for _o in OUTCOMES:
+    SENTENCES.labels(outcome=_o)  # every outcome present from the start, at 0
+MAX_LINE = 1024  # an NMEA sentence is at most 82 characters; a tag block adds a few dozen
+
+
+def _count(outcome: str, n: int) -> None:
+    SENTENCES.labels(outcome=outcome).inc(n)
+
+
+def parse_listen(listen: str) -> tuple[str, str, int]:
+    m = re.match(r"^(udp|tcp)://\[?([^\]\s]+?)\]?:(\d{1,5})$", listen.strip())
+    if m is None:
+        raise ValueError(f"ais.listen: '{listen}' is not udp://host:port or tcp://host:port")
+    return m[1], m[2], int(m[3])
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, feed: "AisFeed"):
+        self.feed = feed
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.feed.lines(data.splitlines())
+
+
+class AisFeed:
+    def __init__(self, parts, config, *, wake: Callable[[], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), backoff: tuple[float, float] = (0.5, 30.0),
+                 lock_retry: float = 10.0):
+        self.parts = parts
+        self.config = config
+        self.scheme, self.host, self.port = parse_listen(config.listen)
+        self.clock = clock
+        self.wake = wake
+        self.backoff = backoff
+        self.ingest = AisIngest(parts.db, parts.directory, on_outcome=_count)
+        self.received = 0       # lines handed to the ingest
+        self.connections = 0    # TCP connections made (the first and every reconnect)
+        self._changed = asyncio.Event()
+        self._transport = None
+        self._tasks: list[asyncio.Task] = []
+        self._listening: list[asyncio.Task] = []
+        self._flush_lock = asyncio.Lock()
+        self.leading = False
+        self.lock_retry = lock_retry
+        self._lock = SessionLock(parts.db, locks.AIS_FEED_LEADER, "watchfloor-ais")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the UDP listener is bound (the port the OS chose when the config said 0)."""
+        if self._transport is not None:
+            return self._transport.get_extra_info("sockname")[:2]
+        return self.host, self.port
+
+    async def start(self) -> None:
+        """Receive the feed; with several replicas on PostgreSQL, only the one holding the feed's lock does."""
+        if self.parts.db.is_postgres:
+            self._tasks.append(asyncio.create_task(self._lead(), name="ais-leader"))
+        else:
+            await self._listen()
+
+    async def _listen(self) -> None:
+        # A replica taking over carries on from the stored tracks; what this one could not write before it lost
+        # the lead (notices, positions) is still pending and goes with its next flush.
+        await asyncio.to_thread(self.ingest.resume)
+        loop = asyncio.get_running_loop()
+        self._listening = []
+        if self.scheme == "udp":
+            self._transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self),
+                                                                     local_addr=(self.host, self.port))
+        else:
+            self._listening.append(asyncio.create_task(self._tcp(), name="ais-tcp"))
+        self._listening.append(asyncio.create_task(self._flusher(), name="ais-flush"))
+        self.leading = True
+        self._changed.set()
+        log.info("AIS feed on %s://%s:%s", self.scheme, *self.address)
+
+    async def _unlisten(self) -> None:
+        self.leading = False
+        for task in self._listening:
+            task.cancel()
+        await asyncio.gather(*self._listening, return_exceptions=True)
+        self._listening = []
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        try:
+            await self.flush_now()
+        except Exception:
+            log.exception("last AIS flush failed")
+
+    async def _lead(self) -> None:
+        """Take the feed's lock (a session lock on a connection of its own), keep checking it is still held;
+        a replica whose session died stops receiving, and another takes over within `lock_retry` seconds."""
+        try:
+            while True:
+                if not self.leading:
+                    if await asyncio.to_thread(self._lock.acquire):
+                        log.info("this replica receives the AIS feed")
+                        await self._listen()
+                elif not await asyncio.to_thread(self._lock.alive):
+                    log.warning("lost the AIS feed lock: its database session ended")
+                    await self._unlisten()
+                await asyncio.sleep(self.lock_retry)
+        finally:
+            if self.leading:
+                await self._unlisten()
+            await asyncio.to_thread(self._lock.release)
+
+    def lines(self, lines) -> None:
+        now = self.clock()
+        for line in lines:
+            if not line.strip():
+                continue
+            if len(line) > MAX_LINE:
+                self.ingest.outcomes["malformed"] += 1
+                continue
+            try:
+                self.ingest.feed(line, now)
+            except Exception:  # a sentence pyais chokes on in a way we did not foresee: count it, go on
+                self.ingest.outcomes["malformed"] += 1
+                log.debug("AIS line failed", exc_info=True)
+            self.received += 1
+        self._changed.set()
+
+    async def until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait until `predicate()` holds after some lines or a flush (tests, start-up checks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            self._changed.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError("AIS feed: condition not met in time")
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def flush_now(self, everything: bool = True) -> dict[str, int]:
+        async with self._flush_lock:
+            now = self.clock()
+            batch = self.ingest.take(now, everything)
+            try:
+                done = await asyncio.to_thread(self.ingest.write, batch, now)
+            except Exception:
+                self.ingest.restore(batch)  # nothing is lost while the database is away: the next flush retries
+                raise
+        if done["notices"] and self.wake is not None:
+            self.wake()
+        self._changed.set()
+        return done
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.flush_seconds)
+            try:
+                await self.flush_now(everything=False)
+            except Exception as e:  # the database may be away for a while: keep the feed, try again next time
+                log.warning("AIS flush failed: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+    async def _tcp(self) -> None:
+        delay = self.backoff[0]
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(self.host, self.port, limit=64 * 1024)
+            except OSError as e:
+                log.warning("AIS feed %s:%s unreachable (%s); retrying in %.1f s", self.host, self.port, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff[1])
+                continue
+            self.connections += 1
+            delay = self.backoff[0]
+            self._changed.set()
+            try:
+                while True:
+                    try:
+                        line = await reader.readline()
+                    except ValueError:  # a line longer than the limit: garbage, skip to the next newline
+                        self.ingest.outcomes["malformed"] += 1
+                        continue
+                    if not line:
+                        break
+                    self.lines([line])
+            except (OSError, asyncio.IncompleteReadError) as e:
+                log.warning("AIS feed connection lost: %s", e)
+            finally:
+                writer.close()
+            log.info("AIS feed %s:%s closed; reconnecting in %.1f s", self.host, self.port, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.backoff[1])
+
+    async def cleanup(self) -> None:
+        """Stop receiving, write what is still in memory and let another replica take the feed."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.leading:
+            await self._unlisten()
+
+
+class SessionLock:
+    """A PostgreSQL advisory lock held by a connection of its own, outside any transaction, for as long as the
+    connection lives: if the process dies, the server ends its session and the lock is free for another."""
+
+    def __init__(self, db, key: int, name: str):
+        self.db, self.key, self.name = db, key, name
+        self._conn = None
+
+    def acquire(self) -> bool:
+        import psycopg
+
+        try:
+            if self._conn is None or self._conn.closed:
+                url = self.db.engine.url.set(drivername="postgresql")
+                self._conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
+                                             connect_timeout=5, keepalives=1, keepalives_idle=10,
+                                             keepalives_interval=5, keepalives_count=3, application_name=self.name)
+            return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0])
+        except Exception as e:
+            log.warning("AIS feed lock: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            self.release()
+            return False
+
+    def alive(self) -> bool:
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+            return True
+        except Exception:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # ending the session releases the lock
+            except Exception:
+                pass

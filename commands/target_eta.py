@@ -1,0 +1,62 @@
+"""The best ETA of targets (fresh AIS, else notice of arrival, else typed), for replies that show a target."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlmodel import Session
+
+from watchfloor.ioc.eta import Eta, ais_eta, best_eta
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage import vessels as repo
+from watchfloor.storage.tables import TargetRow
+
+
+def best_etas(s: Session, rows: Iterable[TargetRow], now: datetime) -> dict[int, Eta]:
+    """Target id -> its best ETA (targets with none are left out). Two queries for any number of targets."""
+    rows = list(rows)
+    if not rows:
+        return {}
+    tracks = repo.tracks_for_keys(s, {r.vessel_key for r in rows})
+    track_of: dict[str, object] = {}
+    for t in tracks:
+        track_of[f"mmsi:{t.mmsi}"] = t
+        if t.imo:
+            track_of.setdefault(f"imo:{t.imo}", t)
+    keys = {r.vessel_key for r in rows} | set(track_of)
+    notice_of: dict[str, object] = {}
+    for n in repo.notices_of_keys(s, {r.zone_code for r in rows}, keys):  # latest first
+        for k in (f"imo:{n.imo}" if n.imo else None, f"mmsi:{n.mmsi}" if n.mmsi else None,
+                  f"name:{n.vessel_name.upper()}"):
+            if k is not None:
+                notice_of.setdefault((n.zone_code, k), n)
+    out: dict[int, Eta] = {}
+    for row in rows:
+        zone = get_zone(row.zone_code)
+        track = track_of.get(row.vessel_key)
+        vessel_keys = [row.vessel_key.upper() if row.vessel_key.startswith("name:") else row.vessel_key]
+        if track is not None:
+            vessel_keys += [f"mmsi:{track.mmsi}"] + ([f"imo:{track.imo}"] if track.imo else [])
+        notice = next((notice_of[(row.zone_code, k)] for k in vessel_keys if (row.zone_code, k) in notice_of), None)
+        ais = ais_eta(track.lat, track.lon, track.sog, track.cog, track.position_at, zone.lat, zone.lon) \
+            if track is not None else None
+        eta = best_eta(ais, getattr(track, "position_at", None), notice.eta if notice else None, row.eta, now)
+        if eta is not None:
+            out[row.id] = eta
+    return out
+
+
+def annotate(s: Session, pairs: Iterable[tuple[TargetRow, dict]], now: datetime) -> None:
+    """Put the best ETA and its source into target views (withheld ones are left alone)."""
+    pairs = [(row, view) for row, view in pairs if not view.get("withheld")]
+    etas = best_etas(s, [row for row, _ in pairs], now)
+    for row, view in pairs:
+        eta = etas.get(row.id)
+        if eta is not None:
+            view["eta"], view["eta_source"] = eta.at, eta.detail()
+
+
+def best_eta_at(s: Session, row: TargetRow, now: datetime) -> datetime | None:
+    """The time the gap rule uses for a target: its best ETA, whatever the source."""
+    eta = best_etas(s, [row], now).get(row.id)
+    return eta.at if eta is not None else row.eta

@@ -1,0 +1,247 @@
+"""The live feed on real sockets: UDP datagrams to a running listener, a TCP feed server that drops and comes
+back; garbage and bad checksums counted and dropped; one approach notice in the zone's console room."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+
+from pyais import encode_dict
+from sqlmodel import select
+
+from tests.helpers import ConsoleUser, make_parts
+from watchfloor.bot import metrics
+from watchfloor.bot.ais_feed import AisFeed
+from watchfloor.config import AisConfig
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage.tables import OutboxRow
+from watchfloor.storage.vessel_tables import VesselRow
+
+LALB = get_zone("LALB")
+MMSI = 366123456
+
+
+def _pos(lat: float, mmsi: int = MMSI) -> bytes:
+    return encode_dict({"type": 1, "mmsi": mmsi, "lat": lat, "lon": LALB.lon, "speed": 14, "course": 0},
+                       sentence_type="VDM")[0].encode()
+
+
+def _count(outcome: str) -> float:
+    m = re.search(rf'watchfloor_ais_sentences_total{{outcome="{outcome}"}} ([0-9.e+]+)',
+                  metrics.exposition().decode())
+    return float(m.group(1)) if m else 0.0
+
+
+async def test_udp_feed_builds_tracks_and_posts_one_approach_notice(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB", "approach_nm": 40}])
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    assert alice.say(f"!target nominate {MMSI} priority=high").startswith("TGT-1")
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+    await feed.start()
+    bad_before, garbage_before = _count("checksum"), _count("malformed")
+    part1, part2 = (s.encode() for s in encode_dict(
+        {"type": 5, "mmsi": MMSI, "imo": 9074729, "shipname": "EVER GIVEN", "destination": "USLAX"},
+        sentence_type="VDM"))
+    good = _pos(LALB.lat - 0.5)
+    datagrams = [
+        _pos(LALB.lat - 1.5),                                # 90 nm out
+        part1,                                               # a two-part static message split across datagrams
+        part2,
+        b"this is not NMEA\r\n" + good[:-2] + b"00",          # garbage and a bad checksum in one datagram
+        _pos(LALB.lat - 0.6) + b"\r\n" + _pos(LALB.lat - 0.5),  # into the 40 nm approach, then further in
+        _pos(LALB.lat - 0.4),
+    ]
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for d in datagrams:
+            tx.sendto(d, feed.address)
+        await feed.until(lambda: feed.received >= 8, timeout=10)
+        await feed.flush_now()
+    finally:
+        tx.close()
+        await feed.cleanup()
+    with parts.db.session() as s:
+        vessel = s.get(VesselRow, str(MMSI))
+        assert (vessel.name, vessel.imo) == ("EVER GIVEN", "9074729")
+        assert round(vessel.lat, 2) == round(LALB.lat - 0.4, 2)
+        notices = s.exec(select(OutboxRow).where(OutboxRow.kind == "notice")).all()
+    assert len(notices) == 1 and notices[0].room == "console:LALB"
+    text = json.loads(notices[0].payload)["text"]
+    assert text.startswith("⚓ TGT-1 EVER GIVEN entered the LALB approach, 36 nm out, ETA ") and "(AIS)" in text
+    assert _count("checksum") == bad_before + 1 and _count("malformed") == garbage_before + 1
+
+
+async def test_tcp_feed_reconnects_when_the_server_drops(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    served = asyncio.Event()
+    connections = 0
+
+    async def serve(reader, writer):
+        nonlocal connections
+        connections += 1
+        mmsi = 366000000 + connections
+        writer.write(_pos(33.0, mmsi) + b"\r\n" + _pos(33.1, mmsi) + b"\r\n")
+        await writer.drain()
+        if connections == 1:
+            writer.close()  # the feed server drops the first connection
+        else:
+            served.set()
+            await asyncio.sleep(3600)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    feed = AisFeed(parts, AisConfig(listen=f"tcp://127.0.0.1:{port}", flush_seconds=60), clock=clock,
+                   backoff=(0.01, 0.05))
+    await feed.start()
+    try:
+        await feed.until(lambda: feed.received >= 4 and feed.connections >= 2, timeout=10)
+        await feed.flush_now()
+    finally:
+        await feed.cleanup()
+        server.close()
+    with parts.db.session() as s:
+        assert {r.mmsi for r in s.exec(select(VesselRow)).all()} == {"366000001", "366000002"}
+
+
+def _free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_watchfloor_run_listens_for_ais_and_announces_the_approach(tmp_path):
+    """The whole service: `watchfloor run` with [ais], a ship sailing in on a real UDP socket, /metrics counting."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    db_url = f"sqlite:///{tmp_path / 'wf.db'}"
+    http, udp = _free_port(), _free_port(socket.SOCK_DGRAM)
+    parts = make_parts(db_url, zone=[{"code": "LALB"}])
+    ConsoleUser(parts, "LALB", "alice", "CBP").say(f"!target nominate {MMSI} priority=high")
+    parts.db.dispose()
+    config = tmp_path / "wf.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n[service]\nport = {http}\n'
+                      f'[ais]\nlisten = "udp://127.0.0.1:{udp}"\nflush_seconds = 0.2\n[[zone]]\ncode = "LALB"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "watchfloor.bot.cli", "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def scrape() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2) as r:
+                return r.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    def wait_for(check, what: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if check():
+                return
+            time.sleep(0.1)  # another process: there is nothing to wait on but its answers
+        raise AssertionError(f"{what}: {proc.stderr.read() if proc.poll() is not None else 'timed out'}")
+
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        wait_for(lambda: scrape() is not None, "the service did not start")
+        good = _pos(LALB.lat - 0.5)
+
+        def first_position_counted() -> bool:
+            # The HTTP server may answer before the feed's socket is bound: say it again until it is heard.
+            tx.sendto(_pos(LALB.lat - 1.5), ("127.0.0.1", udp))
+            m = re.search(r'watchfloor_ais_sentences_total{outcome="ok"} ([0-9.]+)', scrape() or "")
+            return m is not None and float(m.group(1)) >= 1
+
+        wait_for(first_position_counted, "the first position was not counted")
+        for d in (b"junk", good[:-2] + b"00", _pos(LALB.lat - 0.6), _pos(LALB.lat - 0.5)):
+            tx.sendto(d, ("127.0.0.1", udp))
+
+        def noticed() -> bool:
+            with parts.db.session() as s:
+                return s.exec(select(OutboxRow).where(OutboxRow.kind == "notice")).first() is not None
+
+        wait_for(noticed, "no approach notice")
+        text = scrape()
+        assert 'watchfloor_ais_sentences_total{outcome="checksum"} 1.0' in text
+        assert 'watchfloor_ais_sentences_total{outcome="malformed"} 1.0' in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+    finally:
+        tx.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with parts.db.session() as s:
+        rows = s.exec(select(OutboxRow).where(OutboxRow.kind == "notice")).all()
+    assert len(rows) == 1 and "TGT-1" in json.loads(rows[0].payload)["text"]
+    parts.db.dispose()
+
+
+async def test_one_replica_receives_the_feed_and_another_takes_over(pg_url, clock):
+    """PostgreSQL replicas: the feed's lock decides who listens; when the holder stops, another one does."""
+    a_parts = make_parts(pg_url, clock=clock, zone=[{"code": "LALB"}])
+    b_parts = make_parts(pg_url, clock=clock, zone=[{"code": "LALB"}])
+    config = AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60)
+    a = AisFeed(a_parts, config, clock=clock, lock_retry=0.05)
+    b = AisFeed(b_parts, config, clock=clock, lock_retry=0.05)
+    await a.start()
+    await a.until(lambda: a.leading, timeout=10)
+    await b.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tx.sendto(_pos(33.0, 366000001), a.address)
+        await a.until(lambda: a.received == 1, timeout=10)
+        assert not b.leading
+        await a.cleanup()  # a clean stop hands the feed over (a killed one: once its session ends)
+        await b.until(lambda: b.leading, timeout=10)
+        tx.sendto(_pos(33.1, 366000002), b.address)
+        await b.until(lambda: b.received == 1, timeout=10)
+        await b.flush_now()
+    finally:
+        tx.close()
+        await b.cleanup()
+        await a.cleanup()
+    with b_parts.db.session() as s:
+        assert {r.mmsi for r in s.exec(select(VesselRow)).all()} == {"366000001", "366000002"}
+    a_parts.db.dispose()
+    b_parts.db.dispose()
+
+
+async def test_a_flush_while_the_database_is_away_loses_nothing(pg_url, clock):
+    """PostgreSQL behind a proxy the test cuts: the approach notice and the track wait for the next flush."""
+    import pytest
+
+    from tests.fixtures.tcp_proxy import tcp_proxy
+
+    with tcp_proxy(("127.0.0.1", 5432)) as proxy:
+        parts = make_parts(proxy.url_for(pg_url), clock=clock, zone=[{"code": "LALB"}])
+        ConsoleUser(parts, "LALB", "alice", "CBP").say(f"!target nominate {MMSI} priority=high")
+        feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock, lock_retry=0.05)
+        await feed.start()
+        await feed.until(lambda: feed.leading, timeout=10)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            tx.sendto(_pos(LALB.lat - 1.5), feed.address)
+            await feed.until(lambda: feed.received == 1, timeout=10)
+            await feed.flush_now()
+            proxy.cut()
+            tx.sendto(_pos(LALB.lat - 0.5), feed.address)
+            await feed.until(lambda: feed.received == 2, timeout=10)
+            with pytest.raises(Exception):
+                await feed.flush_now()
+            proxy.restore()
+            await feed.flush_now()  # (or the feed's own flush, when it noticed its lock gone and took it again)
+        finally:
+            tx.close()
+            await feed.cleanup()
+        with parts.db.session() as s:
+            notices = s.exec(select(OutboxRow).where(OutboxRow.kind == "notice")).all()
+            assert round(s.get(VesselRow, str(MMSI)).lat, 2) == round(LALB.lat - 0.5, 2)
+        assert len(notices) == 1 and "TGT-1" in json.loads(notices[0].payload)["text"]
+        parts.db.dispose()

@@ -1,0 +1,147 @@
+"""The AIS hot path: tracks in memory, batched writes, one approach notice per entry, restart from storage."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from pyais import encode_dict
+from pyais.util import compute_checksum
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from tests.helpers import ConsoleUser, make_parts
+from watchfloor.bot.cli import app
+from watchfloor.commands.ais_ingest import AisIngest
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage.tables import OutboxRow
+from watchfloor.storage.vessel_tables import VesselPositionRow, VesselRow
+
+LALB = get_zone("LALB")
+JOINT = "matrix:!joint:localhost"
+MMSI = 366123456
+
+
+def _parts(url, clock=None):
+    return make_parts(url, clock=clock, zone=[{"code": "LALB", "joint_rooms": [JOINT], "approach_nm": 30}],
+                      agency=[{"code": "CBP", "members": ["console:alice"], "clearance": ["UNCLASS", "FOUO", "LES"]}])
+
+
+def _pos(lat: float, at: datetime, mmsi: int = MMSI, speed: float = 12.0, course: float = 0.0) -> str:
+    (line,) = encode_dict({"type": 1, "mmsi": mmsi, "lat": lat, "lon": LALB.lon, "speed": speed, "course": course})
+    body = f"c:{int(at.timestamp())}"
+    return f"\\{body}*{compute_checksum(body):02X}\\{line}"
+
+
+def _notices(parts, room=None):
+    with parts.db.session() as s:
+        q = select(OutboxRow).where(OutboxRow.kind == "notice")
+        if room:
+            q = q.where(OutboxRow.room == room)
+        return [json.loads(r.payload)["text"] for r in s.exec(q.order_by(OutboxRow.id)).all()]
+
+
+def test_one_notice_per_entry_and_a_restart_resumes(sqlite_url, clock):
+    parts = _parts(sqlite_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    assert alice.say(f"!target nominate {MMSI} priority=high").startswith("TGT-1")
+    feed = AisIngest(parts.db, parts.directory)
+    feed.resume()
+    t = clock.now
+    # Sailing north toward LALB: 60 nm out, then into the 30 nm approach, then sitting inside for a while.
+    for i, lat in enumerate([LALB.lat - 1.0, LALB.lat - 0.8, LALB.lat - 0.45, LALB.lat - 0.4, LALB.lat - 0.3]):
+        feed.feed(_pos(lat, t + timedelta(minutes=10 * i)), t)
+        if i == 0:
+            feed.flush(t)  # the open target is known from here on
+    for k in range(20):
+        feed.feed(_pos(LALB.lat - 0.3, t + timedelta(minutes=60 + k), speed=0.1), t)
+    assert feed.flush(t)["notices"] == 1
+    texts = _notices(parts, JOINT)
+    assert len(texts) == 1
+    assert texts[0].startswith("⚓ TGT-1 MMSI 366123456 entered the LALB approach, 27 nm out, ETA ")
+    assert "(AIS)" in texts[0] and "PST" in texts[0]
+    # A restarted feed resumes from storage: the vessel is still inside, so no second notice.
+    again = AisIngest(parts.db, parts.directory)
+    assert again.resume() == 1
+    again.feed(_pos(LALB.lat - 0.3, t + timedelta(hours=2)), t)
+    assert again.flush(t)["notices"] == 0
+    # Leaving and coming back is a new entry.
+    again.feed(_pos(LALB.lat - 1.0, t + timedelta(hours=3)), t)
+    again.feed(_pos(LALB.lat - 0.3, t + timedelta(hours=4)), t)
+    again.flush(t)
+    assert len(_notices(parts, JOINT)) == 2
+    with parts.db.session() as s:
+        row = s.get(VesselRow, str(MMSI))
+        assert round(row.lat, 3) == round(LALB.lat - 0.3, 3)
+        assert len(s.exec(select(VesselPositionRow)).all()) == 28
+
+
+def test_a_marked_target_is_not_announced_in_an_uncleared_room(sqlite_url, clock):
+    parts = _parts(sqlite_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say(f"!target nominate {MMSI} priority=high mark=LES")
+    feed = AisIngest(parts.db, parts.directory)
+    feed.resume()
+    feed.feed(_pos(LALB.lat - 1.0, clock.now), clock.now)
+    feed.flush(clock.now)
+    feed.feed(_pos(LALB.lat - 0.2, clock.now + timedelta(minutes=5)), clock.now)
+    assert feed.flush(clock.now)["notices"] == 1
+    assert _notices(parts, JOINT) == []  # the joint room is cleared for UNCLASS only
+    with parts.db.session() as s:
+        console = s.exec(select(OutboxRow).where(OutboxRow.kind == "notice", OutboxRow.room == "console:LALB")).one()
+    variants = json.loads(console.payload)["by_clearance"]
+    assert "TGT-1" in variants["FOUO,LES,UNCLASS"]["text"] and "[LES]" in variants["FOUO,LES,UNCLASS"]["text"]
+    assert variants["UNCLASS"]["text"] == "" and variants["FOUO,UNCLASS"]["text"] == ""
+
+
+def test_import_ais_reads_nmea_logs_and_the_archive_csv(tmp_path, sqlite_url):
+    t = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    lines = [_pos(LALB.lat - 2 + i * 0.1, t + timedelta(minutes=i)) for i in range(5)]
+    lines += ["2026-12-01T10:10:00Z " + s for s in encode_dict(
+        {"type": 5, "mmsi": MMSI, "imo": 9074729, "shipname": "EVER GIVEN", "destination": "USLAX"})]
+    lines += ["garbage", lines[0][:-2] + "00"]
+    nmea = tmp_path / "feed.nmea"
+    nmea.write_text("\n".join(lines) + "\n")
+    out = CliRunner().invoke(app, ["import", "ais", str(nmea), "--db", sqlite_url])
+    assert out.exit_code == 0, out.output
+    assert "read 9 records" in out.output and "5 positions, 1 vessel tracked" in out.output
+    assert "dropped 2 (checksum 1, malformed 1)" in out.output
+    archive = tmp_path / "AIS_2026_12_01.csv"
+    archive.write_text("MMSI,BaseDateTime,LAT,LON,SOG,COG,Heading,VesselName,IMO,CallSign,VesselType,Status\n"
+                       "538001234,2026-12-01T10:00:00,33.10,-118.30,11.5,10.0,511,PACIFIC DAWN,IMO9074729,V7AB3,70,0\n"
+                       "538001234,2026-12-01T10:05:00,33.12,-118.29,11.6,10.0,9,PACIFIC DAWN,IMO9074729,V7AB3,70,0\n")
+    out = CliRunner().invoke(app, ["import", "ais", str(archive), "--db", sqlite_url])
+    assert out.exit_code == 0, out.output
+    parts = _parts(sqlite_url)
+    with parts.db.session() as s:
+        ever = s.get(VesselRow, str(MMSI))
+        dawn = s.get(VesselRow, "538001234")
+        assert (ever.name, ever.imo, ever.destination) == ("EVER GIVEN", "9074729", "USLAX")
+        assert ever.position_at.astimezone(UTC) == t + timedelta(minutes=4)  # the record's own time
+        assert (dawn.name, dawn.call_sign, round(dawn.lat, 2), dawn.heading) == ("PACIFIC DAWN", "V7AB3", 33.12, 9)
+
+
+def test_a_gap_opens_when_the_ship_speeds_up_and_closes_when_it_turns_away(sqlite_url, clock):
+    parts = _parts(sqlite_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say(f"!target nominate {MMSI} priority=high eta=+48h")
+    assert "CF-" not in alice.say("!conflicts")
+    feed = AisIngest(parts.db, parts.directory)
+    feed.resume()
+    far = LALB.lat - 200 / 60  # 200 nm south
+
+    def report(speed, course):
+        clock.advance(minutes=1)
+        feed.feed(_pos(far, clock.now, speed=speed, course=course), clock.now)
+        feed.flush(clock.now)
+
+    report(5, 0)  # 40 h out at 5 kn: outside the 24 h window
+    assert "CF-" not in alice.say("!conflicts")
+    report(12, 0)  # 17 h out at 12 kn: nobody covers it
+    listing = alice.say("!conflicts")
+    assert "CF-1 gap" in listing
+    report(12, 180)  # turned away: no AIS ETA, the typed 48 h counts again
+    assert "CF-1" not in alice.say("!conflicts")
+    with parts.db.session() as s:
+        alerts = [json.loads(r.payload)["text"] for r in s.exec(
+            select(OutboxRow).where(OutboxRow.kind == "alert").order_by(OutboxRow.id)).all()]
+    assert any("CF-1" in a and "the AIS feed" in a for a in alerts)

@@ -1,0 +1,67 @@
+"""`watchfloor import noa`: notices of arrival, all or nothing, errors naming row and field (SQLite and PG)."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from watchfloor.bot.cli import app
+from watchfloor.storage.db import Database
+from watchfloor.storage.vessel_tables import ArrivalNoticeRow
+
+HEAD = "vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted\n"
+GOOD = (HEAD + "Ever Given,IMO9074729,366123456,WDC1234,Panama,2026-12-03T06:00,Shanghai,yes,25,2026-11-29T10:00\n"
+        "MAERSK ALFA,9074729,,OXYZ2,Denmark,2026-12-02T18:00Z,Busan,no,20,\n"
+        "PACIFIC DAWN,,538001234,V7AB3,Marshall Islands,2026-12-04T09:30-08:00,Yokohama,,,\n")
+
+
+def _run(tmp_path, db_url, body: str, zone: str = "LALB"):
+    f = tmp_path / "noa.csv"
+    f.write_text(body)
+    return CliRunner().invoke(app, ["import", "noa", str(f), "--zone", zone, "--db", db_url])
+
+
+def _rows(db_url):
+    db = Database(db_url)
+    try:
+        with db.session() as s:
+            return s.exec(select(ArrivalNoticeRow).order_by(ArrivalNoticeRow.id)).all()
+    finally:
+        db.dispose()
+
+
+def test_notices_are_loaded_with_zone_local_times(tmp_path, db_url):
+    out = _run(tmp_path, db_url, GOOD)
+    assert out.exit_code == 0, out.output
+    assert "imported 3 notices of arrival into LALB" in out.output
+    rows = _rows(db_url)
+    assert [r.vessel_name for r in rows] == ["EVER GIVEN", "MAERSK ALFA", "PACIFIC DAWN"]
+    ever = rows[0]
+    assert (ever.imo, ever.mmsi, ever.cdc, ever.persons) == ("9074729", "366123456", True, 25)
+    assert ever.eta.astimezone(UTC) == datetime(2026, 12, 3, 14, 0, tzinfo=UTC)  # 06:00 PST
+    assert rows[1].eta.astimezone(UTC) == datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+    assert rows[2].eta.astimezone(UTC) == datetime(2026, 12, 4, 17, 30, tzinfo=UTC)
+    assert rows[1].cdc is False and rows[2].imo is None
+
+
+def test_one_bad_row_stores_nothing_and_names_row_and_field(tmp_path, db_url):
+    cases = {
+        "X,IMO9074728,,,,2026-12-03T06:00,,,,\n": "row 3: imo: IMO9074728 has a wrong check digit",
+        "X,,36612345,,,2026-12-03T06:00,,,,\n": "row 3: mmsi: MMSI must be 9 digits",
+        "X,,366123456,,,tomorrow-ish,,,,\n": "row 3: eta:",
+        "X,,366123456,,,2026-12-03T06:00,,maybe,,\n": "row 3: cdc:",
+        "X,,,,,2026-12-03T06:00,,,,\n": "row 3: imo: a notice needs the vessel's IMO or MMSI",
+    }
+    for bad, reason in cases.items():
+        out = _run(tmp_path, db_url, GOOD.splitlines(keepends=True)[0] + GOOD.splitlines(keepends=True)[1] + bad)
+        assert out.exit_code == 1, out.output
+        assert reason in out.output and "Traceback" not in out.output
+    assert _rows(db_url) == []
+
+
+def test_unknown_column_and_unknown_zone_are_refused(tmp_path, sqlite_url):
+    out = _run(tmp_path, sqlite_url, "vessel_name,imo,eta,colour\nX,IMO9074729,2026-12-03T06:00,red\n")
+    assert out.exit_code == 1 and "header: unknown column 'colour'" in out.output
+    out = _run(tmp_path, sqlite_url, GOOD, zone="NOWHERE")
+    assert out.exit_code == 2 and "zone: unknown zone" in out.output
