@@ -145,6 +145,10 @@ class ConflictRow(SQLModel, table=True):
     note: str | None = Field(default=None, sa_column=Column(Text))
     closed_reason: str | None = Field(default=None, max_length=200)
     escalated_at: datetime | None = None
+    # `conflicts snooze`: no escalation before this time; cleared when it wakes, or by an ack or resolution.
+    snoozed_until: datetime | None = None
+    snoozed_by: str | None = Field(default=None, max_length=255)
+    snooze_reason: str | None = Field(default=None, max_length=500)
 
 
 class AuditRow(SQLModel, table=True):
@@ -221,3 +225,5 @@ class KeyValueRow(SQLModel, table=True):
 
 
 from . import vessel_tables  # noqa: E402,F401  (vessels, positions, notices of arrival: same metadata)
+from . import watch_tables  # noqa: E402,F401  (who is on watch: same metadata)
+from . import cop_tables  # noqa: E402,F401  (common operating picture tokens: same metadata)

@@ -21,6 +21,7 @@ from markupsafe import Markup, escape
 _SECTION = "\x1e"
 _MAX_SECTION = 2900
 _MENTIONS = re.compile(r"@(room|channel|here|everyone)\b", re.IGNORECASE)
+_MXID = re.compile(r"^@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(?::\d+)?$")
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -89,6 +90,17 @@ class _Mode:
             return _Safe(f"<@{who}>")
         return who or platform
 
+    def mention(self, platform_id: str | None, name: str | None = None) -> Any:
+        """A person called by name so their phone notifies: `<@U…>` in Slack mrkdwn, a Matrix pill (a matrix.to
+        link) in HTML; elsewhere, and for a person of another platform, their name."""
+        platform, _, who = str(platform_id or "").partition(":")
+        label = _defuse(name or who or platform)
+        if platform == "slack" and self.name == "mrkdwn" and who.isalnum():
+            return _Safe(f"<@{who}>")
+        if platform == "matrix" and self.name == "html" and _MXID.match(who):
+            return Markup(f'<a href="https://matrix.to/#/{escape(who)}">{escape(label)}</a>')
+        return label
+
     def button(self, action_id: str, label: str, value: str = "", style: str | None = None) -> str:
         # The environment is shared by every render, so the buttons of this render live in a context var.
         collected = _BUTTONS.get()
@@ -128,6 +140,7 @@ def _env(mode_name: str) -> Environment:
     env.globals.update(mode.globals())
     env.filters["localtime"] = localtime
     env.filters["person"] = mode.person
+    env.filters["mention"] = mode.mention
     env.filters["plural"] = lambda n, word, many=None: f"{n} {word if n == 1 else (many or word + 's')}"
     return _ENVS.setdefault(mode_name, env)
 

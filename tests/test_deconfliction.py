@@ -9,6 +9,7 @@ import json
 import threading
 import time
 
+from sqlalchemy import event
 from sqlmodel import col, select
 
 from watchfloor.commands.conflicts_scan import scan_and_list
@@ -243,6 +244,31 @@ def test_only_supervisors_acknowledge_and_resolve(db_url, clock):
     assert ("conflict.ack", "CF-1") in actions and ("conflict.resolve", "CF-1") in actions
 
 
+def _blocked_on_a_lock(db, holder, thread: threading.Thread):
+    """A wait (no sleep) until `thread` is blocked behind `holder`'s transaction: PostgreSQL shows the waiting
+    backend; SQLite's writer is about to wait for the write lock once it issues BEGIN IMMEDIATE."""
+    if db.is_postgres:
+        mine = holder.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+        def waiting() -> bool:
+            deadline = time.monotonic() + 30
+            with db.engine.connect() as c:
+                while time.monotonic() < deadline:
+                    if c.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                         f"AND pid <> {int(mine)}").scalar():
+                        return True
+                    c.rollback()
+            return False
+        return waiting
+    reached = threading.Event()
+
+    def before(conn, cursor, statement, *args):
+        if threading.current_thread() is thread and statement.startswith("BEGIN IMMEDIATE"):
+            reached.set()
+    event.listen(db.engine, "before_cursor_execute", before)
+    return lambda: reached.wait(30)
+
+
 def test_an_ack_racing_an_automatic_close_does_not_reopen_it(db_url, clock):
     f = Floor(db_url, clock)
     _clash(f)
@@ -256,8 +282,9 @@ def test_an_ack_racing_an_automatic_close_does_not_reopen_it(db_url, clock):
         assert [c.id for c in closed] == [1]
         # The supervisor acks while the cancel is still being committed.
         t = threading.Thread(target=lambda: result.update(reply=f.sam.say("!conflicts ack CF-1")))
+        blocked = _blocked_on_a_lock(f.parts.db, s, t)
         t.start()
-        time.sleep(0.5)
+        assert blocked(), "the ack never reached the database"
         assert t.is_alive()                     # it waits for the close instead of reading the old state
     t.join(30)
     assert "CF-1 is already closed (OP-2 was cancelled)" in result["reply"]

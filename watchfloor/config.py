@@ -69,6 +69,8 @@ class ServiceConfig(_Strict):
     # Loopback unless asked: /metrics tells who is active; the container image sets 0.0.0.0 itself.
     host: str = "127.0.0.1"
     metrics_token: SecretStr | None = None  # when set, /metrics wants `Authorization: Bearer <token>`
+    base_url: str | None = None  # how users reach this server: the common operating picture's links
+    tile_url: str | None = None  # an internal tile server ({z}/{x}/{y}); without it the page draws a coastline
 
     _check_port = field_validator("port")(_port)
 
@@ -121,6 +123,7 @@ class ZoneConfig(_Strict):
     watch_rooms: list[str] = Field(default_factory=list)
     approach_nm: float = Field(default=50.0, gt=0, le=1000)  # approach area: circle around the sector coordinates
     approach: list[tuple[float, float]] | None = None          # or a polygon of [lat, lon] vertices
+    handover_times: list[time] = Field(default_factory=list)   # zone local: the handover digest, watch ends
 
     @field_validator("approach")
     @classmethod
@@ -140,6 +143,11 @@ class ZoneConfig(_Strict):
         if v.upper() not in all_zones():
             raise ValueError(f"unknown zone code '{v}' (see `watchfloor zones`)")
         return v.upper()
+
+    @field_validator("handover_times", mode="before")
+    @classmethod
+    def _hhmm_list(cls, v: Any) -> Any:
+        return [cls._hhmm(x) for x in v] if isinstance(v, list) else v
 
     @field_validator("briefing_time", mode="before")
     @classmethod
