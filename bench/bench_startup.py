@@ -27,6 +27,9 @@ def commands(db: str) -> dict[str, list[str]]:
     example = str(ROOT / "watchfloor.example.toml")
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
+        # the floor of any command that opens the database: the libraries every such command needs
+        "floor: import sqlmodel, pydantic_settings, jinja2": [sys.executable, "-c",
+                                                             "import sqlmodel, pydantic_settings, jinja2"],
         "watchfloor --help": [exe, "--help"],
         "watchfloor zones": [exe, "zones"],
         "watchfloor brief --zone LALB": [exe, "brief", "--zone", "LALB", "--db", db],
@@ -59,13 +62,14 @@ def main() -> int:
                 if out.returncode not in (0,):
                     print(f"{name}: exit {out.returncode}: {out.stderr.strip()[:200]}", file=sys.stderr)
     bare = statistics.median(times["python -c pass"])
-    print(f"{'command':<40} {'median':>8} {'÷ bare':>7}  (runs: {args.runs}, goal < {GOAL:.1f} s)")
+    print(f"{'command':<52} {'median':>8} {'÷ bare':>7}  (runs: {args.runs}, goal < {GOAL:.1f} s)")
     worst = 0.0
     for name, ts in times.items():
         med = statistics.median(ts)
-        if name != "python -c pass":
+        command = name.startswith("watchfloor")
+        if command:
             worst = max(worst, med)
-        print(f"{name:<40} {med:>7.3f}s {med / bare:>6.1f}×{'  OVER' if med >= GOAL and name != 'python -c pass' else ''}")
+        print(f"{name:<52} {med:>7.3f}s {med / bare:>6.1f}×{'  OVER' if med >= GOAL and command else ''}")
     print(f"slowest command: {worst:.3f} s ({'within' if worst < GOAL else 'over'} the {GOAL} s goal)")
     return 0
 

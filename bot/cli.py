@@ -132,13 +132,23 @@ def console(
 def run(config: Annotated[Path, typer.Option("--config", help="watchfloor.toml")]) -> None:
     """Run every configured adapter (Slack, Matrix), the bridge and the scheduler until SIGTERM."""
     from watchfloor.bot.runner import run_service
+    from watchfloor.bot.single_run import AlreadyRunning, hold_sqlite_run_lock
     from watchfloor.config import ConfigError, load_settings
 
     try:
         settings = load_settings(config)
     except ConfigError as e:
         fail("\n".join(e.problems))
-    raise typer.Exit(run_service(settings))
+    try:
+        held = hold_sqlite_run_lock(settings.database.url)
+    except AlreadyRunning as e:
+        fail(str(e))
+    try:
+        code = run_service(settings)
+    finally:
+        if held is not None:
+            held.close()
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -275,7 +285,12 @@ def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) 
             typer.echo(p)
         typer.echo(f"{file}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}")
         raise typer.Exit(1)
-    for w in config_warnings(settings):
+    warnings = config_warnings(settings)
+    if settings.matrix is not None:
+        from watchfloor.bot.matrix_check import homeserver_warnings
+
+        warnings += homeserver_warnings(settings)
+    for w in warnings:
         typer.echo(f"warning: {w}")
     platforms = [name for name in ("slack", "matrix") if getattr(settings, name) is not None]
     typer.echo(f"{file}: ok ({len(settings.zone)} zones, {len(settings.district)} districts, "

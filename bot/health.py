@@ -37,6 +37,8 @@ async def start_health(parts: Any, adapters: Iterable[Any] | Mapping[str, Any] |
     app[DELIVERY] = delivery
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
+    from .cop_web import add_routes  # the common operating picture (issue 18) shares this server
+    add_routes(app)
     runner = web.AppRunner(app, access_log=None)  # probes every few seconds would drown the useful events
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

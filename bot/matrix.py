@@ -17,15 +17,16 @@ import uuid
 from typing import Any
 
 import aiohttp
-from nio import (AsyncClient, AsyncClientConfig, ErrorResponse, JoinResponse, LocalProtocolError, LoginResponse,
-                 MessageDirection, RoomMessagesResponse, RoomRedactResponse, RoomSendResponse, SyncResponse,
-                 UploadResponse, WhoamiResponse)
+from nio import (ErrorResponse, JoinResponse, LocalProtocolError, LoginResponse, MessageDirection,
+                 RoomMessagesResponse, RoomRedactResponse, RoomSendResponse, SyncResponse, UploadResponse,
+                 WhoamiResponse)
 
 from watchfloor.config import MatrixConfig
 from watchfloor.storage.kv import kv_get, kv_set
 from watchfloor.storage.outage import unreachable
 
 from .adapter import OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
+from .matrix_crypto import ENCRYPTED, Crypto, make_client
 from .matrix_events import chat_message, message_content
 
 log = logging.getLogger("watchfloor.matrix")
@@ -44,19 +45,17 @@ class MatrixAdapter:
     platform = "matrix"
 
     def __init__(self, parts, config: MatrixConfig, *, sync_timeout_ms: int = 30_000, timeline_limit: int = 100,
-                 startup_wait: float = 15.0, retry_cap: float = 10.0):
+                 startup_wait: float = 15.0, retry_cap: float = 10.0, unreadable_after: float = 60.0):
         self.parts = parts
         self.config = config
         self.sync_timeout_ms = sync_timeout_ms
         self.timeline_limit = timeline_limit
         self.startup_wait = startup_wait
         self.retry_cap = retry_cap
-        self.client = AsyncClient(
-            config.homeserver, config.user_id, device_id=config.device_id,
-            config=AsyncClientConfig(
-                # We retry ourselves: a flood or an outage must never stall the loop inside nio.
-                max_limit_exceeded=0, max_timeouts=0, request_timeout=20,
-                encryption_enabled=False, store_sync_tokens=False))
+        self.client = make_client(config)
+        self.crypto = Crypto(self.client, parts, config, unreadable_after)
+        if config.les_requires_encryption:
+            parts.directory.bar_les(self.crypto.les_barred)
         self.ready = asyncio.Event()
         self.connected = False
         self._token_key = f"matrix.sync_token:{config.user_id}"
@@ -71,6 +70,7 @@ class MatrixAdapter:
         self._names: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._sending = 0
+        self._syncs = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,10 +122,17 @@ class MatrixAdapter:
                     await self._login()
                 if self._token is None:
                     self._token = await asyncio.to_thread(self._load_token)
+                if self.crypto.pending is None:
+                    await asyncio.to_thread(self.crypto.load)
                 if self._token is None:
                     await self._first_sync()
                 else:
                     await self._sync_once()
+                await self.crypto.upkeep()
+                self._syncs += 1
+                if self._syncs == 2:  # the rooms joined after the first sync are known now
+                    for warning in self.crypto.les_warnings(self.parts.settings):
+                        log.warning("matrix: %s", warning)
                 if not self.ready.is_set():
                     await self._join_configured()
                     self.ready.set()
@@ -165,6 +172,8 @@ class MatrixAdapter:
                 if resp.status_code in ("M_UNKNOWN_TOKEN", "M_FORBIDDEN"):
                     raise MatrixStartError(f"the homeserver rejected the access token ({resp.status_code})")
                 raise _Retry(str(resp), resp.retry_after_ms)
+            # The token belongs to a device: its keys are the ones kept in the store under that id.
+            self.client.restore_login(c.user_id, resp.device_id or c.device_id, self.client.access_token)
         else:
             resp = await self.client.login(c.password.get_secret_value(), device_name="watchfloor")
             if not isinstance(resp, LoginResponse):
@@ -172,7 +181,9 @@ class MatrixAdapter:
                     raise MatrixStartError(f"login as {c.user_id} refused ({resp.status_code})")
                 raise _Retry(str(resp), resp.retry_after_ms)
         self._logged_in = True
-        log.info("matrix: logged in as %s", c.user_id)
+        log.info("matrix: logged in as %s (device %s%s)", c.user_id, self.client.device_id,
+                 ", encryption on" if self.crypto.on else "")
+        await self.crypto.upkeep()
 
     def _filter(self, limit: int) -> dict[str, Any]:
         return {"room": {"timeline": {"limit": limit}}, "presence": {"types": []}}
@@ -195,6 +206,9 @@ class MatrixAdapter:
             for source in _after_own_join(events, self.client.user_id):
                 if source.get("sender") == self.client.user_id:
                     continue
+                if source.get("type") == ENCRYPTED:  # still encrypted: nio had no key for it
+                    await self.crypto.keep(room_id, source)
+                    continue
                 msg = chat_message(room_id, source, self._name(room_id, source.get("sender", "")),
                                    lambda user, r=room_id: self._name(r, user))
                 if msg is None:
@@ -202,7 +216,29 @@ class MatrixAdapter:
                 if source.get("sender") and msg.sender_name is None:
                     msg = await self._with_profile_name(msg, source["sender"])
                 await self._handle(msg)
+        await self._unreadable_round()
+        # The kept unreadable messages are stored before the token moves past them.
+        await self._until_db_answers(lambda: asyncio.to_thread(self.crypto.save), "keeping unreadable messages")
         await self._until_db_answers(lambda: self._save_token(resp.next_batch), "storing the sync token")
+
+    async def _unreadable_round(self) -> None:
+        """Kept messages whose keys came are handled now; the senders of those still unreadable after a while
+        are told once."""
+        for room_id, source in self.crypto.readable():
+            msg = chat_message(room_id, source, self._name(room_id, source.get("sender", "")),
+                               lambda user, r=room_id: self._name(r, user))
+            if msg is not None:
+                await self._handle(msg)
+            self.crypto.done(source["event_id"])
+        for event_id, entry in self.crypto.overdue():
+            sender = entry["source"].get("sender", "")
+            try:
+                await self.send(f"matrix:{entry['room']}", "notice", self.crypto.notice(entry, self._name(
+                    entry["room"], sender)), reply_to_remote=event_id)
+            except Exception as e:  # noqa: BLE001 - told at the next sync instead
+                log.warning("matrix: could not tell %s about %s (%s)", sender, event_id, _one_line(e))
+                continue
+            self.crypto.told(event_id)
 
     async def _handle(self, msg) -> None:
         """Hand one message on. The database being unreachable is waited out, however long: the token is not
@@ -341,6 +377,12 @@ class MatrixAdapter:
         room_id = room.split(":", 1)[1]
         txn = _txn_id(room, kind, payload)
         try:
+            if self.crypto.on and room_id not in self.client.rooms:
+                # nio must know a room to know whether to encrypt: join (or wait for the sync to show it).
+                if not await self._join(room_id):
+                    raise PermanentSendError(f"not allowed to post in {room_id}: cannot join")
+                raise TransientSendError(f"{room_id} not synced yet; sending again", 0.5)
+            await self.crypto.before_send(room_id)
             if kind == "redact":
                 resp = await self.client.room_redact(room_id, target_id, reason=payload.get("reason"), tx_id=txn)
             else:
@@ -363,12 +405,17 @@ class MatrixAdapter:
         data = base64.b64decode(image["data_b64"])
         name = image.get("filename") or "timeline.png"
         try:
-            up, _keys = await self.client.upload(io.BytesIO(data), content_type="image/png", filename=name,
-                                                 filesize=len(data))
+            # In an encrypted room the picture is uploaded encrypted; its key travels in the encrypted event.
+            encrypt = self.crypto.on and self.crypto.encrypted(room_id)
+            up, keys = await self.client.upload(io.BytesIO(data), content_type="image/png", filename=name,
+                                                filesize=len(data), encrypt=encrypt)
             if not isinstance(up, UploadResponse):
                 await self._raise_for(up, room_id)
-            content = {"msgtype": "m.image", "body": name, "url": up.content_uri,
-                       "info": {"mimetype": "image/png", "size": len(data)}}
+            content = {"msgtype": "m.image", "body": name, "info": {"mimetype": "image/png", "size": len(data)}}
+            if encrypt:
+                content["file"] = {"url": up.content_uri, **keys}
+            else:
+                content["url"] = up.content_uri
             resp = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn,
                                                ignore_unverified_devices=True)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:

@@ -39,6 +39,8 @@ def chat_message(room_id: str, source: dict[str, Any], sender_name: str | None,
     if etype == "m.room.redaction":
         redacts = source.get("redacts") or source.get("content", {}).get("redacts")
         return ChatMessage(text="", extra={"redacts": redacts}, **base) if redacts else None
+    if etype == "m.reaction":
+        return _ack_reaction(source, base)
     if etype != "m.room.message":
         return None
     content = source.get("content") or {}
@@ -55,6 +57,21 @@ def chat_message(room_id: str, source: dict[str, Any], sender_name: str | None,
     # An emote keeps its body as said (so `/me [LES] ...` keeps its marking at the start); the relay adds the "*".
     extra = {"emote": True} if content.get("msgtype") == "m.emote" else {}
     return ChatMessage(text=body, reply_to=reply_to, extra=extra, **base)
+
+
+# ✅ ✔️ 👍 (any skin tone): a supervisor acknowledging an alert from a phone.
+_ACK_KEYS = frozenset({"\u2705", "\u2714", "\U0001f44d"})
+_KEY_MODIFIERS = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")
+
+
+def _ack_reaction(source: dict[str, Any], base: dict[str, Any]) -> ChatMessage | None:
+    """An acknowledging reaction as the command it stands for; the engine finds the alert's conflicts
+    (`reaction_to`) and refuses anyone who may not acknowledge. Other reactions are nobody's business."""
+    relates = (source.get("content") or {}).get("m.relates_to") or {}
+    key = _KEY_MODIFIERS.sub("", str(relates.get("key", "")))
+    if relates.get("rel_type") != "m.annotation" or key not in _ACK_KEYS or not relates.get("event_id"):
+        return None
+    return ChatMessage(text="!conflicts ack", extra={"reaction_to": relates["event_id"]}, **base)
 
 
 def text_of(content: dict[str, Any], name_of: NameOf, reply: bool = False) -> str:
@@ -80,7 +97,14 @@ def message_content(kind: str, payload: dict[str, Any], *, target_id: str | None
     msgtype = "m.text" if kind in ("relay", "edit") else "m.notice"
     text = payload.get("text", "")
     html = payload.get("html") or None
+    mentions = [u for u in payload.get("mentions") or [] if isinstance(u, str)]
+    if mentions and kind != "edit":
+        # An alert calling the watch by name: m.text, as the default push rules never notify for an m.notice
+        # (.m.rule.suppress_notices comes first), and m.mentions so exactly these users' phones ring.
+        msgtype = "m.text"
     content: dict[str, Any] = {"msgtype": msgtype, "body": text}
+    if mentions and kind != "edit":
+        content["m.mentions"] = {"user_ids": mentions}
     if html:
         content.update(format=HTML_FORMAT, formatted_body=html)
     if kind == "edit":
@@ -90,6 +114,11 @@ def message_content(kind: str, payload: dict[str, Any], *, target_id: str | None
         if html:
             content.update(format=HTML_FORMAT, formatted_body=f"* {html}")
         return content
+    if payload.get("thread_root") and not reply_to_remote:
+        # A change of an alert's conflict, said once in the alert's thread.
+        root = payload["thread_root"]
+        content["m.relates_to"] = {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
+                                   "m.in_reply_to": {"event_id": root}}
     if reply_to_remote:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to_remote}}
     return content

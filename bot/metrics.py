@@ -25,6 +25,8 @@ RELAYS = Counter("watchfloor_messages_relayed", "Messages relayed into a room by
                  "platform of the room they went to.", ["platform"], registry=REGISTRY)
 ALERTS = Counter("watchfloor_alerts", "Conflict alerts by event: raised, acked, resolved, escalated; and kind "
                  "(overlap, same-vessel, gap).", ["event", "kind"], registry=REGISTRY)
+ACKS = Counter("watchfloor_acks", "Conflicts acknowledged, by how: command (typed), button, reaction (from a "
+               "phone).", ["channel"], registry=REGISTRY)
 AGENCY_ACTIVITY = Counter("watchfloor_agency_activity", "Commands and messages per agency: participation is "
                           "what tells an IOC which partners use it.", ["agency", "what"], registry=REGISTRY)
 OUTBOX_PENDING = Gauge("watchfloor_outbox_pending", "Messages waiting in the outbox.", registry=REGISTRY)
@@ -99,6 +101,8 @@ def observe_command(ctx: Any, outcome: str) -> None:
         record_command(cmd.name, outcome, sender.agency)
         if outcome == "ok" and cmd.name == "conflicts" and cmd.action in ("ack", "resolve"):
             record_alert("acked" if cmd.action == "ack" else "resolved")
+        if outcome == "ok" and cmd.name == "conflicts" and cmd.action == "ack":
+            ACKS.labels(ack_channel(ctx.msg)).inc()
         mark = cmd.pairs.get("mark")
         from .logs import log_command
 
@@ -110,6 +114,15 @@ def observe_command(ctx: Any, outcome: str) -> None:
         import logging
 
         logging.getLogger("watchfloor.metrics").debug("could not record a command", exc_info=True)
+
+
+def ack_channel(msg: Any) -> str:
+    """How an acknowledgement came: a reaction (Matrix m.reaction, Slack reaction_added), an alert's button, or
+    a typed command. The adapters say it in the message's id and extras."""
+    event_id = str(msg.event_id)
+    if msg.extra.get("reaction_to") or ":reaction-" in event_id:
+        return "reaction"
+    return "button" if event_id.startswith("slack-action:") else "command"
 
 
 def observe_alerts(zone: str, raised: Any, closed: Any, rooms: int) -> None:

@@ -28,6 +28,7 @@ from sqlmodel import col, select
 
 from watchfloor.commands.briefing import build_briefing
 from watchfloor.commands.directory import Room
+from watchfloor.commands.handover import post_handover
 from watchfloor.commands.jobs import escalate_due, scan_all
 from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key, post
 from watchfloor.ioc.zones import Zone, get_zone
@@ -43,6 +44,8 @@ LEADER_LOCK = locks.SCHEDULER_LEADER
 LOCK_RETRY_SECONDS = 15.0
 # A job may wake a hair before our clock says the minute has come; still count it as that minute's firing.
 _EARLY = timedelta(seconds=1)
+# A handover digest later than this is no longer the handover's: the new watch has read the room by then.
+HANDOVER_GRACE = timedelta(hours=1)
 
 
 def briefing_trigger(zone: Zone, at) -> CronTrigger:
@@ -183,6 +186,20 @@ class JobScheduler:
         d = self.parts.directory
         return {z.code: briefing_trigger(z, d.briefing_time(z.code)) for z in d.configured_zones()}
 
+    def handover_triggers(self) -> dict[tuple[str, str], CronTrigger]:
+        """Each zone's handover times (`[[zone]] handover_times`), zone local like the briefing."""
+        return {(z.code, f"{t:%H:%M}"): briefing_trigger(get_zone(z.code), t)
+                for z in self.parts.settings.zone for t in z.handover_times}
+
+    def post_handover(self, zone_code: str, hhmm: str) -> int:
+        """The handover digest due now (the latest firing within the hour) to the zone's watch rooms; once per
+        room and handover time, whichever replica or firing gets there first (outbox dedupe key)."""
+        now = self.clock()
+        fire = due_firing(self.handover_triggers()[(zone_code, hhmm)], now, HANDOVER_GRACE)
+        if fire is None:
+            return 0
+        return post_handover(self.parts.db, self.parts.directory, zone_code, fire, now=now)
+
     def post_briefing(self, zone_code: str, at: datetime) -> int:
         """Post the zone's briefing of `at`'s local day to its rooms; returns the rows enqueued (0 if done)."""
         return post_briefing(self.parts, zone_code, at, now=self.clock())
@@ -204,6 +221,9 @@ class JobScheduler:
             # Grace set on purpose: APScheduler's default of 1 s would drop a briefing the loop woke late for.
             sched.add_job(self._briefing_job, trigger, args=[code], id=f"briefing:{code}",
                           misfire_grace_time=grace_s, coalesce=True)
+        for (code, hhmm), trigger in self.handover_triggers().items():
+            sched.add_job(self._handover_job, trigger, args=[code, hhmm], id=f"handover:{code}:{hhmm}",
+                          misfire_grace_time=int(HANDOVER_GRACE.total_seconds()), coalesce=True)
         conflicts = self.parts.settings.conflicts
         sched.add_job(self._scan_job, IntervalTrigger(minutes=conflicts.scan_every_minutes), id="gap-scan",
                       misfire_grace_time=60, coalesce=True)
@@ -322,6 +342,14 @@ class JobScheduler:
                 post_briefing(self.parts, zone_code, fire, now=self.clock())
         except Exception:
             log.exception("briefing of %s failed", zone_code)
+
+    def _handover_job(self, zone_code: str, hhmm: str) -> None:
+        if not self._leader:
+            return
+        try:
+            self.post_handover(zone_code, hhmm)
+        except Exception:
+            log.exception("handover digest of %s at %s failed", zone_code, hhmm)
 
     def _scan_job(self) -> None:
         if not self._leader:

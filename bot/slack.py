@@ -33,14 +33,14 @@ from watchfloor.storage.outbox import origin_of
 from watchfloor.templates import render
 
 from .adapter import OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
-from .slack_alerts import SlackAlerts
+from .slack_alerts import ACK_REACTIONS, SlackAlerts, conflicts_of_alert
 from .slack_errors import classify
 from .slack_markup import MAX_TEXT, escape, readable
 from .slack_names import SlackNames
 
 log = logging.getLogger("watchfloor.slack")
 
-SLASH_COMMANDS = ("op", "target", "conflicts", "brief", "zone", "watchfloor", "vessel", "arrivals")
+SLASH_COMMANDS = ("op", "target", "conflicts", "brief", "zone", "watchfloor", "vessel", "arrivals", "watch", "handover")
 _SLASH = re.compile(r"^/(" + "|".join(SLASH_COMMANDS) + r")$")
 _BUTTON = re.compile(r"^(ack|resolve):")
 _TS = re.compile(r"^\d+\.\d+$")
@@ -156,6 +156,7 @@ class SlackAdapter:
         self.app.command(_SLASH)(ack=ack_now, lazy=[tracked(self._on_slash)])
         self.app.action(_BUTTON)(ack=ack_now, lazy=[tracked(self._on_button)])
         self.app.event("message")(ack=ack_now, lazy=[tracked(self._on_message_event)])
+        self.app.event("reaction_added")(ack=ack_now, lazy=[tracked(self._on_reaction)])
 
         @self.app.error
         async def _errors(error, body):
@@ -197,6 +198,24 @@ class SlackAdapter:
             extra=extra,
         )
         await self._command(msg)
+
+    async def _on_reaction(self, body: dict[str, Any]) -> None:
+        """✅ or 👍 on an alert, from a phone: the sender acknowledges its conflicts, as if they had pressed its
+        Acknowledge buttons (the alert is changed in place; a refusal goes to them alone)."""
+        event = body.get("event") or {}
+        item = event.get("item") or {}
+        reaction = str(event.get("reaction", "")).split("::", 1)[0]
+        user, channel, ts = event.get("user", ""), item.get("channel", ""), item.get("ts", "")
+        if reaction not in ACK_REACTIONS or item.get("type") != "message" or not (user and channel and ts):
+            return
+        room = f"slack:{channel}"
+        for cf_id in await conflicts_of_alert(self.parts, room, ts):
+            action_id = f"ack:CF-{cf_id}"
+            await self._command(ChatMessage(
+                platform="slack", room=room, sender=f"slack:{user}", text=f"/conflicts ack CF-{cf_id}",
+                # One per person and alert, whichever emoji and however often Slack retries the event.
+                event_id=f"{ACTION_PREFIX}{channel}:{ts}:reaction-{user}:{action_id}",
+                sender_name=await self.names.user(user)))
 
     async def _on_message_event(self, body: dict[str, Any]) -> None:
         event = body.get("event") or {}

@@ -72,6 +72,21 @@ class SlackAlerts:
         return alert_ts
 
 
+ACK_REACTIONS = frozenset({"white_check_mark", "heavy_check_mark", "+1", "thumbsup"})
+
+
+async def conflicts_of_alert(parts, room: str, ts: str) -> list[int]:
+    """The conflicts an alert or escalation the bot posted as `ts` in `room` offers to acknowledge; [] for any
+    other message."""
+    def find() -> list[int]:
+        with parts.db.session() as s:
+            row = origin_of(s, room, ts)
+            if row is None or row.kind not in ("alert", "escalation"):
+                return []
+            return [int(i) for i in row_payload(row).get("conflicts") or []]
+    return await asyncio.to_thread(find)
+
+
 def apply_change(blocks: list[dict[str, Any]], change: dict[str, Any], resolved: bool) -> list[dict[str, Any]]:
     """The alert's blocks with one conflict's part replaced by the rendered change (who owns it, how it ended).
 

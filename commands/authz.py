@@ -32,12 +32,20 @@ RULES: dict[tuple[str, str | None], Need] = {
     ("conflicts", "all"): Need.ANYONE,
     ("conflicts", "ack"): Need.SUPERVISOR,
     ("conflicts", "resolve"): Need.SUPERVISOR,
+    ("conflicts", "snooze"): Need.SUPERVISOR,
     ("brief", "now"): Need.MEMBER,
     ("brief", None): Need.MEMBER,
     ("zone", None): Need.ANYONE,
     ("help", None): Need.ANYONE,
     ("vessel", None): Need.ANYONE,
     ("arrivals", None): Need.ANYONE,
+    ("watch", None): Need.ANYONE,
+    ("watch", "list"): Need.ANYONE,
+    ("watch", "on"): Need.SUPERVISOR,
+    ("watch", "off"): Need.SUPERVISOR,
+    ("handover", None): Need.MEMBER,
+    ("handover", "now"): Need.MEMBER,
+    ("cop", None): Need.ANYONE,  # a link shows what the sender may read anyway
 }
 
 

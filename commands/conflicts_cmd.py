@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from sqlmodel import col, select
 
@@ -9,16 +10,21 @@ from watchfloor.ioc.markings import may_show
 from watchfloor.ioc.model import OPEN_CONFLICT_STATUSES, RESOLUTIONS, ConflictStatus, conflict_ref
 from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import operations as ops_repo
+from watchfloor.storage import outbox
 from watchfloor.storage import targets as targets_repo
 from watchfloor.storage.audit import hold_chain
 from watchfloor.storage.tables import ConflictRow, TargetRow
 
 from .context import Context
 from .errors import CommandError
+from .grammar import Token
 from .ops import _only_keys, _words
 from .posting import post
-from .values import parse_ref, parse_text
+from .values import parse_duration, parse_ref, parse_text
 from .views import conflict_view, record_withheld
+from .watch_alerts import edit_alerts, thread_of
+
+MAX_SNOOZE = timedelta(hours=24)
 
 
 def views(ctx: Context, rows: list[ConflictRow]) -> list[dict]:
@@ -74,6 +80,9 @@ def list_conflicts(ctx: Context, include_all: bool) -> None:
 def ack(ctx: Context) -> None:
     usage = "conflicts ack CF-n"
     ctx.allow("ack")
+    if len(ctx.cmd.words) < 2 and ctx.msg.extra.get("reaction_to"):
+        _ack_by_reaction(ctx, ctx.msg.extra["reaction_to"])
+        return
     cf = _find(ctx, usage)
     _words(ctx, 1, usage)
     _only_keys(ctx, (), "conflicts ack")
@@ -86,10 +95,24 @@ def ack(ctx: Context) -> None:
         return
     previous = cf.acked_by
     cf.status, cf.acked_by, cf.acked_at = ConflictStatus.ACKED.value, ctx.sender.id, ctx.now
+    cf.snoozed_until = None  # owned now: nothing left to wake anyone for
     ctx.s.add(cf)
     ctx.audit("conflict.ack", conflict_ref(cf.id), {"owner": ctx.sender.id, "previous_owner": previous})
     ctx.reply("conflict_changed.j2", conflict=views(ctx, [cf])[0], verb="acknowledged")
     _tell_watch(ctx, cf, "acknowledged")
+
+
+def _ack_by_reaction(ctx: Context, alert_id: str) -> None:
+    """✅ on an alert (Matrix): acknowledge its open conflicts. A reaction on anything else, or on an alert whose
+    conflicts are all owned or over already (a second reaction), does nothing."""
+    row = outbox.origin_of(ctx.s, ctx.room.id, alert_id)
+    if row is None or row.kind not in ("alert", "escalation"):
+        return
+    for n in outbox.payload(row).get("conflicts") or []:
+        status = ctx.s.exec(select(ConflictRow.status).where(ConflictRow.id == int(n))).first()
+        if status == ConflictStatus.OPEN.value:
+            ctx.cmd = replace(ctx.cmd, words=[Token("ack"), Token(conflict_ref(int(n)))])
+            ack(ctx)
 
 
 def resolve(ctx: Context) -> None:
@@ -111,6 +134,7 @@ def resolve(ctx: Context) -> None:
     cf.rev_a, cf.rev_b = ctx.engine.deconfliction.revisions_of(ctx.s, cf)
     cf.status, cf.open_key = ConflictStatus.RESOLVED.value, None
     cf.resolution, cf.resolved_by, cf.resolved_at, cf.note = resolution, ctx.sender.id, ctx.now, note
+    cf.snoozed_until = None
     if cf.acked_by is None:
         cf.acked_by, cf.acked_at = ctx.sender.id, ctx.now
     ctx.s.add(cf)
@@ -137,7 +161,35 @@ def _tell_watch(ctx: Context, cf: ConflictRow, verb: str) -> None:
             continue
         if not room.show_withheld and not may_show(cf.marking, room.clearance):
             continue  # this room is configured not to learn that withheld items exist
-        post(ctx.s, room, "notice", "conflict_changed.j2", data, ctx.now, extra={"conflict_update": cf.id})
+        post(ctx.s, room, "notice", "conflict_changed.j2", data, ctx.now,
+             extra={"conflict_update": cf.id, **thread_of(ctx.s, room.id, cf.id)})
+    # The alerts themselves show the change too, in this room as well (commands/watch_alerts.py).
+    edit_alerts(ctx.s, ctx.engine.directory, deconf, cf, ctx.now)
+
+
+def snooze(ctx: Context) -> None:
+    """No escalation of an unacknowledged conflict until the snooze is over (commands/watch_alerts.py wakes it)."""
+    usage = 'conflicts snooze CF-n DURATION [reason=".."]'
+    ctx.allow("snooze")
+    cf = _find(ctx, usage)
+    if len(ctx.cmd.words) < 3:
+        raise CommandError("duration", f"missing; e.g. 2h or 90m; usage: {usage}")
+    _words(ctx, 2, usage)
+    _only_keys(ctx, ("reason",), "conflicts snooze")
+    length = parse_duration("duration", ctx.cmd.words[2].text)
+    if length > MAX_SNOOZE:
+        raise CommandError("duration", "at most 24h; snooze again when it wakes")
+    reason = parse_text("reason", ctx.cmd.pairs["reason"].text) if "reason" in ctx.cmd.pairs else None
+    if cf.status != ConflictStatus.OPEN.value:
+        what = "acknowledged by its owner and does not escalate" if cf.status == ConflictStatus.ACKED.value \
+            else cf.status
+        raise CommandError("id", f"{conflict_ref(cf.id)} is already {what}")
+    cf.snoozed_until, cf.snoozed_by, cf.snooze_reason = ctx.now + length, ctx.sender.id, reason
+    ctx.s.add(cf)
+    ctx.audit("conflict.snooze", conflict_ref(cf.id), {"until": cf.snoozed_until.isoformat(), "reason": reason})
+    until = cf.snoozed_until.astimezone(ctx.tz).strftime("%H:%M %Z")
+    ctx.reply("conflict_changed.j2", conflict=views(ctx, [cf])[0], verb=f"snoozed until {until}")
+    _tell_watch(ctx, cf, f"snoozed until {until} by {ctx.sender.name}")
 
 
 def conflicts_command(ctx: Context) -> None:
@@ -150,8 +202,10 @@ def conflicts_command(ctx: Context) -> None:
         ack(ctx)
     elif action == "resolve":
         resolve(ctx)
+    elif action == "snooze":
+        snooze(ctx)
     else:
-        raise CommandError("command", f"unknown conflicts action '{action[:24]}' (list, all, ack, resolve)")
+        raise CommandError("command", f"unknown conflicts action '{action[:24]}' (list, all, ack, resolve, snooze)")
 
 
 HANDLERS = {"conflicts": conflicts_command}

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from watchfloor.ioc.conflicts import Finding, Rules, covers, gap_finding, gap_key, gap_still_open, pair_findings, sweep
 from watchfloor.ioc.markings import Marking, highest, may_show
@@ -20,6 +20,7 @@ from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import locks
 from watchfloor.storage import operations as ops_repo
 from watchfloor.storage import targets as targets_repo
+from watchfloor.storage import watch as watch_repo
 from watchfloor.storage.audit import append as audit
 from watchfloor.storage.audit import hold_chain
 from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
@@ -29,6 +30,7 @@ from .observers import notify
 from .posting import post
 from .target_eta import best_eta_at
 from .views import conflict_view
+from .watch_alerts import alert_watch, nobody_on_watch_for
 
 
 @dataclass
@@ -296,10 +298,15 @@ class Deconfliction:
             self._post_alert(s, room, zone, changes.raised, changes.closed, now, cause, kind="alert")
         notify("alerts", zone, changes.raised, changes.closed, len(rooms))
 
-    def escalate(self, s: Session, now: datetime, after: timedelta) -> list[ConflictRow]:
-        """Conflicts nobody acknowledged in time go once to their district's watch rooms."""
+    def escalate(self, s: Session, now: datetime, after: timedelta, unwatched_after: timedelta | None = None,
+                 watch_zones: frozenset[str] = frozenset()) -> list[ConflictRow]:
+        """Conflicts nobody acknowledged in time go once to their district's watch rooms; sooner, after
+        `unwatched_after`, those of `watch_zones` whose agencies have nobody on watch (commands/watch_alerts.py)."""
+        early = min(after, unwatched_after) if unwatched_after is not None else after
         waiting = (ConflictRow.status == ConflictStatus.OPEN.value, col(ConflictRow.escalated_at).is_(None),
-                   col(ConflictRow.raised_at) <= now - after)
+                   col(ConflictRow.raised_at) <= now - early,
+                   # A snoozed conflict waits for its snooze to end (`conflicts snooze`).
+                   or_(col(ConflictRow.snoozed_until).is_(None), col(ConflictRow.snoozed_until) <= now))
         zones = sorted(set(s.exec(select(ConflictRow.zone_code).distinct().where(*waiting)).all()))
         if not zones:
             notify("escalations", [])
@@ -309,6 +316,8 @@ class Deconfliction:
         hold_chain(s)
         due = s.exec(select(ConflictRow).where(*waiting, col(ConflictRow.zone_code).in_(zones))
                      .order_by(ConflictRow.id).with_for_update()).all()
+        due = [cf for cf in due if cf.raised_at <= now - after
+               or (cf.zone_code in watch_zones and nobody_on_watch_for(s, cf, now))]
         for cf in due:
             cf.escalated_at = now
             s.add(cf)
@@ -320,7 +329,9 @@ class Deconfliction:
         notify("escalations", due)
         return list(due)
 
-    def _post_alert(self, s: Session, room: Room, zone: str, raised, closed, now, cause, kind: str) -> None:
+    def _post_alert(self, s: Session, room: Room, zone: str, raised, closed, now, cause, kind: str,
+                    target_id: str | None = None, escalation: bool = False) -> None:
+        """Post an alert; with kind "edit" and `target_id`, the alert posted as that message, shown as it is now."""
         if not room.show_withheld:
             # A room configured to hide withheld items is not told they exist, not even by an alert.
             raised = [c for c in raised if may_show(c.marking, room.clearance)]
@@ -333,6 +344,8 @@ class Deconfliction:
         targets = {cf.target_id: s.get(TargetRow, cf.target_id) for cf in all_rows if cf.target_id}
         endorse = {tid: targets_repo.endorsers(s, tid) for tid in targets}
         holders = self.detail_rooms
+        # Alerts and escalations call the zone's supervisors on watch by name, so their phones notify.
+        on_watch = watch_repo.on_watch(s, zone, now) if raised else []
 
         def data(clearance):
             def view(cf):
@@ -343,11 +356,16 @@ class Deconfliction:
             # The cause quotes the command, which may carry a marked item's details (mark=LES, at=, note=):
             # only a room cleared for everything in the alert sees it.
             quoted = cause if all(may_show(c.marking, clearance) for c in all_rows) else None
-            return {"zone": get_zone(zone), "tz": tz, "raised": [view(c) for c in raised],
-                    "closed": [view(c) for c in closed], "cause": quoted, "escalation": kind == "escalation"}
+            views = [view(c) for c in raised]
+            return {"zone": get_zone(zone), "tz": tz, "raised": views, "closed": [view(c) for c in closed],
+                    "cause": quoted, "escalation": escalation or kind == "escalation",
+                    "watch": alert_watch(on_watch, views)}
 
         buttons = [cf.id for cf in raised if may_show(cf.marking, room.clearance)]
-        post(s, room, kind, "alert.j2", data, now, extra={"conflicts": buttons})
+        extra: dict = {"conflicts": buttons, **({"target_id": target_id} if target_id else {})}
+        if room.platform == "matrix" and on_watch and kind != "edit":  # m.mentions: see bot/matrix_events.py
+            extra["mentions"] = [p.person.split(":", 1)[1] for p in on_watch if p.person.startswith("matrix:")]
+        post(s, room, kind, "alert.j2", data, now, extra=extra)
 
     def detail_rooms(self, zone: str, marking: str) -> list[str]:
         """The zone's watch rooms cleared to read an item with this marking (named where it is withheld)."""

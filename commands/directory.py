@@ -6,7 +6,8 @@ this is where those ids acquire an agency, a role and a clearance.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import time
 from functools import lru_cache
 from importlib import resources
@@ -71,6 +72,9 @@ class Directory:
     agencies: dict[str, Agency] = field(default_factory=dict)
     _people: dict[str, tuple[str, str]] = field(default_factory=dict)  # platform id -> (agency, role)
     _rooms: dict[str, Room] = field(default_factory=dict)
+    # Platform rules that may lower a room's clearance at the moment of asking (a Matrix room that is not
+    # encrypted carries no LES): each answers yes/no for a room id; the platform knowledge stays in bot/.
+    _les_barred: list[Callable[[str], bool]] = field(default_factory=list)
 
     def __post_init__(self):
         self.agencies = dict(default_agencies())
@@ -130,9 +134,18 @@ class Directory:
         agency, role = entry
         return Sender(platform_id, display, agency, role, self.agencies[agency].clearance)
 
+    def bar_les(self, rule: Callable[[str], bool]) -> None:
+        """Register `rule(room_id) -> True` when nothing marked LES may go to that room now."""
+        self._les_barred.append(rule)
+
+    def _effective(self, room: Room) -> Room:
+        if Marking.LES in room.clearance and any(rule(room.id) for rule in self._les_barred):
+            return replace(room, clearance=room.clearance - {Marking.LES})
+        return room
+
     def room(self, room_id: str) -> Room:
         if room_id in self._rooms:
-            return self._rooms[room_id]
+            return self._effective(self._rooms[room_id])
         if room_id.startswith("console:") and get_zone(room_id.split(":", 1)[1]):
             zone = get_zone(room_id.split(":", 1)[1])
             return Room(room_id, zone, frozenset({"joint", "watch", "console"}), DEFAULT_ROOM_CLEARANCE, True,
@@ -140,17 +153,17 @@ class Directory:
         return Room(room_id, None)
 
     def rooms(self) -> list[Room]:
-        return list(self._rooms.values())
+        return [self._effective(r) for r in self._rooms.values()]
 
     def zone_rooms(self, zone_code: str, kind: str) -> list[Room]:
-        rooms = [r for r in self._rooms.values() if r.zone and r.zone.code == zone_code and kind in r.kinds]
+        rooms = [r for r in self.rooms() if r.zone and r.zone.code == zone_code and kind in r.kinds]
         console = console_room(zone_code)
         if kind in ("watch", "joint") and not any(r.id == console for r in rooms):
             rooms.append(self.room(console))
         return rooms
 
     def district_rooms(self, district: str) -> list[Room]:
-        return [r for r in self._rooms.values() if "district" in r.kinds and r.district == district]
+        return [r for r in self.rooms() if "district" in r.kinds and r.district == district]
 
     def configured_zones(self) -> list[Zone]:
         return [get_zone(z.code) for z in self.settings.zone]

@@ -17,7 +17,7 @@ from watchfloor.storage.db import Database
 from watchfloor.storage.outage import unreachable
 from watchfloor.storage.tables import OutboxRow
 
-from . import conflicts_cmd, info, ops, targets, vessels_cmd
+from . import conflicts_cmd, cop_cmd, info, ops, targets, vessels_cmd, watch_cmd
 from .context import Context, Handler
 from .deconflict import Changes, Deconfliction, rules_from
 from .directory import Directory
@@ -29,7 +29,7 @@ from .posting import post
 
 log = logging.getLogger("watchfloor.commands")
 Clock = Callable[[], datetime]
-HANDLER_MODULES = (ops, targets, conflicts_cmd, info, vessels_cmd)
+HANDLER_MODULES = (ops, targets, conflicts_cmd, info, vessels_cmd, cop_cmd, watch_cmd)
 
 
 def utcnow() -> datetime:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from .errors import CommandError
 
 PREFIXES = ("!", "/")
-COMMANDS = ("op", "target", "conflicts", "brief", "zone", "help", "vessel", "arrivals")
+COMMANDS = ("op", "target", "conflicts", "brief", "zone", "help", "vessel", "arrivals", "cop", "watch", "handover")
 ALIASES = {"watchfloor": "help", "ops": "op", "targets": "target", "conflict": "conflicts", "briefing": "brief",
            "vessels": "vessel", "arrival": "arrivals"}
 MAX_COMMAND_CHARS = 4000

@@ -16,6 +16,7 @@ from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 from .deconflict import Changes
 from .engine import Engine
+from .watch_alerts import wake_snoozed
 
 log = logging.getLogger("watchfloor.jobs")
 
@@ -48,10 +49,15 @@ def scan_all(engine: Engine) -> Changes:
 
 
 def escalate_due(engine: Engine) -> list[ConflictRow]:
-    """Escalate, once each, the conflicts nobody acknowledged within `escalate_after_minutes`."""
+    """Escalate, once each, the conflicts nobody acknowledged within `escalate_after_minutes`; snoozes that are
+    over end first (said in the watch rooms), so a conflict woken now escalates now if still unacknowledged."""
     after = timedelta(minutes=engine.directory.settings.conflicts.escalate_after_minutes)
     now = engine.clock()
-    return engine.db.transaction(lambda s: engine.deconfliction.escalate(s, now, after))
+    engine.db.transaction(lambda s: wake_snoozed(s, engine.directory, now, engine.deconfliction))
+    # Sooner only in zones that keep a watch (`handover_times`): elsewhere nobody is ever "on watch".
+    unwatched = timedelta(minutes=engine.directory.settings.conflicts.escalate_unwatched_minutes)
+    watch_zones = frozenset(z.code for z in engine.directory.settings.zone if z.handover_times)
+    return engine.db.transaction(lambda s: engine.deconfliction.escalate(s, now, after, unwatched, watch_zones))
 
 
 def _scan(engine: Engine, s: Session, zone: str, now: datetime) -> Changes:

@@ -59,7 +59,7 @@ def conflict_view(cf: ConflictRow, ops: dict[int, OperationRow], target: TargetR
         "ref": conflict_ref(cf.id), "kind": cf.kind, "status": cf.status, "marking": cf.marking,
         "acked_by": cf.acked_by or "", "resolution": cf.resolution or "", "resolved_by": cf.resolved_by or "",
         "note": cf.note or "", "closed_reason": cf.closed_reason or "", "raised_at": cf.raised_at,
-        "escalated": cf.escalated_at is not None,
+        "escalated": cf.escalated_at is not None, "snoozed_until": cf.snoozed_until,
     }
     if not may_show(cf.marking, clearance, reader):
         # The note and the closing reason are the conflict's own details (they name operations, places,

@@ -7,11 +7,12 @@ channel and sequence id, and an outcome for every line so bad ones can be counte
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyais.exceptions import AISBaseException
 from pyais.messages import AISSentence, NMEASentenceFactory
+
+from .reports import PositionReport, Report, StaticReport  # noqa: F401  (the decoder's output types)
 
 POSITION_TYPES = frozenset({1, 2, 3, 18, 19})
 STATIC_TYPES = frozenset({5, 19, 24})
@@ -27,30 +28,6 @@ PART_TIMEOUT_S = 60.0
 _MAX_PENDING = 10_000
 
 
-@dataclass(slots=True)
-class PositionReport:
-    mmsi: str
-    at: datetime
-    lat: float
-    lon: float
-    sog: float | None  # knots; None when not available
-    cog: float | None  # degrees true; None when not available
-    heading: int | None = None
-
-
-@dataclass(slots=True)
-class StaticReport:
-    mmsi: str
-    at: datetime
-    imo: str | None = None
-    name: str | None = None
-    call_sign: str | None = None
-    ship_type: int | None = None
-    destination: str | None = None
-    eta: datetime | None = None  # the ETA the crew typed into the transponder (no year in AIS: resolved)
-
-
-Report = PositionReport | StaticReport
 
 
 def parse_time_prefix(raw: bytes) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .ais import PositionReport, Report, StaticReport
+from .reports import PositionReport, Report, StaticReport
 
 
 @dataclass(slots=True)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ class Person:
     user_id: str
     token: str
     name: str
+    device_id: str = ""
+    password: str = ""
 
     @property
     def key(self) -> str:
@@ -27,7 +31,7 @@ class Person:
 
 def person(synapse, display: str) -> Person:
     u = synapse.register(f"{display.lower()}-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12), displayname=display)
-    return Person(u["user_id"], u["access_token"], display)
+    return Person(u["user_id"], u["access_token"], display, u.get("device_id", ""), u["password"])
 
 
 @dataclass
@@ -55,8 +59,10 @@ def make_world(synapse, *, joint: int = 2, clearances: list[list[str]] | None = 
         synapse.join(sam.token, room)
     synapse.join(alice.token, watch)
     settings = {
+        # The bot's keys live in its store: one per world, so a restarted bot is the same device.
         "matrix": {"homeserver": synapse.base_url, "user_id": bot_user["user_id"],
-                   "password": bot_user["password"], "device_id": "WFTEST"},
+                   "password": bot_user["password"], "device_id": "WFTEST",
+                   "store_path": tempfile.mkdtemp(prefix="wf-matrix-store-")},
         "zone": [{"code": "LALB", "joint_rooms": [f"matrix:{r}" for r in joint_rooms],
                   "watch_rooms": [f"matrix:{watch}"]}],
         "agency": [{"code": "CBP", "members": [alice.key], "clearance": ["UNCLASS", "FOUO", "LES"]},
@@ -70,12 +76,14 @@ def make_world(synapse, *, joint: int = 2, clearances: list[list[str]] | None = 
 class Bot:
     """The adapter, the bridge and delivery as `watchfloor run` wires them, in this event loop."""
 
-    def __init__(self, world: World, db_url: str, timeline_limit: int = 100, around=None, **settings_over):
+    def __init__(self, world: World, db_url: str, timeline_limit: int = 100, around=None,
+                 unreadable_after: float = 60.0, **settings_over):
         self.world = world
         # `around(msg, handle)`: called with each message the adapter hands on, instead of `handle(msg)` (the
         # service's), to time a fault (the database going away) exactly around the handling of one message.
         self.around = around
         self.timeline_limit = timeline_limit
+        self.unreadable_after = unreadable_after
         self.db_url = db_url
         self.settings = {**world.settings, **settings_over}
         self.parts = None
@@ -85,7 +93,8 @@ class Bot:
     async def start(self) -> "Bot":
         self.parts = await asyncio.to_thread(make_parts, self.db_url, **self.settings)
         self.adapter = MatrixAdapter(self.parts, self.parts.settings.matrix, sync_timeout_ms=5000,
-                                     retry_cap=1.0, timeline_limit=self.timeline_limit)
+                                     retry_cap=1.0, timeline_limit=self.timeline_limit,
+                                     unreadable_after=self.unreadable_after)
         delivery = Delivery(self.parts, [self.adapter], poll_interval=0.2, backoff_base=0.25, backoff_cap=1.0)
         self.service = Service(self.parts, [self.adapter], delivery=delivery)
         if self.around is not None:
@@ -145,3 +154,63 @@ async def bot_messages(world: World, who: Person, room: str, *, at_least: int = 
         found = from_bot(await history(world.synapse, who, room), world.bot_user["user_id"], etype)
         return found if len(found) >= at_least else None
     return await wait_for(check, timeout)
+
+
+class E2EUser:
+    """A person's Matrix client with encryption (matrix-nio, its own store): it sends encrypted and reads what
+    the bot says, decrypted, as Element would."""
+
+    def __init__(self, synapse, who: Person, store_dir: str):
+        from nio import AsyncClient, AsyncClientConfig
+        from nio.store import SqliteStore
+
+        self.who = who
+        os.makedirs(store_dir, exist_ok=True)
+        self.client = AsyncClient(synapse.base_url, who.user_id, store_path=store_dir,
+                                  config=AsyncClientConfig(encryption_enabled=True, store=SqliteStore,
+                                                           store_sync_tokens=True))
+        self.client.restore_login(who.user_id, who.device_id, who.token)
+        self.seen: list[tuple[str, Any]] = []  # (room id, timeline event), decrypted where we could
+
+    async def sync(self) -> None:
+        c = self.client
+        resp = await c.sync(timeout=0, full_state=c.next_batch is None, since=c.next_batch)
+        for room_id, room in getattr(getattr(resp, "rooms", None), "join", {}).items():
+            self.seen.extend((room_id, e) for e in room.timeline.events)
+        if c.should_upload_keys:
+            await c.keys_upload()
+        if c.should_query_keys:
+            await c.keys_query()
+        if c.should_claim_keys:
+            await c.keys_claim(c.get_users_for_key_claiming())
+        await c.send_to_device_messages()
+
+    async def create_encrypted_room(self, invite: list[str], name: str = "encrypted") -> str:
+        from nio import RoomCreateResponse
+
+        resp = await self.client.room_create(name=name, invite=invite, initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+        assert isinstance(resp, RoomCreateResponse), resp
+        await self.sync()
+        return resp.room_id
+
+    async def say(self, room: str, text: str) -> str:
+        from nio import RoomSendResponse
+
+        await self.sync()
+        resp = await self.client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": text},
+                                           ignore_unverified_devices=True)
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    async def bot_says(self, world: World, room: str, at_least: int = 1, timeout: float = 30.0) -> list[Any]:
+        """The bot's messages in `room` as this person reads them (decrypted), once there are `at_least`."""
+        async def check():
+            await self.sync()
+            found = [e for r, e in self.seen if r == room and e.sender == world.bot_user["user_id"]
+                     and hasattr(e, "body")]
+            return found if len(found) >= at_least else None
+        return await wait_for(check, timeout, interval=0.3)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -215,3 +215,47 @@ async def test_health_server_listens_on_loopback_unless_told(sqlite_url, clock):
     dockerfile = (Path(__file__).parent.parent / "Dockerfile").read_text()
     assert "WATCHFLOOR_SERVICE__HOST=0.0.0.0" in dockerfile
 
+
+
+def test_a_second_run_on_one_sqlite_file_exits_2_and_the_first_keeps_running(tmp_path):
+    port = _free_port()
+    config = tmp_path / "wf.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "wf.db"}"\n[service]\nport = {port}\n'
+                      '[[zone]]\ncode = "LALB"\n')
+    cmd = [sys.executable, "-m", "watchfloor.bot.cli", "run", "--config", str(config)]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and first.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+        assert first.poll() is None, first.stderr.read()
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "PostgreSQL" in lines[0], second.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200  # the first one was not disturbed
+        first.kill()  # however it ends, the lock goes with it
+        first.wait(timeout=10)
+        third = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            up = False
+            while time.monotonic() < deadline and third.poll() is None and not up:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                    up = True
+                except (urllib.error.URLError, ConnectionError):
+                    time.sleep(0.2)
+            assert up, third.stderr.read() if third.poll() is not None else "no answer"
+        finally:
+            third.send_signal(signal.SIGTERM)
+            assert third.wait(timeout=10) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()

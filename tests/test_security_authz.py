@@ -41,12 +41,20 @@ COMMANDS = {
     ("conflicts", "all"): "!conflicts all",
     ("conflicts", "ack"): "!conflicts ack {cf}",
     ("conflicts", "resolve"): "!conflicts resolve {cf} joint",
+    ("conflicts", "snooze"): "!conflicts snooze {cf} 1h",
+    ("watch", None): "!watch",
+    ("watch", "list"): "!watch list",
+    ("watch", "on"): "!watch on until=+1h",
+    ("watch", "off"): "!watch off",
+    ("handover", None): "!handover",
+    ("handover", "now"): "!handover now",
     ("brief", "now"): "!brief now",
     ("brief", None): "!brief",
     ("zone", None): "!zone",
     ("help", None): "!help",
     ("vessel", None): "!vessel {mmsi}",
     ("arrivals", None): "!arrivals 96h",
+    ("cop", None): "!cop revoke",  # `!cop` itself needs [service] base_url, unset here
 }
 ALLOWED = {
     Need.ANYONE: {"nobody", "owner", "other", "supervisor"},

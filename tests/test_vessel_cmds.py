@@ -45,6 +45,9 @@ def test_vessel_shows_position_age_and_the_ais_eta(tmp_path, sqlite_url, clock):
     assert "(5 min ago)" in reply and "12.0 kn" in reply and "14 nm from LALB" in reply
     assert "(AIS, 14 nm at 12 kn)" in reply
     assert "Notice of arrival: ETA" in reply and "from Shanghai" in reply
+    lines = reply.splitlines()  # one fact a line: the voyage and the notice do not run together
+    assert any(line.startswith("AIS voyage: destination USLAX") for line in lines), reply
+    assert any(line.startswith("Notice of arrival: ETA") for line in lines), reply
     # Half an hour on without a position, the AIS ETA is stale and the notice's counts.
     clock.advance(minutes=30)
     reply = bob.say("!vessel 366123456")

@@ -74,6 +74,13 @@ class ServiceConfig(_Strict):
 
     _check_port = field_validator("port")(_port)
 
+    @field_validator("base_url", "tile_url")
+    @classmethod
+    def _web_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s?#]+(/\S*)?$", v):
+            raise ValueError("not a web address (http://... or https://...)")
+        return v
+
 
 class SlackConfig(_Strict):
     bot_token: SecretStr
@@ -100,6 +107,8 @@ class MatrixConfig(_Strict):
     access_token: SecretStr | None = None
     device_id: str = "WATCHFLOOR"
     store_path: str = "matrix-store"
+    encryption: bool = True               # keys live under store_path, which must survive restarts
+    les_requires_encryption: bool = True  # LES content goes only to Matrix rooms that are encrypted
 
     @field_validator("homeserver")
     @classmethod

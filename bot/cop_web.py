@@ -1,0 +1,308 @@
+"""The common operating picture over HTTP: `/cop/...` routes added to the health server's aiohttp app.
+
+A one-time link (`cop` in chat) opens a 12-hour session held in a cookie; the page, its data, its live stream
+and the feeds show what the viewer's agency may see (commands/cop_feed.py decides). The page loads nothing from
+any other host: Leaflet and a coastline are served from the package, and the Content-Security-Policy says so.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import weakref
+from collections import OrderedDict
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from jinja2 import Environment, FunctionLoader, StrictUndefined
+
+from watchfloor.commands import cop_feed
+from watchfloor.commands.ais_ingest import approach_areas
+from watchfloor.ioc.zones import get_zone
+from watchfloor.storage import cop
+from watchfloor.storage.audit import append as audit_append
+from watchfloor.templates import localtime
+
+COOKIE = "wf_cop"
+POLL_S = 0.5        # how often an open stream looks for changes: well inside the 2 s a change may take to show
+RECHECK_S = 30.0    # and recomputes anyway (operations start and end with time alone)
+KEEPALIVE_S = 15.0
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("cop_stopping", asyncio.Event)
+
+
+def _load(name: str) -> str:
+    return resources.files("watchfloor.templates").joinpath(name).read_text(encoding="utf-8")
+
+
+# Every page escapes; the calendar's words are plain text (icalendar escapes them its own way).
+_ENV = Environment(loader=FunctionLoader(_load), autoescape=lambda name: not (name or "").startswith("cop/ics_"),
+                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV.filters["localtime"] = localtime
+
+
+def render(name: str, **data: Any) -> str:
+    return _ENV.get_template(name).render(**data)
+
+
+def add_routes(app: web.Application) -> None:
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stopping)
+    static = Path(str(resources.files("watchfloor.templates").joinpath("cop/static")))
+    app.router.add_static("/cop/static/", static)
+    app.router.add_get("/cop/login/{token}", _login)
+    app.router.add_get("/cop/{zone:[A-Za-z]{2,8}}", _page)
+    app.router.add_get("/cop/{zone:[A-Za-z]{2,8}}/panels", _panels)
+    app.router.add_get("/cop/{zone:[A-Za-z]{2,8}}/ops.geojson", _geojson)
+    app.router.add_get("/cop/{zone:[A-Za-z]{2,8}}/ops.ics", _ics)
+    app.router.add_get("/cop/{zone:[A-Za-z]{2,8}}/events", _events)
+    app.middlewares.append(_headers)
+
+
+async def _stopping(app: web.Application) -> None:
+    app[STOPPING].set()  # open live streams end, so shutting down does not wait for them
+
+
+def _csp(parts) -> str:
+    img = "'self' data:"
+    tiles = parts.settings.service.tile_url
+    if tiles:
+        u = urlsplit(tiles.replace("{", "").replace("}", ""))
+        img += f" {u.scheme}://{u.netloc}"
+    return (f"default-src 'none'; script-src 'self'; style-src 'self'; img-src {img}; connect-src 'self'; "
+            "font-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+@web.middleware
+async def _headers(request: web.Request, handler):
+    response = await handler(request)
+    if request.path.startswith("/cop/"):
+        from .health import PARTS
+
+        response.headers["Content-Security-Policy"] = _csp(request.app[PARTS])
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"  # a login link's token must not travel on
+        response.headers["X-Frame-Options"] = "DENY"
+        if not request.path.startswith("/cop/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _parts(request: web.Request):
+    from .health import PARTS
+
+    return request.app[PARTS]
+
+
+def _denied(reason: str, status: int = 401) -> web.Response:
+    return web.Response(status=status, text=render("cop/denied.j2", reason=reason), content_type="text/html")
+
+
+def _secure(parts) -> bool:
+    return (parts.settings.service.base_url or "").lower().startswith("https://")
+
+
+async def _login(request: web.Request) -> web.Response:
+    parts = _parts(request)
+    token = request.match_info["token"]
+
+    def work(s):
+        now = parts.engine.clock()
+        row, why = cop.redeem_link(s, token, now)
+        if row is None:
+            return None, why
+        viewer = parts.directory.sender(row.user_id)
+        session = cop.issue(s, cop.SESSION, row.user_id, row.zone_code, now)
+        audit_append(s, at=now, actor=row.user_id, agency=viewer.agency, zone=row.zone_code, action="cop.login",
+                     detail={"session_expires": now + cop.SESSION_TTL, "address": request.remote or ""})
+        return (session, row.zone_code), "ok"
+
+    got, why = await asyncio.to_thread(parts.db.transaction, lambda s: work(s))
+    if got is None:
+        return _denied(why)
+    session, zone = got
+    # 200 with a same-site refresh rather than a redirect: a SameSite=Strict cookie set on a navigation that
+    # came from a chat client (another site) is not sent on that navigation's redirect.
+    response = web.Response(text=render("cop/login.j2", zone=zone), content_type="text/html")
+    response.set_cookie(COOKIE, session, max_age=int(cop.SESSION_TTL.total_seconds()), path="/cop/", httponly=True,
+                        samesite="Strict", secure=_secure(parts))
+    return response
+
+
+class Viewer:
+    def __init__(self, parts, user_id: str, zone):
+        self.sender = parts.directory.sender(user_id)
+        self.zone = zone
+        self.clearance = self.sender.clearance
+
+
+def _zone(request: web.Request):
+    return get_zone(request.match_info["zone"])
+
+
+async def _viewer(request: web.Request, allow_feed_token: bool = False) -> Viewer | None:
+    """The session's (or a calendar token's) viewer for the zone in the path, or None."""
+    parts = _parts(request)
+    zone = _zone(request)
+    if zone is None:
+        return None
+    cookie = request.cookies.get(COOKIE, "")
+    token = request.query.get("token", "") if allow_feed_token else ""
+
+    def look(s):
+        row = cop.session(s, cookie, parts.engine.clock()) if cookie else None
+        if row is None and token:
+            row = cop.calendar(s, token)
+        return row.user_id if row is not None and row.zone_code == zone.code else None
+
+    def read():
+        with parts.db.session() as s:
+            return look(s)
+
+    user = await asyncio.to_thread(read)
+    return Viewer(parts, user, zone) if user else None
+
+
+def _lookback(parts):
+    return parts.engine.rules.max_operation
+
+
+def _panels_html(parts, viewer: Viewer) -> str:
+    with parts.db.session() as s:
+        day = cop_feed.today(s, viewer.zone, viewer.clearance, parts.engine.clock(), _lookback(parts))
+    return render("cop/panels.j2", t=day, zone=viewer.zone, tz=viewer.zone.tz, now=parts.engine.clock())
+
+
+async def _page(request: web.Request) -> web.Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _denied("session")
+    parts = _parts(request)
+    panels = await asyncio.to_thread(_panels_html, parts, viewer)
+    html = render("cop/page.j2", zone=viewer.zone, viewer=viewer.sender, panels=panels,
+                  clearance=sorted(m.value for m in viewer.clearance), tile_url=parts.settings.service.tile_url or "",
+                  tz=viewer.zone.tz, now=parts.engine.clock())
+    return web.Response(text=html, content_type="text/html")
+
+
+async def _panels(request: web.Request) -> web.Response:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _denied("session")
+    return web.Response(text=await asyncio.to_thread(_panels_html, _parts(request), viewer), content_type="text/html")
+
+
+# Per database (a test suite opens many; an id() could be reused), each a small LRU of answers.
+_CACHES: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, dict[str, Any]]] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+CACHE_BUCKET_S = 30  # operations start and end with time alone: no answer is reused for longer than this
+
+
+def _geojson_data(parts, viewer: Viewer) -> dict[str, Any]:
+    """The viewer's GeoJSON, shared by everyone of the same clearance until the zone's change mark moves.
+
+    The mark is read before the data: a change committed in between is cached under the older mark and simply
+    computed again on the next request."""
+    now = parts.engine.clock()
+    with parts.db.session() as s:
+        mark = cop_feed.change_mark(s, viewer.zone.code)
+    key = (viewer.zone.code, viewer.clearance, mark, int(now.timestamp() // CACHE_BUCKET_S))
+    with _CACHE_LOCK:
+        cache = _CACHES.setdefault(parts.db, OrderedDict())
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    area = approach_areas(parts.settings).get(viewer.zone.code)
+    with parts.db.session() as s:
+        data = cop_feed.geojson(s, viewer.zone, viewer.clearance, now, _lookback(parts), area)
+    with _CACHE_LOCK:
+        cache[key] = data
+        while len(cache) > 64:
+            cache.popitem(last=False)
+    return data
+
+
+async def _geojson(request: web.Request) -> web.Response:
+    viewer = await _viewer(request, allow_feed_token=True)
+    if viewer is None:
+        return _denied("session")
+    data = await asyncio.to_thread(_geojson_data, _parts(request), viewer)
+    # The version is what the live stream's events are numbered by: the page starts listening from it.
+    return web.Response(text=json.dumps(data, separators=(",", ":")), content_type="application/geo+json",
+                        headers={"X-Version": cop_feed.fingerprint(data)})
+
+
+async def _ics(request: web.Request) -> web.Response:
+    viewer = await _viewer(request, allow_feed_token=True)
+    if viewer is None:
+        return _denied("calendar")
+    parts = _parts(request)
+
+    def build() -> bytes:
+        with parts.db.session() as s:
+            return cop_feed.calendar(s, viewer.zone, viewer.clearance, render)
+
+    body = await asyncio.to_thread(build)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    wanted = [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
+    if etag in wanted or "*" in wanted:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, headers={**headers, "Content-Type": "text/calendar; charset=utf-8"})
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: `change` whenever what this viewer sees changes; the page then fetches it again.
+
+    The event id is a digest of what the viewer sees, so a reconnect with Last-Event-ID gets an event only if
+    something changed meanwhile, and a change the viewer may not see (an LES operation) sends nothing at all."""
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _denied("session")
+    parts = _parts(request)
+    cookie = request.cookies.get(COOKIE, "")
+    stopping = request.app[STOPPING]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    last_id = request.headers.get("Last-Event-ID") or request.query.get("since", "")
+    mark: tuple | None = None
+    loop = asyncio.get_running_loop()
+    checked = sent = loop.time()
+
+    def poll(force: bool):
+        with parts.db.session() as s:
+            if cop.session(s, cookie, parts.engine.clock()) is None:
+                return None, None
+            now_mark = cop_feed.change_mark(s, viewer.zone.code)
+        if now_mark == mark and not force:
+            return now_mark, ""
+        return now_mark, cop_feed.fingerprint(_geojson_data(parts, viewer))
+
+    try:
+        await response.write(b"retry: 1000\n\n")
+        while not stopping.is_set():
+            force = loop.time() - checked > RECHECK_S
+            new_mark, digest = await asyncio.to_thread(poll, force)
+            if new_mark is None:
+                break  # the session ended: the page shows it on its next request
+            if force:
+                checked = loop.time()
+            mark = new_mark
+            if digest and digest != last_id:
+                last_id = digest
+                await response.write(f"id: {digest}\nevent: change\ndata: {{}}\n\n".encode())
+                sent = loop.time()
+            elif loop.time() - sent > KEEPALIVE_S:
+                await response.write(b": keepalive\n\n")
+                sent = loop.time()
+            try:
+                await asyncio.wait_for(stopping.wait(), POLL_S)
+            except asyncio.TimeoutError:
+                pass
+    except ConnectionResetError:
+        pass  # the page was closed
+    return response

@@ -1,0 +1,225 @@
+"""End-to-end encryption for the Matrix adapter: one device whose keys live in `store_path`, key upkeep
+between syncs, and messages that cannot be decrypted yet kept until their keys come.
+
+Trust on first use: room keys go to every device of a room's members that the bot has not been told to
+distrust (nio's `ignore_unverified_devices`), and a device seen once is trusted from then on. The bot verifies
+nobody; an operator who must exclude a device removes that user from the room.
+
+A message the bot cannot read is kept in the database (key/value table) with the room it came from, so a
+restart does not lose it: its keys are asked for, every sync tries it again, and the adapter hands it on once
+it decrypts (the handled-event claims make a late key lead to exactly one answer). After `unreadable_after`
+seconds without keys, the sender is told once.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from nio import AsyncClient, AsyncClientConfig, EncryptionError, ErrorResponse, LocalProtocolError, MegolmEvent
+from nio.store import SqliteStore
+
+from watchfloor.config import MatrixConfig
+from watchfloor.storage.kv import kv_get, kv_set
+
+from .matrix_check import les_rooms, unencrypted_les_warning
+
+log = logging.getLogger("watchfloor.matrix")
+
+ENCRYPTED = "m.room.encrypted"
+_KEEP_FOR = timedelta(days=1)  # an unreadable message is still tried this long after its sender was told
+
+
+def make_client(config: MatrixConfig) -> AsyncClient:
+    """The nio client; with encryption, its Olm account and room keys in `store_path` under the device id,
+    so a restart (password login reuses the configured device id) keeps the same device and every key."""
+    if config.encryption:
+        os.makedirs(config.store_path, exist_ok=True)
+    return AsyncClient(
+        config.homeserver, config.user_id, device_id=config.device_id,
+        store_path=config.store_path if config.encryption else "",
+        config=AsyncClientConfig(
+            # We retry ourselves: a flood or an outage must never stall the loop inside nio.
+            max_limit_exceeded=0, max_timeouts=0, request_timeout=20,
+            # Our own sync token lives in our database (see matrix.py); nio's would disagree with it.
+            encryption_enabled=config.encryption, store=SqliteStore, store_sync_tokens=False))
+
+
+class Crypto:
+    def __init__(self, client: AsyncClient, parts, config: MatrixConfig, unreadable_after: float = 60.0):
+        self.client = client
+        self.parts = parts
+        self.config = config
+        self.unreadable_after = timedelta(seconds=unreadable_after)
+        self._lock = asyncio.Lock()
+        self._key = f"matrix.unreadable:{config.user_id}:{config.device_id}"
+        self.pending: dict[str, dict[str, Any]] | None = None  # event id -> {room, source, seen, told}
+        self._dirty = False
+        self._store_lost = False
+
+    @property
+    def on(self) -> bool:
+        return self.client.olm is not None
+
+    def encrypted(self, room_id: str) -> bool:
+        room = self.client.rooms.get(room_id)
+        return bool((room is not None and room.encrypted) or room_id in self.client.encrypted_rooms)
+
+    def les_barred(self, room: str) -> bool:
+        """For the directory: a Matrix room not (known to be) encrypted gets nothing marked LES. Asked at the
+        moment of posting, so a room encrypted later is cleared for LES again without a restart."""
+        return room.startswith("matrix:") and not self.encrypted(room.split(":", 1)[1])
+
+    def les_warnings(self, settings) -> list[str]:
+        """Matrix rooms cleared for LES that are not encrypted (as the last sync showed them)."""
+        return [unencrypted_les_warning(rid, self.config) for rid in les_rooms(settings)
+                if not self.encrypted(rid)]
+
+    # ------------------------------------------------------------------ keys
+
+    async def upkeep(self) -> None:
+        """What nio's sync_forever does between syncs: our keys up, others' keys fetched, Olm sessions made,
+        queued to-device messages (key shares, key requests) sent."""
+        if not self.on:
+            return
+        async with self._lock:
+            if self.client.should_upload_keys:
+                resp = await self.client.keys_upload()
+                if isinstance(resp, ErrorResponse) and "already exists" in str(resp) and not self._store_lost:
+                    self._store_lost = True
+                    log.error("matrix: the homeserver holds other keys for device %s: its store (%s) was lost or "
+                              "replaced, so the bot cannot read encrypted rooms. Delete that device (or set a new "
+                              "device_id) and restart.", self.config.device_id, self.config.store_path)
+                elif not self._store_lost:
+                    _warn_if_error(resp, "uploading our keys")
+            if self.client.should_query_keys:
+                _warn_if_error(await self.client.keys_query(), "fetching device keys")
+            if self.client.should_claim_keys:
+                _warn_if_error(await self.client.keys_claim(self.client.get_users_for_key_claiming()),
+                               "claiming one-time keys")
+            await self.client.send_to_device_messages()
+
+    async def before_send(self, room_id: str) -> None:
+        """Room keys shared with the room's devices before encrypting (nio would do this inside room_send,
+        but unguarded against our upkeep running at the same time)."""
+        if not self.on or not self.encrypted(room_id):
+            return
+        async with self._lock:
+            room = self.client.rooms[room_id]
+            if not room.members_synced:
+                await self.client.joined_members(room_id)
+            if self.client.should_query_keys:
+                _warn_if_error(await self.client.keys_query(), "fetching device keys")
+            if self.client.olm.should_share_group_session(room_id):
+                await self.client.share_group_session(room_id, ignore_unverified_devices=True)
+
+    # ------------------------------------------------------------------ unreadable messages
+
+    def load(self) -> None:
+        """Blocking (call in a thread): the kept messages from the database."""
+        with self.parts.db.session() as s:
+            raw = kv_get(s, self._key)
+        self.pending = json.loads(raw) if raw else {}
+
+    def save(self) -> None:
+        """Blocking (call in a thread); saved before the sync token moves past a kept message."""
+        if not self._dirty or self.pending is None:
+            return
+        with self.parts.db.session() as s:
+            kv_set(s, self._key, json.dumps(self.pending), self.parts.engine.clock())
+        self._dirty = False
+
+    async def keep(self, room_id: str, source: dict[str, Any]) -> None:
+        event_id = source.get("event_id")
+        if not event_id or event_id in self.pending:
+            return
+        log.warning("matrix: cannot decrypt %s in %s yet; keeping it and asking for its keys", event_id, room_id)
+        self.pending[event_id] = {"room": room_id, "source": source, "seen": _now(self.parts).isoformat(),
+                                  "told": False}
+        self._dirty = True
+        await self._request_keys(room_id, source)
+
+    async def _request_keys(self, room_id: str, source: dict[str, Any]) -> None:
+        event = _megolm(room_id, source)
+        if event is None or not self.on:
+            return
+        try:
+            await self.client.request_room_key(event)
+        except LocalProtocolError:
+            pass  # asked already for this session
+        except Exception as e:  # noqa: BLE001 - asking is best effort; the sender may share the keys anyway
+            log.warning("matrix: could not ask for the keys of %s (%s)", source.get("event_id"), e)
+
+    def readable(self) -> list[tuple[str, dict[str, Any]]]:
+        """Kept messages whose keys have come: (room id, decrypted event source), in the order they came."""
+        out = []
+        if not self.on or not self.pending:
+            return out
+        for event_id, entry in list(self.pending.items()):
+            event = _megolm(entry["room"], entry["source"])
+            if event is None or self.client.olm.inbound_group_store.get(
+                    entry["room"], event.sender_key, event.session_id) is None:
+                continue  # its key has not come (trying would only log a decryption failure each sync)
+            try:
+                decrypted = self.client.decrypt_event(event) if event is not None else None
+            except EncryptionError:
+                continue
+            if decrypted is None or isinstance(decrypted, MegolmEvent) or not hasattr(decrypted, "source"):
+                continue
+            source = dict(decrypted.source)
+            source.setdefault("event_id", event_id)
+            source.setdefault("sender", entry["source"].get("sender"))
+            out.append((entry["room"], source))
+        return out
+
+    def done(self, event_id: str) -> None:
+        if self.pending and self.pending.pop(event_id, None) is not None:
+            self._dirty = True
+
+    def overdue(self) -> list[tuple[str, dict[str, Any]]]:
+        """Kept messages whose sender must now be told (once) that the bot could not read them; the too old
+        are forgotten."""
+        now = _now(self.parts)
+        out = []
+        for event_id, entry in list((self.pending or {}).items()):
+            seen = datetime.fromisoformat(entry["seen"])
+            if now - seen > _KEEP_FOR:
+                log.warning("matrix: giving up on %s: its keys never came", event_id)
+                self.done(event_id)
+            elif not entry["told"] and now - seen >= self.unreadable_after:
+                out.append((event_id, entry))
+        return out
+
+    def notice(self, entry: dict[str, Any], sender_name: str | None) -> dict[str, Any]:
+        """What the sender of a message still unreadable is told."""
+        from watchfloor.templates import render
+
+        sender = entry["source"].get("sender", "")
+        at = datetime.fromtimestamp(entry["source"].get("origin_server_ts", 0) / 1000, timezone.utc)
+        return render("unreadable.j2", sender=f"matrix:{sender}", sender_name=sender_name or sender,
+                      at=at.strftime("%H:%M")).to_dict()
+
+    def told(self, event_id: str) -> None:
+        if self.pending and event_id in self.pending:
+            self.pending[event_id]["told"] = True
+            self._dirty = True
+
+
+def _megolm(room_id: str, source: dict[str, Any]) -> MegolmEvent | None:
+    event = MegolmEvent.parse_encrypted_event(source) if source.get("type") == ENCRYPTED else None
+    if not isinstance(event, MegolmEvent):
+        return None
+    event.room_id = room_id
+    return event
+
+
+def _now(parts) -> datetime:
+    return parts.engine.clock()
+
+
+def _warn_if_error(resp, what: str) -> None:
+    if isinstance(resp, ErrorResponse):
+        log.warning("matrix: %s failed: %s", what, resp)

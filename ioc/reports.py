@@ -1,0 +1,32 @@
+"""What the AIS decoder gives the rest of the domain: position and static reports, free of pyais so that
+tracks, storage and chat commands load without the decoder (CLI start-up stays under half a second)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(slots=True)
+class PositionReport:
+    mmsi: str
+    at: datetime
+    lat: float
+    lon: float
+    sog: float | None  # knots; None when not available
+    cog: float | None  # degrees true; None when not available
+    heading: int | None = None
+
+
+@dataclass(slots=True)
+class StaticReport:
+    mmsi: str
+    at: datetime
+    imo: str | None = None
+    name: str | None = None
+    call_sign: str | None = None
+    ship_type: int | None = None
+    destination: str | None = None
+    eta: datetime | None = None  # the ETA the crew typed into the transponder (no year in AIS: resolved)
+
+
+Report = PositionReport | StaticReport
