@@ -14,7 +14,7 @@ from tests.matrix_harness import Bot, E2EUser, make_world, person, wait_for
 
 pytestmark = pytest.mark.synapse
 
-ROUNDS = 8
+ROUNDS = 20
 
 
 async def _round_trip(alice: E2EUser, bot_id: str, room: str) -> float:
