@@ -15,7 +15,7 @@ from watchfloor.storage import operations as ops_repo
 from watchfloor.storage import targets as targets_repo
 from watchfloor.storage.tables import AuditRow, ConflictRow, EndorsementRow, OperationRow, TargetRow
 
-from .briefing_arrivals import arrivals as arrivals_due
+from .briefing_arrivals import arrival_views, arrivals as arrivals_due
 from .directory import Directory
 from .views import conflict_view, op_view, target_view
 
@@ -58,13 +58,10 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
     endorse = targets_repo.endorsers_of(s, {t.id for t in arriving} | set(gap_targets))
     covering_ops = _live_on_vessels(s, zone.code, {t.vessel_key for t in arriving}, at)
     arrivals = []
-    for t in arriving:
-        v = target_view(t, endorse.get(t.id, []), clearance, reader)
+    for t, v in arrival_views(arriving, best, cdc, endorse, clearance, reader, show_withheld):
         if v["withheld"]:
-            if show_withheld:
-                arrivals.append(v)
+            arrivals.append(v)
             continue
-        v["eta"], v["eta_source"], v["cdc"] = best[t.id].at, best[t.id].detail(), t.id in cdc
         covering = covering_ops.get(t.vessel_key, [])
         v["covered_by"] = sorted({r.agency_code for r in covering if may_show(r.marking, clearance, reader)})
         # A cover the room may not see still counts: "not covered" would send someone out for nothing.

@@ -11,6 +11,7 @@ from watchfloor.storage import vessels as vessels_repo
 from watchfloor.storage.tables import TargetRow
 
 from .target_eta import best_etas
+from .views import target_view
 
 
 def _keys(n) -> set[str]:
@@ -49,3 +50,17 @@ def arrivals(s: Session, zone: str, open_targets: list[TargetRow], start: dateti
         others.append({"name": n.vessel_name, "imo": n.imo, "mmsi": n.mmsi, "eta": n.eta, "cdc": n.cdc,
                        "last_port": n.last_port or ""})
     return arriving, best, cdc, others
+
+
+def arrival_views(arriving: list[TargetRow], best: dict[int, Eta], cdc: set[int], endorsers: dict[int, list],
+                  clearance, reader, show_withheld: bool) -> list[tuple[TargetRow, dict]]:
+    """Each arriving target as the room may see it, with its best ETA, the ETA's source and the CDC flag; one the
+    room may not see as a stub (where the room lists them) or left out."""
+    out = []
+    for t in arriving:
+        v = target_view(t, endorsers.get(t.id, []), clearance, reader)
+        if not v["withheld"]:
+            v["eta"], v["eta_source"], v["cdc"] = best[t.id].at, best[t.id].detail(), t.id in cdc
+        if show_withheld or not v["withheld"]:
+            out.append((t, v))
+    return out

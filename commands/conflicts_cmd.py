@@ -15,7 +15,7 @@ from watchfloor.storage import targets as targets_repo
 from watchfloor.storage.audit import hold_chain
 from watchfloor.storage.tables import ConflictRow, TargetRow
 
-from .context import Context
+from .context import Context, dispatch
 from .errors import CommandError
 from .grammar import Token
 from .ops import _only_keys, _words
@@ -193,19 +193,9 @@ def snooze(ctx: Context) -> None:
 
 
 def conflicts_command(ctx: Context) -> None:
-    action = ctx.cmd.action or "list"
-    if action == "list":
-        list_conflicts(ctx, include_all=False)
-    elif action == "all":
-        list_conflicts(ctx, include_all=True)
-    elif action == "ack":
-        ack(ctx)
-    elif action == "resolve":
-        resolve(ctx)
-    elif action == "snooze":
-        snooze(ctx)
-    else:
-        raise CommandError("command", f"unknown conflicts action '{action[:24]}' (list, all, ack, resolve, snooze)")
+    dispatch(ctx, "conflicts", {"list": lambda c: list_conflicts(c, include_all=False),
+                                "all": lambda c: list_conflicts(c, include_all=True),
+                                "ack": ack, "resolve": resolve, "snooze": snooze}, default="list")
 
 
 HANDLERS = {"conflicts": conflicts_command}

@@ -78,9 +78,10 @@ class Context:
 Handler = Callable[[Context], None]
 
 
-def dispatch(ctx: Context, topic: str, actions: dict[str, Handler]) -> None:
-    """Run the action the command's first word names; without one, the command's help (to the sender only)."""
-    action = ctx.cmd.action
+def dispatch(ctx: Context, topic: str, actions: dict[str, Handler], default: str | None = None) -> None:
+    """Run the action the command's first word names; without one, `default`'s action, or else the command's help
+    (to the sender only)."""
+    action = ctx.cmd.action or default
     if action is None:
         ctx.reply("help.j2", topic=topic, ephemeral=True)
         return

@@ -15,10 +15,10 @@ from watchfloor.storage import targets as targets_repo
 from watchfloor.storage import watch as watch_repo
 from watchfloor.storage.tables import ConflictRow, OutboxRow
 
-from .briefing_arrivals import arrivals as arrivals_due
+from .briefing_arrivals import arrival_views, arrivals as arrivals_due
 from .directory import Directory, Room
 from .posting import post
-from .views import conflict_view, op_view, target_view
+from .views import conflict_view, op_view
 from .watch_alerts import person
 
 HORIZON = timedelta(hours=12)
@@ -58,15 +58,7 @@ def build_handover(s: Session, directory: Directory, zone: Zone, at: datetime, c
     arriving, best, cdc, others = arrivals_due(s, zone.code, list(targets_repo.open_in_zone(s, zone.code)), at,
                                                horizon)
     endorse = targets_repo.endorsers_of(s, {t.id for t in arriving})
-    arrivals = []
-    for t in arriving:
-        v = target_view(t, endorse.get(t.id, []), clearance, reader)
-        if v["withheld"]:
-            if show_withheld:
-                arrivals.append(v)
-            continue
-        v["eta"], v["eta_source"], v["cdc"] = best[t.id].at, best[t.id].detail(), t.id in cdc
-        arrivals.append(v)
+    arrivals = [v for _t, v in arrival_views(arriving, best, cdc, endorse, clearance, reader, show_withheld)]
 
     on_watch = watch_repo.on_watch(s, zone.code, at)
     # Whose watch ends at this handover: went off in the hour before it, or their `until` is now.

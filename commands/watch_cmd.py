@@ -5,7 +5,7 @@ from datetime import datetime, time, timedelta
 
 from watchfloor.storage import watch as watch_repo
 
-from .context import Context
+from .context import Context, dispatch
 from .errors import CommandError
 from .handover import build_handover
 from .ops import _only_keys, _words
@@ -34,17 +34,13 @@ def handover_times(ctx: Context) -> list[time]:
 
 
 def watch_command(ctx: Context) -> None:
-    action = ctx.cmd.action or "list"
-    if action == "list":
-        _words(ctx, 0, "watch")
-        _only_keys(ctx, (), "watch")
-        _list(ctx)
-    elif action == "on":
-        _on(ctx)
-    elif action == "off":
-        _off(ctx)
-    else:
-        raise CommandError("command", f"unknown watch action '{action[:24]}' (list, on, off)")
+    dispatch(ctx, "watch", {"list": _listing, "on": _on, "off": _off}, default="list")
+
+
+def _listing(ctx: Context) -> None:
+    _words(ctx, 0, "watch")
+    _only_keys(ctx, (), "watch")
+    _list(ctx)
 
 
 def _list(ctx: Context) -> None:
