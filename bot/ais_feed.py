@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from watchfloor.commands.ais_ingest import AisIngest
 from watchfloor.ioc.ais import OUTCOMES
 from watchfloor.storage import locks
+from watchfloor.storage.session_lock import SessionLock
 
 from . import metrics
 
@@ -224,43 +225,3 @@ class AisFeed:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.leading:
             await self._unlisten()
-
-
-class SessionLock:
-    """A PostgreSQL advisory lock held by a connection of its own, outside any transaction, for as long as the
-    connection lives: if the process dies, the server ends its session and the lock is free for another."""
-
-    def __init__(self, db, key: int, name: str):
-        self.db, self.key, self.name = db, key, name
-        self._conn = None
-
-    def acquire(self) -> bool:
-        import psycopg
-
-        try:
-            if self._conn is None or self._conn.closed:
-                url = self.db.engine.url.set(drivername="postgresql")
-                self._conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
-                                             connect_timeout=5, keepalives=1, keepalives_idle=10,
-                                             keepalives_interval=5, keepalives_count=3, application_name=self.name)
-            return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0])
-        except Exception as e:
-            log.warning("AIS feed lock: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
-            self.release()
-            return False
-
-    def alive(self) -> bool:
-        try:
-            self._conn.execute("SELECT 1").fetchone()
-            return True
-        except Exception:
-            self.release()
-            return False
-
-    def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()  # ending the session releases the lock
-            except Exception:
-                pass

@@ -33,6 +33,7 @@ from watchfloor.commands.jobs import escalate_due, scan_all
 from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key, post
 from watchfloor.ioc.zones import Zone, get_zone
 from watchfloor.storage import events, locks, outbox
+from watchfloor.storage.session_lock import SessionLock
 from watchfloor.storage.tables import OutboxRow
 
 from . import metrics
@@ -172,7 +173,7 @@ class JobScheduler:
         self.lock_retry_seconds = lock_retry_seconds
         self.grace = timedelta(hours=parts.settings.briefing.grace_hours)
         self._scheduler: AsyncIOScheduler | None = None
-        self._lock_conn = None
+        self._lock = SessionLock(parts.db, LEADER_LOCK, "watchfloor-scheduler")
         self._guard = threading.Lock()
         self._leader = False
 
@@ -256,12 +257,11 @@ class JobScheduler:
             if not self.parts.db.is_postgres:
                 self._leader = True
             elif self._leader:
-                if not self._alive():
+                if not self._lock.alive():
                     log.warning("lost the scheduler lock: its database session ended")
-                    self._drop_connection()
                     self._leader = False
             else:
-                self._leader = self._acquire()
+                self._leader = self._lock.acquire()
             became = self._leader and not was
         metrics.set_leader(self._leader)
         if became:
@@ -269,49 +269,10 @@ class JobScheduler:
             self._after_taking_over()
         return self._leader
 
-    def _acquire(self) -> bool:
-        import psycopg
-
-        try:
-            if self._lock_conn is None or self._lock_conn.closed:
-                url = self.parts.db.engine.url.set(drivername="postgresql")
-                self._lock_conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
-                                                  connect_timeout=5, keepalives=1, keepalives_idle=10,
-                                                  keepalives_interval=5, keepalives_count=3,
-                                                  application_name="watchfloor-scheduler")
-            got = self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()[0]
-            return bool(got)
-        except Exception as e:
-            log.warning("scheduler lock: %s", e)
-            self._drop_connection()
-            return False
-
-    def _alive(self) -> bool:
-        try:
-            self._lock_conn.execute("SELECT 1").fetchone()
-            return True
-        except Exception:
-            return False
-
-    def _drop_connection(self) -> None:
-        conn, self._lock_conn = self._lock_conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
-
     def _release(self) -> None:
         with self._guard:
-            if self._leader and self._lock_conn is not None:
-                # Unlocked before the connection closes: the server frees a closed session's locks a moment
-                # later, and a replica asking in that moment would wait a whole retry interval.
-                try:
-                    self._lock_conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
-                except Exception:
-                    pass  # the session is gone already, and the lock with it
             self._leader = False
-            self._drop_connection()  # the session ends, and with it the advisory lock
+            self._lock.release()  # unlocked, and the session ends
 
     def _after_taking_over(self) -> None:
         """Briefings missed while nobody led: posted now, off the event loop when the scheduler runs."""

@@ -200,7 +200,7 @@ def test_two_replicas_racing_post_each_briefing_once_per_room(pg_url, clock):
 
 def _kill_session(pg_url: str, scheduler: JobScheduler) -> None:
     """What the server sees when a replica dies: its session ends (and its advisory lock with it)."""
-    pid = scheduler._lock_conn.info.backend_pid
+    pid = scheduler._lock.backend_pid
     with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
