@@ -1,7 +1,9 @@
 """The common operating picture with 2,000 live operations in the zone (issue 18's goals):
 
-- server time for the page's HTML and its GeoJSON: under 200 ms (median of 5);
-- time to a drawn map in Chromium, from opening the page to every operation on the map: under 2 s;
+- server time for the page's HTML and its data (GeoJSON, the timeline and list): under 200 ms, computed
+  afresh (median of 3 with the server's caches emptied first; the median of 5 answered from them is printed too);
+- time to a drawn map in Chromium, from opening the link to every operation on the map: under 2 s, with the
+  server's caches emptied first;
 - a chat command's change on an open page: under 2 s (median over 20, measured in the same run).
 
     python bench/bench_cop.py            # 2,000 operations
@@ -12,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -42,6 +44,23 @@ def seed(parts, n: int) -> None:
             s.add(row)
 
 
+def forget() -> None:
+    """Empty the server's caches (answers per change mark, each operation's shape, feature and bar), as in a
+    process just started: the next request computes everything."""
+    from watchfloor.bot import cop_web
+    from watchfloor.commands import cop_feed
+
+    with cop_web._CACHE_LOCK:
+        cop_web._CACHES.clear()
+    for cache in (cop_feed._circle_json, cop_feed._op_feature, cop_feed._bar):
+        cache.cache_clear()
+
+
+def drawn_at(page) -> float:
+    """When the page last drew the map (seconds since the epoch, the browser's clock: this machine's)."""
+    return float(page.get_attribute("#map", "data-drawn-at")) / 1000
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", type=int, default=2000)
@@ -55,7 +74,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         parts = make_parts(f"sqlite:///{tmp}/bench.db", zone=[{"code": "LALB"}],
-                           service={"base_url": "http://127.0.0.1"})
+                           service={"base_url": "http://127.0.0.1", "port": 8080})
         seed(parts, args.ops)
         server = Server(parts)
         cbp = person(parts, "carol", "CBP")
@@ -63,39 +82,64 @@ def main() -> int:
             opener = urllib.request.build_opener()
             with opener.open(server.base + link_path(cbp.say("!cop"))) as r:
                 cookie = r.headers["Set-Cookie"].split(";", 1)[0]
-            server_ms = []
-            for _ in range(5):
+
+            def html_and_data() -> tuple[float, bytes]:
+                body = b""
                 t0 = time.perf_counter()
-                for path in ("/cop/LALB", "/cop/LALB/ops.geojson"):
+                for path in ("/cop/LALB", "/cop/LALB/ops.geojson", "/cop/LALB/panels"):
                     req = urllib.request.Request(server.base + path, headers={"Cookie": cookie})
                     with opener.open(req) as r:
-                        body = r.read()
-                server_ms.append((time.perf_counter() - t0) * 1000)
+                        got = r.read()
+                        body = got if path.endswith(".geojson") else body
+                return (time.perf_counter() - t0) * 1000, body
+
+            cold_ms, cold_cpu_ms = [], []
+            for _ in range(3):
+                forget()
+                c0 = time.process_time()  # this process's CPU (server thread and client): what load cannot stretch
+                cold_ms.append(html_and_data()[0])
+                cold_cpu_ms.append((time.process_time() - c0) * 1000)
+            warm_ms = [html_and_data()[0] for _ in range(5)]
+            changed_ms = []  # after one change: the answers again, the operations it did not touch from their caches
+            for i in range(3):
+                assert cbp.say(f"!op log patrol at=33.{70 + i},-118.2 start=+2h end=1h").startswith("OP-")
+                changed_ms.append(html_and_data()[0])
+            body = html_and_data()[1]
             shown = sum(1 for f in json.loads(body)["features"] if f["properties"]["kind"] == "op")
             pw = sync_playwright().start()
             browser = pw.chromium.launch(executable_path=CHROMIUM)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            t0 = time.perf_counter()
-            page.goto(server.base + link_path(cbp.say("!cop")))
-            page.wait_for_selector(f"#map[data-ops='{shown}']", timeout=30000)
-            drawn_s = time.perf_counter() - t0
+            page.goto(server.base + "/cop/static/cop.css")  # the browser started, before the clock does
+            link = link_path(cbp.say("!cop"))
+            forget()
+            t0 = time.time()
+            page.goto(server.base + link)
+            page.wait_for_selector(f"#map[data-drawn-ops='{shown}']", timeout=30000)
+            # The page notes when the frame with the shapes was drawn: Playwright's own check may wait behind
+            # the list's layout that follows it.
+            drawn_s = drawn_at(page) - t0
             page.wait_for_selector("#live[data-state=live]")
             updates = []
             for i in range(args.updates):
                 reply = cbp.say(f"!op log escort at=33.{60 + i},-118.3 start=+1h end=1h")
-                t0 = time.perf_counter()
-                ref = reply.split()[0]
-                page.locator(".op-label", has_text=re.compile(f"^{ref}$")).wait_for(state="attached", timeout=10000)
-                updates.append(time.perf_counter() - t0)
+                t0 = time.time()
+                assert reply.startswith("OP-"), reply
+                # on the map (labels are capped with thousands in view: the count of drawn operations)
+                page.wait_for_selector(f"#map[data-drawn-ops='{shown + i + 1}']", state="attached", timeout=10000)
+                updates.append(drawn_at(page) - t0)
             browser.close()
             pw.stop()
         finally:
             server.stop()
             parts.db.dispose()
-    html_data = statistics.median(server_ms)
+    html_data = statistics.median(cold_ms)
     update = statistics.median(updates)
-    print(f"operations on the map: {shown}")
-    print(f"server time, HTML + GeoJSON: {html_data:.0f} ms (median of 5; goal < 200 ms)")
+    load = os.getloadavg()[0]
+    print(f"operations on the map: {shown}; load average {load:.1f} on {os.cpu_count()} cores")
+    print(f"server time, page + GeoJSON + timeline/list: {html_data:.0f} ms computed afresh (median of 3; "
+          f"goal < 200 ms; {statistics.median(cold_cpu_ms):.0f} ms of CPU), "
+          f"{statistics.median(changed_ms):.0f} ms after a change (median of 3), "
+          f"{statistics.median(warm_ms):.0f} ms from its caches (median of 5)")
     print(f"time to a drawn map in Chromium: {drawn_s:.2f} s (goal < 2 s)")
     print(f"chat command to the open page: {update:.2f} s median of {len(updates)}, max {max(updates):.2f} s "
           "(goal < 2 s)")

@@ -2,7 +2,7 @@
 operations or targets: they turn platform events into `ChatMessage`s and send what the outbox holds."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -12,11 +12,16 @@ OnMessage = Callable[[ChatMessage], Awaitable[None]]
 
 
 class TransientSendError(Exception):
-    """The platform did not take the message now (down, 5xx, rate limited): retry later, keep the order."""
+    """The platform did not take the message now (down, 5xx, rate limited): retry later, keep the order.
 
-    def __init__(self, reason: str, retry_after: float | None = None):
+    `ambiguous`: the request may have reached the platform and been taken all the same (a timeout, the
+    connection dropped mid-request, a 5xx): before sending again, delivery looks for the post (`find_sent`).
+    A clear refusal (rate limited, connection refused, not joined yet) is not ambiguous."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, *, ambiguous: bool = False):
         super().__init__(reason)
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 class PermanentSendError(Exception):
@@ -41,6 +46,7 @@ class MessageLimits:
 class Adapter(Protocol):
     platform: str  # "matrix" | "slack" — the prefix of its room ids
     # Optional: `limits: MessageLimits`; without it delivery uses the platform's known limits (delivery.LIMITS).
+    # Optional: `find_sent` (below); without it a send whose answer was lost may be posted again (at least once).
 
     async def start(self, on_message: OnMessage) -> None:
         """Connect and begin delivering platform messages to `on_message` (returns once running)."""
@@ -59,3 +65,26 @@ class Adapter(Protocol):
 
     async def healthy(self) -> bool:
         """True when the platform answers."""
+
+
+class FindsSent(Protocol):
+    """What an adapter that marks its posts with their outbox row offers (optional, see bot.delivery)."""
+
+    async def find_sent(self, room: str, outbox_ids: Collection[int], *,
+                        threads: Collection[str] = ()) -> dict[int, str]:
+        """The platform ids of posts already in `room` made for these outbox rows (their first post, for a row
+        of several pages), looked for among the room's recent messages, and in `threads` (the platform ids of
+        the messages some of them answer, for a platform whose history leaves thread replies out). Rows not
+        found are left out.
+        Raises TransientSendError when the platform cannot be asked now (then nothing is sent meanwhile);
+        PermanentSendError when it will never answer this (a missing scope): delivery then sends without
+        looking, as adapters without `find_sent` do."""
+
+    async def find_pages(self, room: str, outbox_id: int, *, threads: Collection[str] = ()) -> dict[int, str]:
+        """The posted pages of one row sent as several posts (bot.paging): page number, from 1 -> platform id.
+        Asked only for such a row found posted, so a page whose send was lost is not posted again."""
+
+
+# Where a post names its outbox row: Slack message metadata's event_type, the Matrix event content's key.
+OUTBOX_EVENT_TYPE = "watchfloor_outbox"
+OUTBOX_KEY = "org.watchfloor.outbox"

@@ -1,9 +1,10 @@
 """The live AIS feed: NMEA sentences from UDP datagrams, or from a TCP feed server (reconnecting with backoff).
 
-Each line goes through the same `AisIngest` as `watchfloor import ais`; every few seconds the changes are taken
-in the event loop and written in a worker thread. Nothing a feed sends can stop the bot: bad sentences are
-counted by outcome (`watchfloor_ais_sentences_total{outcome}`) and dropped, and a write that fails is logged
-and the feed goes on.
+Lines are decoded in a process of their own (bot/ais_worker.py), so a busy feed does not slow down command
+handling; what it sends back goes into the same `AisIngest` as `watchfloor import ais` (which decodes in its own
+process), and every few seconds the changes are taken in the event loop and written in a worker thread. Nothing a
+feed sends can stop the bot: bad sentences are counted by outcome (`watchfloor_ais_sentences_total{outcome}`) and
+dropped, a decoding process that dies is started again, and a write that fails is logged and the feed goes on.
 """
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ from datetime import UTC, datetime
 from prometheus_client import Counter
 
 from watchfloor.commands.ais_ingest import AisIngest
-from watchfloor.ioc.ais import OUTCOMES
+from watchfloor.ioc.reports import DROPPED, MALFORMED, OUTCOMES
 from watchfloor.storage import locks
 from watchfloor.storage.session_lock import SessionLock
 
 from . import metrics
+from .ais_worker import DecodeWorker
 
 log = logging.getLogger("watchfloor.ais")
 
 SENTENCES = Counter("watchfloor_ais_sentences", "AIS lines received, by outcome: ok, part (of a multi-sentence "
-                    "message), ignored (a type with no vessel data), checksum, malformed, unknown_type, orphan.",
+                    "message), ignored (a type with no vessel data), checksum, malformed, unknown_type, orphan, "
+                    "dropped (not decoded: the decoding process was overloaded or died).",
                     ["outcome"], registry=metrics.REGISTRY)
 for _o in OUTCOMES:
     SENTENCES.labels(outcome=_o)  # every outcome present from the start, at 0
@@ -54,7 +57,7 @@ class _Datagrams(asyncio.DatagramProtocol):
 class AisFeed:
     def __init__(self, parts, config, *, wake: Callable[[], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), backoff: tuple[float, float] = (0.5, 30.0),
-                 lock_retry: float = 10.0):
+                 lock_retry: float = 3.0):
         self.parts = parts
         self.config = config
         self.scheme, self.host, self.port = parse_listen(config.listen)
@@ -62,7 +65,8 @@ class AisFeed:
         self.wake = wake
         self.backoff = backoff
         self.ingest = AisIngest(parts.db, parts.directory, on_outcome=_count)
-        self.received = 0       # lines handed to the ingest
+        self.worker = DecodeWorker(self._decoded, self._dropped, on_started=lambda: self._changed.set())
+        self.received = 0       # lines decoded (or dropped) and applied to the ingest
         self.connections = 0    # TCP connections made (the first and every reconnect)
         self._changed = asyncio.Event()
         self._transport = None
@@ -72,6 +76,11 @@ class AisFeed:
         self.leading = False
         self.lock_retry = lock_retry
         self._lock = SessionLock(parts.db, locks.AIS_FEED_LEADER, "watchfloor-ais")
+
+    @property
+    def holds(self) -> bool:
+        """Receiving the feed, and on PostgreSQL the lock's lease still good (see storage/session_lock.py)."""
+        return self.leading and (not self.parts.db.is_postgres or self._lock.held)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -91,6 +100,7 @@ class AisFeed:
         # A replica taking over carries on from the stored tracks; what this one could not write before it lost
         # the lead (notices, positions) is still pending and goes with its next flush.
         await asyncio.to_thread(self.ingest.resume)
+        await self.worker.start()
         loop = asyncio.get_running_loop()
         self._listening = []
         if self.scheme == "udp":
@@ -112,6 +122,7 @@ class AisFeed:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        await self.worker.stop()  # what it was given is decoded and applied first
         try:
             await self.flush_now()
         except Exception:
@@ -136,19 +147,26 @@ class AisFeed:
             await asyncio.to_thread(self._lock.release)
 
     def lines(self, lines) -> None:
-        now = self.clock()
+        """Hand received lines to the decoding process (their results come back to `_decoded`)."""
+        keep = []
         for line in lines:
-            if not line.strip():
-                continue
             if len(line) > MAX_LINE:
-                self.ingest.outcomes["malformed"] += 1
+                self.ingest.outcomes[MALFORMED] += 1
                 continue
-            try:
-                self.ingest.feed(line, now)
-            except Exception:  # a sentence pyais chokes on in a way we did not foresee: count it, go on
-                self.ingest.outcomes["malformed"] += 1
-                log.debug("AIS line failed", exc_info=True)
-            self.received += 1
+            line = line.strip()
+            if line:
+                keep.append(line)
+        if keep:
+            self.worker.submit(keep, self.clock())
+
+    def _decoded(self, n: int, outcomes: dict, positions: list, statics: list) -> None:
+        self.ingest.apply_decoded(outcomes, positions, statics)
+        self.received += n
+        self._changed.set()
+
+    def _dropped(self, n: int) -> None:
+        self.ingest.outcomes[DROPPED] += n
+        self.received += n
         self._changed.set()
 
     async def until(self, predicate: Callable[[], bool], timeout: float) -> None:
@@ -201,15 +219,17 @@ class AisFeed:
             delay = self.backoff[0]
             self._changed.set()
             try:
+                tail = b""
                 while True:
-                    try:
-                        line = await reader.readline()
-                    except ValueError:  # a line longer than the limit: garbage, skip to the next newline
-                        self.ingest.outcomes["malformed"] += 1
-                        continue
-                    if not line:
+                    # Read what came, not line by line: the event loop's cost per line is what it adds to commands.
+                    chunk = await reader.read(1 << 16)
+                    if not chunk:
                         break
-                    self.lines([line])
+                    *whole, tail = (tail + chunk).split(b"\n")
+                    if len(tail) > MAX_LINE:  # no end of line in sight: garbage, skip to the next newline
+                        whole.append(tail)
+                        tail = b""
+                    self.lines(whole)
             except (OSError, asyncio.IncompleteReadError) as e:
                 log.warning("AIS feed connection lost: %s", e)
             finally:

@@ -57,6 +57,8 @@ class ConsoleRoom:
                 continue
             if row.kind == "reply" and payload(row).get("user") != self.sender.id:
                 continue  # someone else's answer, rendered for their clearance
+            if payload(row).get("said_to") == self.sender.id:
+                continue  # told to everyone else: this user had it as their answer
             self._print(row)
 
     def _print(self, row: OutboxRow) -> None:

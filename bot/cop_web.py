@@ -7,11 +7,13 @@ any other host: Leaflet and a coastline are served from the package, and the Con
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
-import json
 import threading
+import time
 import weakref
 from collections import OrderedDict
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ from watchfloor.storage.audit import append as audit_append
 from watchfloor.templates import localtime
 
 COOKIE = "wf_cop"
-POLL_S = 0.5        # how often an open stream looks for changes: well inside the 2 s a change may take to show
+POLL_S = 0.25       # how often an open stream looks for changes: well inside the 2 s a change may take to show
+SESSION_S = 5.0     # and whether its session still holds (ended or expired: the stream closes within this)
 RECHECK_S = 30.0    # and recomputes anyway (operations start and end with time alone)
 KEEPALIVE_S = 15.0
 STOPPING: web.AppKey[asyncio.Event] = web.AppKey("cop_stopping", asyncio.Event)
@@ -170,10 +173,20 @@ def _lookback(parts):
     return parts.engine.rules.max_operation
 
 
+def _rows(parts, viewer: Viewer) -> list:
+    """The operations the viewer may see, read once for both the map and the timeline and list."""
+    def build(s, now):
+        return cop_feed.picture_rows(s, viewer.zone, viewer.clearance, now, _lookback(parts))
+
+    return _cached(parts, viewer, "rows", build)
+
+
 def _panels_html(parts, viewer: Viewer) -> str:
-    with parts.db.session() as s:
-        day = cop_feed.today(s, viewer.zone, viewer.clearance, parts.engine.clock(), _lookback(parts))
-    return render("cop/panels.j2", t=day, zone=viewer.zone, tz=viewer.zone.tz, now=parts.engine.clock())
+    def build(s, now):
+        day = cop_feed.today(s, viewer.zone, viewer.clearance, now, _lookback(parts), _rows(parts, viewer))
+        return render("cop/panels.j2", t=day, zone=viewer.zone, tz=viewer.zone.tz, now=now)
+
+    return _cached(parts, viewer, "panels", build)
 
 
 async def _page(request: web.Request) -> web.Response:
@@ -181,8 +194,7 @@ async def _page(request: web.Request) -> web.Response:
     if viewer is None:
         return _denied("session")
     parts = _parts(request)
-    panels = await asyncio.to_thread(_panels_html, parts, viewer)
-    html = render("cop/page.j2", zone=viewer.zone, viewer=viewer.sender, panels=panels,
+    html = render("cop/page.j2", zone=viewer.zone, viewer=viewer.sender,
                   clearance=sorted(m.value for m in viewer.clearance), tile_url=parts.settings.service.tile_url or "",
                   tz=viewer.zone.tz, now=parts.engine.clock())
     return web.Response(text=html, content_type="text/html")
@@ -196,43 +208,72 @@ async def _panels(request: web.Request) -> web.Response:
 
 
 # Per database (a test suite opens many; an id() could be reused), each a small LRU of answers.
-_CACHES: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, dict[str, Any]]] = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, Any]] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 CACHE_BUCKET_S = 30  # operations start and end with time alone: no answer is reused for longer than this
 
 
-def _geojson_data(parts, viewer: Viewer) -> dict[str, Any]:
-    """The viewer's GeoJSON, shared by everyone of the same clearance until the zone's change mark moves.
+def _cached(parts, viewer: Viewer, kind: str, build):
+    """`build(session, now)`'s answer, shared by everyone of the same clearance until the zone's change mark
+    moves (or CACHE_BUCKET_S pass): every open page asks again after each change, and most changes come one
+    at a time.
 
     The mark is read before the data: a change committed in between is cached under the older mark and simply
     computed again on the next request."""
     now = parts.engine.clock()
     with parts.db.session() as s:
         mark = cop_feed.change_mark(s, viewer.zone.code)
-    key = (viewer.zone.code, viewer.clearance, mark, int(now.timestamp() // CACHE_BUCKET_S))
+    key = (kind, viewer.zone.code, viewer.clearance, mark, int(now.timestamp() // CACHE_BUCKET_S))
     with _CACHE_LOCK:
         cache = _CACHES.setdefault(parts.db, OrderedDict())
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-    area = approach_areas(parts.settings).get(viewer.zone.code)
-    with parts.db.session() as s:
-        data = cop_feed.geojson(s, viewer.zone, viewer.clearance, now, _lookback(parts), area)
+    with parts.db.session() as s, _collector_paused():
+        data = build(s, now)
     with _CACHE_LOCK:
+        # An answer for an older mark is never asked for again: only the latest per viewer kind stays (a
+        # 2,000-operation GeoJSON is a couple of megabytes).
+        for old in [k for k in cache if k[:3] == key[:3]]:
+            del cache[old]
         cache[key] = data
         while len(cache) > 64:
             cache.popitem(last=False)
     return data
 
 
+@contextmanager
+def _collector_paused():
+    """Python's cycle collector held off while one answer is built: the tens of thousands of short-lived
+    strings of a 2,000-row page set off full collections of the whole bot's heap, half the build's time.
+    Reference counting still frees them; the collector runs again right after (a thread that found it paused
+    leaves it to the one that paused it)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _geojson_data(parts, viewer: Viewer) -> tuple[bytes, str]:
+    """The viewer's GeoJSON as bytes, and its version (what the live stream's events are numbered by)."""
+    def build(s, now):
+        area = approach_areas(parts.settings).get(viewer.zone.code)
+        body = cop_feed.geojson(s, viewer.zone, viewer.clearance, now, _lookback(parts), area, _rows(parts, viewer))
+        return body.encode(), cop_feed.fingerprint(body)
+
+    return _cached(parts, viewer, "geojson", build)
+
+
 async def _geojson(request: web.Request) -> web.Response:
     viewer = await _viewer(request, allow_feed_token=True)
     if viewer is None:
         return _denied("session")
-    data = await asyncio.to_thread(_geojson_data, _parts(request), viewer)
-    # The version is what the live stream's events are numbered by: the page starts listening from it.
-    return web.Response(text=json.dumps(data, separators=(",", ":")), content_type="application/geo+json",
-                        headers={"X-Version": cop_feed.fingerprint(data)})
+    body, version = await asyncio.to_thread(_geojson_data, _parts(request), viewer)
+    # The page starts listening to the live stream from this version.
+    return web.Response(body=body, content_type="application/geo+json", headers={"X-Version": version})
 
 
 async def _ics(request: web.Request) -> web.Response:
@@ -254,6 +295,24 @@ async def _ics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={**headers, "Content-Type": "text/calendar; charset=utf-8"})
 
 
+_MARKS: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, tuple]]] = weakref.WeakKeyDictionary()
+
+
+def _zone_mark(parts, zone: str) -> tuple:
+    """The zone's change mark, read at most once per half poll whatever the number of open pages."""
+    now = time.monotonic()
+    with _CACHE_LOCK:
+        marks = _MARKS.setdefault(parts.db, {})
+        got = marks.get(zone)
+        if got is not None and now - got[0] < POLL_S / 2:
+            return got[1]
+    with parts.db.session() as s:
+        mark = cop_feed.change_mark(s, zone)
+    with _CACHE_LOCK:
+        marks[zone] = (now, mark)
+    return mark
+
+
 async def _events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: `change` whenever what this viewer sees changes; the page then fetches it again.
 
@@ -271,26 +330,30 @@ async def _events(request: web.Request) -> web.StreamResponse:
     last_id = request.headers.get("Last-Event-ID") or request.query.get("since", "")
     mark: tuple | None = None
     loop = asyncio.get_running_loop()
-    checked = sent = loop.time()
+    checked = sent = session_checked = loop.time()
 
-    def poll(force: bool):
-        with parts.db.session() as s:
-            if cop.session(s, cookie, parts.engine.clock()) is None:
-                return None, None
-            now_mark = cop_feed.change_mark(s, viewer.zone.code)
+    def poll(force: bool, check_session: bool):
+        if check_session:
+            with parts.db.session() as s:
+                if cop.session(s, cookie, parts.engine.clock()) is None:
+                    return None, None
+        now_mark = _zone_mark(parts, viewer.zone.code)
         if now_mark == mark and not force:
             return now_mark, ""
-        return now_mark, cop_feed.fingerprint(_geojson_data(parts, viewer))
+        return now_mark, _geojson_data(parts, viewer)[1]
 
     try:
         await response.write(b"retry: 1000\n\n")
         while not stopping.is_set():
             force = loop.time() - checked > RECHECK_S
-            new_mark, digest = await asyncio.to_thread(poll, force)
+            check_session = loop.time() - session_checked > SESSION_S
+            new_mark, digest = await asyncio.to_thread(poll, force, check_session)
             if new_mark is None:
                 break  # the session ended: the page shows it on its next request
             if force:
                 checked = loop.time()
+            if check_session:
+                session_checked = loop.time()
             mark = new_mark
             if digest and digest != last_id:
                 last_id = digest

@@ -19,6 +19,20 @@ row finds no posted copy and is dropped with it; a reply to it is posted without
 
 A message longer than the platform takes (`MessageLimits`) goes out as several posts in order (bot.paging);
 the pages already posted are recorded, so a retry posts only the rest.
+
+Exactly once at the platform. Every post names its outbox row (Slack message metadata, a Matrix content key),
+and an adapter with `find_sent` can say which rows are in a room already. A row may have been taken without
+us recording it in two ways, and only then is the platform asked, never on the normal path:
+- a send of this process failed ambiguously (a timeout, the connection dropped mid-request, a 5xx, an
+  adapter bug — not a clear refusal): before that row is sent again it is looked for;
+- another process sent it and died (or lost the room) before writing it as sent. Attempts cannot tell such a
+  row from one never tried (the send succeeded, so nothing was counted), and a "sending" mark would cost a
+  write before every send; instead the first time this worker delivers a room (after start, or after
+  `recheck` when it takes the room over) it looks up the room's head rows, once — one call per room, and the
+  rows a predecessor sent but did not record are always among the first pending ones (a room is sent in order).
+A row found is written as sent with the id found and not posted again. A look-up the platform cannot answer
+now holds the row like a failed send; one it will never answer (Slack without the history scope) is logged and
+the row sent without looking, as with adapters that have no `find_sent` (at least once, as before).
 """
 from __future__ import annotations
 
@@ -102,6 +116,12 @@ class Delivery:
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._looked: set[str] = set()  # rooms whose head rows were looked up on the platform (bot.delivery doc)
+        self._unsure: set[int] = set()  # rows whose last send failed ambiguously: looked for before sending
+        self._found: dict[int, str] = {}  # rows found posted already, not yet settled
+        # bot.duties.Duties: with several replicas, a platform's rows are sent only by the one holding its duty
+        # (None: this process delivers every platform).
+        self.duties = None
 
     @property
     def clock(self):
@@ -118,8 +138,17 @@ class Delivery:
             self._events[platform] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._run(adapter), name=f"delivery-{platform}"))
 
-    def wake(self) -> None:
-        """New rows are in the outbox: look now instead of at the next poll. Safe from any thread."""
+    def holds(self, platform: str) -> bool:
+        """This replica delivers the platform's rows now (it holds the platform's duty)."""
+        if self.duties is None:
+            return True
+        from .duties import delivery_duty
+
+        return self.duties.held(delivery_duty(platform))
+
+    def wake(self, platform: str | None = None) -> None:
+        """New rows are in the outbox (of `platform`, or of any): look now instead of at the next poll. Safe from
+        any thread."""
         if self._loop is None:
             return
         try:
@@ -127,10 +156,11 @@ class Delivery:
         except RuntimeError:
             running = None
         if running is self._loop:
-            for ev in self._events.values():
-                ev.set()
+            for name, ev in self._events.items():
+                if platform is None or name == platform:
+                    ev.set()
         elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.wake)
+            self._loop.call_soon_threadsafe(self.wake, platform)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Finish the sends in flight, then stop. What is still pending stays in the outbox for next time."""
@@ -153,6 +183,13 @@ class Delivery:
         wakeup = self._events[adapter.platform]
         while not self._stopping:
             wakeup.clear()
+            if not self.holds(adapter.platform):
+                # Another replica delivers this platform; checked again at each poll (the duty may come to us).
+                try:
+                    await asyncio.wait_for(wakeup.wait(), self.poll_interval)
+                except asyncio.TimeoutError:
+                    pass
+                continue
             if adapter.platform in self._refused:
                 try:
                     await self._probe(adapter)
@@ -238,11 +275,7 @@ class Delivery:
         if not rows:
             return []
         with self.parts.db.session() as s:
-            firsts = {room: outbox_head(s, room) for room in {r.room for r in rows}}
-        by_room: dict[str, list[OutboxRow]] = {}
-        for r in sorted(rows, key=lambda r: r.id):
-            by_room.setdefault(r.room, []).append(r)
-        return [r for room, rs in by_room.items() if rs[0].id == firsts[room] for r in rs]
+            return outbox.heads_of(s, rows)
 
     def deliver_now(self, rows: list[OutboxRow]) -> None:
         """Send a command's replies at once instead of at the next pass (they are the heads of their rooms)."""
@@ -253,6 +286,8 @@ class Delivery:
             adapter = self.adapters.get(row.room.split(":", 1)[0])
             if adapter is None or row.status != outbox.PENDING or adapter.platform in self._refused:
                 continue
+            if not self.holds(adapter.platform):
+                continue  # the replica holding the duty sends it, woken by the commit's NOTIFY
             job = self._job(None, row)
             if job is not None:
                 by_room.setdefault(row.room, []).append(job)
@@ -281,6 +316,8 @@ class Delivery:
             for job in jobs:
                 if (self._stopping and n) or marks.failed:
                     break  # stopping: finish the send in flight, start no more (the rest stays pending)
+                if not self.holds(adapter.platform):
+                    break  # the duty went to another replica (we froze, or lost the database): it sends the rest
                 if job.row_id in self._done:
                     continue
                 if job.refs and n:
@@ -310,7 +347,11 @@ class Delivery:
             await asyncio.to_thread(self._mark_dead, job, job.skip, False)
             return True
         try:
-            remote_id = await self._send(adapter, job)
+            remote_id = self._found.pop(job.row_id, None) or await self._posted_already(adapter, job)
+            if remote_id is None:
+                remote_id = await self._send(adapter, job)
+            elif await self._pages_found(adapter, job, remote_id):
+                remote_id = await self._send(adapter, job)  # the pages not posted yet, in order
         except PlatformAuthError as e:
             # Not the row's fault: it stays as it is, and the platform is probed until it takes us again.
             self._refused_by(adapter.platform, str(e) or "credentials refused")
@@ -321,22 +362,96 @@ class Delivery:
             await asyncio.to_thread(self._mark_dead, job, str(e) or "refused", True)
             return True
         except TransientSendError as e:
+            if e.ambiguous:
+                self._unsure.add(job.row_id)
             await flush()
             return await self._failed(adapter, job, str(e) or "not taken", e.retry_after, unexpected=False)
         except asyncio.TimeoutError:
+            self._unsure.add(job.row_id)  # the platform may have taken it and not answered
             await flush()
             return await self._failed(adapter, job, "the platform did not answer in time", None, unexpected=False)
         except Exception as e:  # an adapter bug must not lose the row nor stop the worker
             log.exception("delivery: sending row %s failed", job.row_id)
+            self._unsure.add(job.row_id)  # it may have failed after the platform took the post
             await flush()
             return await self._failed(adapter, job, f"{type(e).__name__}: {e}", None, unexpected=True)
         self._accepted(adapter.platform)
         if marks is None:
-            await asyncio.to_thread(self._mark_sent, job, remote_id)
+            try:
+                await asyncio.to_thread(self._mark_sent, job, remote_id)
+            except Exception:
+                if remote_id:
+                    self._found[job.row_id] = remote_id  # posted: the next try records it, does not post it
+                raise
         else:
             self._settled(job)
             marks.add(job, remote_id)
         return True
+
+    def recheck(self, platform: str | None = None) -> None:
+        """Look the head rows of the platform's rooms (every platform's, by default) up again before their next
+        send: call it when this worker takes a platform's delivery over from another replica, which may have sent
+        rows it did not live to record."""
+        keep = (lambda room: not room.startswith(f"{platform}:")) if platform else (lambda room: False)
+        self._looked = {room for room in self._looked if keep(room)}
+
+    async def _posted_already(self, adapter: Adapter, job: Job) -> str | None:
+        """The platform id of the row's post if the platform has it already; None when it has not, or when no
+        look-up is due (the normal path: a row this worker has not sent before, in a room it has looked at)."""
+        find = getattr(adapter, "find_sent", None)
+        if find is None or job.kind == "redact":  # a removal done twice removes once
+            return None
+        first = job.room not in self._looked
+        if not (first or job.row_id in self._unsure):
+            return None
+        jobs = await asyncio.to_thread(self._head_jobs, job.room) if first else []
+        jobs = [job, *(j for j in jobs if j.row_id != job.row_id)]
+        threads = {t for j in jobs for t in (j.reply_to_remote, j.payload.get("thread")) if isinstance(t, str)}
+        try:
+            found = await asyncio.wait_for(find(job.room, [j.row_id for j in jobs], threads=threads),
+                                           self.send_timeout)
+        except PermanentSendError as e:
+            log.warning("delivery: cannot look for posts already in %s (%s); sending without looking", job.room, e)
+            found = {}
+        self._looked.add(job.room)
+        self._unsure.discard(job.row_id)
+        if found:
+            log.warning("delivery: %s rows %s were posted already (the answer lost, or sent and not recorded); "
+                        "recorded now, not posted again", job.room, sorted(found))
+        self._found.update((row_id, remote) for row_id, remote in found.items() if row_id != job.row_id)
+        return found.get(job.row_id)
+
+    async def _pages_found(self, adapter: Adapter, job: Job, first_id: str) -> bool:
+        """A row of several pages whose first page is posted: which of the rest are (the page whose send was
+        unsure, or posted by a predecessor after the pages it recorded) go into `job.page_ids`; True when some
+        page is still to be posted."""
+        limits = getattr(adapter, "limits", None) or LIMITS.get(adapter.platform)
+        count = len(paging.pages(job.kind, job.payload, limits))
+        if count == 1:
+            return False
+        find_pages = getattr(adapter, "find_pages", None)
+        posted = {1: first_id}
+        if find_pages is not None and len(job.page_ids) < count:
+            threads = [t for t in (job.reply_to_remote, job.payload.get("thread")) if isinstance(t, str)]
+            try:
+                posted |= await asyncio.wait_for(find_pages(job.room, job.row_id, threads=threads),
+                                                 self.send_timeout)
+            except Exception:
+                self._found[job.row_id] = first_id  # known posted: the next try does not post it again
+                raise
+        ids = list(job.page_ids) or [first_id]
+        while len(ids) < count and len(ids) + 1 in posted:
+            ids.append(posted[len(ids) + 1])
+        job.page_ids = ids
+        await asyncio.to_thread(self._record_pages, job.row_id, ids)  # what a failure of the rest keeps
+        return len(ids) < count
+
+    def _head_jobs(self, room: str) -> list[Job]:
+        """The room's first pending rows, as many as a batch: where rows sent but not recorded would be."""
+        with self.parts.db.session() as s:
+            rows = s.exec(select(OutboxRow).where(OutboxRow.room == room, OutboxRow.status == outbox.PENDING)
+                          .order_by(OutboxRow.id).limit(self.batch)).all()
+            return [self._job(s, row) for row in rows]
 
     async def _send(self, adapter: Adapter, job: Job) -> str | None:
         """Post the row, as several pages when it is longer than the platform takes; returns the platform id of
@@ -558,12 +673,14 @@ class _Marks:
             try:
                 await asyncio.to_thread(self.delivery._mark_sent_many, batch)
             except Exception:
-                # Not written: the rows stay pending and are offered again on a later pass, with the same
-                # transaction ids (the homeserver answers with the event it already has); the room stops here.
+                # Not written: the rows stay pending and are offered again on a later pass, then written as
+                # sent with the ids we got (not posted again); the room stops here.
                 log.exception("delivery: recording %d sent rows failed", len(batch))
                 self.failed = True
-                for job, _ in batch:
+                for job, remote_id in batch:
                     self.delivery._done.pop(job.row_id, None)
+                    if remote_id:
+                        self.delivery._found[job.row_id] = remote_id
 
     async def flush(self) -> None:
         """Return once every row sent so far has been written as sent (or its write failed)."""
@@ -583,8 +700,3 @@ def copy_in(s: Session, room: str, origin: list[str] | tuple[str, str]) -> str |
             return row.remote_id
     return None
 
-
-def outbox_head(s: Session, room: str) -> int | None:
-    """The id of the oldest pending row of a room."""
-    return s.exec(select(OutboxRow.id).where(OutboxRow.room == room, OutboxRow.status == outbox.PENDING)
-                  .order_by(OutboxRow.id).limit(1)).first()

@@ -21,8 +21,8 @@ from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 PEOPLE = {
     "alice": ("LALB", "CBP", None), "bob": ("LALB", "USCG", None), "hank": ("LALB", "HSI", None),
     "pete": ("LALB", "PD", None), "carlos": ("LALB", "PORT", None), "amy": ("LALB", "AMO", None),
-    "sam": ("LALB", "USCG", "supervisor"),
-    "nina": ("NY", "USCG", None), "omar": ("NY", "PD", None), "carla": ("NY", "CBP", None),
+    "sam": ("LALB", "USCG", "supervisor"), "sofia": ("LALB", "CBP", "supervisor"),
+    "nina": ("NY", "USCG", None), "nora": ("NY", "USCG", "supervisor"), "omar": ("NY", "PD", None), "carla": ("NY", "CBP", None),
     "henry": ("NY", "HSI", None), "paula": ("NY", "PORT", None),
 }
 
@@ -33,6 +33,8 @@ def script(now: datetime) -> list[tuple[str, str]]:
         return (now + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%MZ")
 
     return [
+        # The watch: who the alerts call by name (`!watch`); the demo has no handover times, so each says until when.
+        ("sam", "!watch on until=+12h"), ("sofia", "!watch on until=+12h"), ("nora", "!watch on until=+12h"),
         # Los Angeles–Long Beach: yesterday's boarding, this morning's settled clash, today's plan.
         ("alice", f'!op log boarding vessel=IMO9074729 at=33.74,-118.27 start={at(-20)} end=2h contact="CBP desk"'),
         ("alice", '!op done OP-1 outcome="crew list matched manifest; no findings"'),
@@ -126,7 +128,7 @@ def next_steps(db_flag: str) -> list[str]:
         f"  watchfloor console --zone LALB --user sam --agency USCG --role supervisor{db_flag}",
         "      !op list        !target list        !conflicts        !conflicts all",
         "      !conflicts ack CF-2        !conflicts resolve CF-2 delay note=\"CG patrol starts after the boarding\"",
-        "      !brief now        !zone        !help",
+        "      !watch        !handover        !brief now        !zone        !help",
         f"  watchfloor console --zone LALB --user hank --agency HSI{db_flag}",
         "      !op list   (HSI is cleared for LES: OP-8 shows in full; CBP and USCG see it too, PORT does not)",
         "      !op log escort vessel=IMO9356787 at=33.73,-118.26 start=+9h end=3h   (closes the OCEAN PEARL gap)",

@@ -24,17 +24,20 @@ CHECK_TIMEOUT = 5.0
 PARTS: web.AppKey[Any] = web.AppKey("parts", object)
 ADAPTERS: web.AppKey[dict[str, Any]] = web.AppKey("adapters", dict)
 DELIVERY: web.AppKey[Any] = web.AppKey("delivery", object)
+DUTIES: web.AppKey[Any] = web.AppKey("duties", object)
 
 
 async def start_health(parts: Any, adapters: Iterable[Any] | Mapping[str, Any] | None, port: int,
-                       host: str = "127.0.0.1", *, delivery: Any = None) -> web.AppRunner:
+                       host: str = "127.0.0.1", *, delivery: Any = None, duties: Any = None) -> web.AppRunner:
     """Serve /healthz and /metrics on host:port (port 0 picks a free one; see `bound_port`).
-    `delivery` (the running Delivery) tells which platforms refused our credentials.
+    `delivery` (the running Delivery) tells which platforms refused our credentials; `duties` (bot.duties)
+    which duties this replica holds.
     Returns the running AppRunner; `await runner.cleanup()` stops it."""
     app = web.Application()
     app[PARTS] = parts
     app[ADAPTERS] = _named(adapters)
     app[DELIVERY] = delivery
+    app[DUTIES] = duties
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     from .cop_web import add_routes  # the common operating picture (issue 18) shares this server
@@ -49,14 +52,22 @@ def bound_port(runner: web.AppRunner) -> int:
     return runner.addresses[0][1]
 
 
-async def check_all(parts: Any, adapters: Mapping[str, Any], delivery: Any = None) -> dict[str, dict[str, Any]]:
-    """Every check concurrently: {"database": {"ok": True, "ms": 3}, "matrix": {"ok": False, "error": ...}}."""
+async def check_all(parts: Any, adapters: Mapping[str, Any], delivery: Any = None,
+                    duties: Any = None) -> dict[str, dict[str, Any]]:
+    """Every check concurrently: {"database": {"ok": True, "ms": 3}, "matrix": {"ok": False, "error": ...}}.
+    A Matrix adapter waiting for its duty (another replica syncs) is not logged in, and not this replica's fault:
+    it shows as standing by."""
     async def database() -> bool:
         return await asyncio.to_thread(parts.db.ping)
 
-    checks = {"database": database, **{name: a.healthy for name, a in adapters.items()}}
+    standby = {name for name, a in adapters.items()
+               if duties is not None and getattr(a, "wait_for_duty", False)
+               and not duties.held(getattr(a, "platform", name))}
+    checks = {"database": database, **{name: a.healthy for name, a in adapters.items() if name not in standby}}
     results = await asyncio.gather(*(_timed(fn) for fn in checks.values()))
     out = dict(zip(checks, results))
+    for name in standby:
+        out[name] = {"ok": True, "standby": "another replica holds this duty", "ms": 0}
     for name, adapter in adapters.items():
         refused = delivery.refused(getattr(adapter, "platform", name)) if delivery is not None else None
         if refused:
@@ -80,10 +91,13 @@ async def _timed(fn) -> dict[str, Any]:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    checks = await check_all(request.app[PARTS], request.app[ADAPTERS], request.app[DELIVERY])
+    duties = request.app[DUTIES]
+    checks = await check_all(request.app[PARTS], request.app[ADAPTERS], request.app[DELIVERY], duties)
     healthy = all(c["ok"] for c in checks.values())
-    return web.json_response({"status": "ok" if healthy else "unavailable", "checks": checks},
-                             status=200 if healthy else 503)
+    body: dict[str, Any] = {"status": "ok" if healthy else "unavailable", "checks": checks}
+    if duties is not None:
+        body["duties"] = [name for name, on in duties.holding().items() if on]
+    return web.json_response(body, status=200 if healthy else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -97,6 +111,9 @@ async def _metrics(request: web.Request) -> web.Response:
         await asyncio.to_thread(metrics.refresh_outbox, parts.db, parts.engine.clock())
     except Exception:
         pass  # the database being down shows in /healthz; the counters are still worth scraping
+    duties = request.app[DUTIES]
+    if duties is not None:
+        metrics.set_duties(duties.holding())  # leases are read now: a replica thawed after a freeze shows 0
     body = metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE_LATEST})
 

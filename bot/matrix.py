@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -25,8 +26,9 @@ from watchfloor.config import MatrixConfig
 from watchfloor.storage.kv import kv_get, kv_set
 from watchfloor.storage.outage import unreachable
 
-from .adapter import OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
+from .adapter import OUTBOX_KEY, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
 from .matrix_crypto import ENCRYPTED, Crypto, make_client
+from .matrix_direct import DirectRooms
 from .matrix_events import chat_message, message_content
 
 log = logging.getLogger("watchfloor.matrix")
@@ -35,6 +37,8 @@ _AUTH = {"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"}
 _PERMANENT = {"M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON", "M_TOO_LARGE", "M_INVALID_PARAM", "M_UNKNOWN_ROOM"}
 _GAP_FILL_MAX = 2000  # events fetched back per room after a long outage
 _BUG_TRIES = 3  # a message failing for another reason than the database is tried this often, then left
+_LOOK_BACK = 100  # the bot's own latest events in a room that `find_sent` looks through
+_PAGE_KEY = OUTBOX_KEY + "_page"  # beside OUTBOX_KEY on the later pages of a long message
 
 
 class MatrixStartError(RuntimeError):
@@ -54,6 +58,7 @@ class MatrixAdapter:
         self.retry_cap = retry_cap
         self.client = make_client(config)
         self.crypto = Crypto(self.client, parts, config, unreadable_after)
+        self.direct = DirectRooms(self.client, parts)  # answers to a reaction go to its sender alone
         if config.les_requires_encryption:
             parts.directory.bar_les(self.crypto.les_barred)
         self.ready = asyncio.Event()
@@ -71,11 +76,17 @@ class MatrixAdapter:
         self._wake = asyncio.Event()
         self._sending = 0
         self._syncs = 0
+        # Several replicas (PostgreSQL): only the one holding the `matrix` duty syncs; bot.duties calls
+        # take_duty/drop_duty, and start() only remembers where messages go.
+        self.wait_for_duty = False
+        self.holds_duty: Callable[[], bool] = lambda: True
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, on_message: OnMessage) -> None:
         self._on_message = on_message
+        if self.wait_for_duty:
+            return
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
         try:
             await asyncio.wait_for(self.ready.wait(), self.startup_wait)
@@ -87,6 +98,31 @@ class MatrixAdapter:
 
     async def stop(self) -> None:
         """Stop syncing. A batch being handled is finished (and its token saved) before we return."""
+        await self._stop_syncing()
+        # A send cut off half way may have been taken without us learning its id: let it finish.
+        deadline = asyncio.get_running_loop().time() + 0.8
+        while self._sending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.client.close()
+
+    async def take_duty(self) -> None:
+        """This replica holds the `matrix` duty now: log in if not yet (its own device), and sync on from the
+        token the previous holder stored in the database (reloaded: the one in memory may be old)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        self._token = None
+        self._caught_up = False
+        self.crypto.pending = None  # the previous holder's kept messages, from the database
+        self._task = asyncio.create_task(self._run(), name="matrix-sync")
+
+    async def drop_duty(self) -> None:
+        """Another replica syncs now: stop syncing (the batch in hand is finished or left for it)."""
+        await self._stop_syncing()
+        self._task = None
+        self.connected = False
+
+    async def _stop_syncing(self) -> None:
         self._stopping = True
         self._wake.set()
         if self._sync_call is not None:
@@ -98,11 +134,6 @@ class MatrixAdapter:
                 self._task.cancel()
             except Exception:
                 log.exception("matrix: sync loop ended with an error")
-        # A send cut off half way may have been taken without us learning its id: let it finish.
-        deadline = asyncio.get_running_loop().time() + 0.8
-        while self._sending and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        await self.client.close()
 
     async def healthy(self) -> bool:
         if not self._logged_in:
@@ -219,6 +250,8 @@ class MatrixAdapter:
         await self._unreadable_round()
         # The kept unreadable messages are stored before the token moves past them.
         await self._until_db_answers(lambda: asyncio.to_thread(self.crypto.save), "keeping unreadable messages")
+        if not self.holds_duty():
+            return  # thawed after losing the duty: the holder's token is newer than ours; leave it be
         await self._until_db_answers(lambda: self._save_token(resp.next_batch), "storing the sync token")
 
     async def _unreadable_round(self) -> None:
@@ -232,19 +265,17 @@ class MatrixAdapter:
             self.crypto.done(source["event_id"])
         for event_id, entry in self.crypto.overdue():
             sender = entry["source"].get("sender", "")
-            try:
-                await self.send(f"matrix:{entry['room']}", "notice", self.crypto.notice(entry, self._name(
-                    entry["room"], sender)), reply_to_remote=event_id)
-            except Exception as e:  # noqa: BLE001 - told at the next sync instead
-                log.warning("matrix: could not tell %s about %s (%s)", sender, event_id, _one_line(e))
-                continue
-            self.crypto.told(event_id)
+            name = self._name(entry["room"], sender)
+            await self._until_db_answers(lambda e=event_id, en=entry, n=name: asyncio.to_thread(
+                self.crypto.tell, e, en, n), f"telling {sender} about {event_id}")
 
     async def _handle(self, msg) -> None:
         """Hand one message on. The database being unreachable is waited out, however long: the token is not
         stored past a message we could not handle, so it is neither lost nor (claims) handled twice. Anything
         else is a bug — the engine has answered a command with "something went wrong" already — tried a couple
         more times in case it was passing, then left behind rather than stall the room."""
+        if msg.extra.get("reaction_to"):
+            self.direct.reaction(msg.event_id)
         for attempt in range(1, _BUG_TRIES + 1):
             try:
                 await self._until_db_answers(lambda: self._on_message(msg), f"message {msg.event_id}")
@@ -377,6 +408,13 @@ class MatrixAdapter:
         room_id = room.split(":", 1)[1]
         txn = _txn_id(room, kind, payload)
         try:
+            private = self.direct.private_to(kind, payload, reply_to_remote)
+            if private is not None:
+                # The answer to a reaction (a refusal) is for its sender alone: their direct room with the bot,
+                # or, when that cannot be opened, the room as before.
+                direct = await self.direct.room_for(private)
+                if direct is not None:
+                    room_id, kind, reply_to_remote = direct, "notice", None
             if self.crypto.on and room_id not in self.client.rooms:
                 # nio must know a room to know whether to encrypt: join (or wait for the sync to show it).
                 if not await self._join(room_id):
@@ -387,17 +425,54 @@ class MatrixAdapter:
                 resp = await self.client.room_redact(room_id, target_id, reason=payload.get("reason"), tx_id=txn)
             else:
                 content = message_content(kind, payload, target_id=target_id, reply_to_remote=reply_to_remote)
+                content.update(_marked(payload))
                 resp = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn,
                                                    ignore_unverified_devices=True)
         except LocalProtocolError as e:
             raise TransientSendError(f"not logged in yet: {e}") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except aiohttp.ClientConnectorError as e:  # never connected: nothing was taken
             raise TransientSendError(f"homeserver unreachable: {_one_line(e)}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            # The homeserver may have taken it. The same device sending again is deduplicated by the transaction
+            # id; another device (a replica that took over) is not, so delivery looks for the post first.
+            raise TransientSendError(f"homeserver unreachable: {_one_line(e)}", ambiguous=True) from None
         if isinstance(resp, (RoomSendResponse, RoomRedactResponse)):
             if payload.get("image") and kind != "redact":
                 await self._send_image(room_id, payload["image"], f"{txn}-image")
             return resp.event_id
         await self._raise_for(resp, room_id)
+
+    async def find_sent(self, room: str, outbox_ids, *, threads=()) -> dict[int, str]:
+        """The event ids of the bot's own posts among its latest `_LOOK_BACK` events in the room whose content
+        names one of `outbox_ids` (threads are in the room's timeline already). In an encrypted room only what
+        this client can decrypt is seen: a device that never had the room's keys finds nothing there."""
+        found = await self._marked_posts(room, set(outbox_ids))
+        return {row: event_id for (row, page), event_id in found.items() if page == 1}
+
+    async def find_pages(self, room: str, outbox_id: int, *, threads=()) -> dict[int, str]:
+        """The posted pages of a long message: page number (from 1) -> event id."""
+        found = await self._marked_posts(room, {outbox_id})
+        return {page: event_id for (_row, page), event_id in found.items()}
+
+    async def _marked_posts(self, room: str, wanted: set[int]) -> dict[tuple[int, int], str]:
+        room_id = room.split(":", 1)[1]
+        found: dict[tuple[int, int], str] = {}
+        try:
+            resp = await self.client.room_messages(
+                room_id, direction=MessageDirection.back, limit=_LOOK_BACK,
+                message_filter={"senders": [self.client.user_id], "types": ["m.room.message", ENCRYPTED]})
+        except LocalProtocolError as e:
+            raise TransientSendError(f"not logged in yet: {e}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise TransientSendError(f"homeserver unreachable: {_one_line(e)}") from None
+        if not isinstance(resp, RoomMessagesResponse):
+            await self._raise_for(resp, room_id)
+        for event in resp.chunk:  # decrypted by nio where it holds the keys
+            content = (getattr(event, "source", None) or {}).get("content") or {}
+            row, page = content.get(OUTBOX_KEY), content.get(_PAGE_KEY, 1)
+            if isinstance(row, int) and row in wanted and isinstance(page, int) and event.event_id:
+                found.setdefault((row, page), event.event_id)
+        return found
 
     async def _send_image(self, room_id: str, image: dict[str, Any], txn: str) -> None:
         """A briefing's timeline picture, as m.image after its text. A retry resends the text under the same
@@ -440,7 +515,9 @@ class MatrixAdapter:
             raise PermanentSendError(f"not allowed to post in {room_id}: {resp.message}")
         if code in _PERMANENT:
             raise PermanentSendError(f"{code}: {resp.message}")
-        raise TransientSendError(_one_line(resp), (resp.retry_after_ms / 1000) if resp.retry_after_ms else None)
+        status = getattr(getattr(resp, "transport_response", None), "status", None) or 0
+        raise TransientSendError(_one_line(resp), (resp.retry_after_ms / 1000) if resp.retry_after_ms else None,
+                                 ambiguous=status >= 500)
 
 
 class _Stopping(Exception):
@@ -471,6 +548,17 @@ def _txn_id(room: str, kind: str, payload: dict[str, Any]) -> str:
         return uuid.uuid4().hex
     key = f"{room}|{kind}|{payload.get('outbox_created', '')}|{payload.get('text', '')}"
     return f"wf{payload['outbox_id']}-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+
+
+def _marked(payload: dict[str, Any]) -> dict[str, Any]:
+    """The content keys naming the post's outbox row (and page), for `find_sent`; inside the encrypted payload
+    in an encrypted room."""
+    if payload.get("outbox_id") is None:
+        return {}
+    marks: dict[str, Any] = {OUTBOX_KEY: payload["outbox_id"]}
+    if (payload.get("page") or 1) > 1:
+        marks[_PAGE_KEY] = payload["page"]
+    return marks
 
 
 def _one_line(e: object) -> str:

@@ -8,7 +8,12 @@ nobody; an operator who must exclude a device removes that user from the room.
 A message the bot cannot read is kept in the database (key/value table) with the room it came from, so a
 restart does not lose it: its keys are asked for, every sync tries it again, and the adapter hands it on once
 it decrypts (the handled-event claims make a late key lead to exactly one answer). After `unreadable_after`
-seconds without keys, the sender is told once.
+seconds without keys, the sender is told once, through the outbox.
+
+Key requests: the bot answers those of its own account's other devices — the other replicas, each its own
+device (contract, "Several replicas") — so the replica that takes over can read what was said before it joined.
+Any device that logged in with the bot's credentials is the bot's, so these are trusted on first request. Other
+people's devices are not answered: their own clients hold their room keys, and nio re-shares only with our own.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from nio import AsyncClient, AsyncClientConfig, EncryptionError, ErrorResponse, LocalProtocolError, MegolmEvent
+from nio import (AsyncClient, AsyncClientConfig, EncryptionError, ErrorResponse, LocalProtocolError, MegolmEvent,
+                 RoomKeyRequest)
 from nio.store import SqliteStore
 
 from watchfloor.config import MatrixConfig
@@ -59,6 +65,8 @@ class Crypto:
         self.pending: dict[str, dict[str, Any]] | None = None  # event id -> {room, source, seen, told}
         self._dirty = False
         self._store_lost = False
+        self._asked: list[RoomKeyRequest] = []  # our other devices' key requests, answered at the next upkeep
+        client.add_to_device_callback(self._on_key_request, RoomKeyRequest)
 
     @property
     def on(self) -> bool:
@@ -97,10 +105,46 @@ class Crypto:
                     _warn_if_error(resp, "uploading our keys")
             if self.client.should_query_keys:
                 _warn_if_error(await self.client.keys_query(), "fetching device keys")
+            trust_own_devices(self.client)
+            self._answer_own_devices()
             if self.client.should_claim_keys:
                 _warn_if_error(await self.client.keys_claim(self.client.get_users_for_key_claiming()),
                                "claiming one-time keys")
+                # Requests that waited for an Olm session are back in nio's queue: answered now, not at the end
+                # of the next long poll.
+                for event in self.client.olm.collect_key_requests():
+                    if isinstance(event, RoomKeyRequest):
+                        await self._on_key_request(event)
+                self._answer_own_devices()
             await self.client.send_to_device_messages()
+
+    async def _on_key_request(self, event: RoomKeyRequest) -> None:
+        """nio hands on the key requests it will not answer by itself: those of devices it does not trust."""
+        if event.sender != self.client.user_id or event.requesting_device_id == self.client.device_id:
+            return
+        if getattr(event, "session_id", None) is None:
+            return  # a cancellation: nothing to share
+        self._asked.append(event)
+        self.client.olm.users_for_key_query.add(event.sender)  # a replica that just started is not known yet
+
+    def _answer_own_devices(self) -> None:
+        """Share the asked-for room keys with our other devices; a device whose keys we have not fetched yet
+        waits for the next upkeep, one with no Olm session yet gets one claimed and is answered after it."""
+        waiting = []
+        for event in self._asked:
+            device = self.client.device_store.active_user_devices and next(
+                (d for d in self.client.device_store.active_user_devices(event.sender)
+                 if d.id == event.requesting_device_id), None)
+            if device is None:
+                waiting.append(event)
+                continue
+            trust_own_devices(self.client)
+            try:
+                self.client.continue_key_share(event)
+                log.info("matrix: shared the keys of %s with our device %s", event.session_id, device.id)
+            except LocalProtocolError:
+                pass  # answered already, or cancelled
+        self._asked = waiting
 
     async def before_send(self, room_id: str) -> None:
         """Room keys shared with the room's devices before encrypting (nio would do this inside room_send,
@@ -206,6 +250,28 @@ class Crypto:
         if self.pending and event_id in self.pending:
             self.pending[event_id]["told"] = True
             self._dirty = True
+
+    def tell(self, event_id: str, entry: dict[str, Any], sender_name: str | None) -> None:
+        """Blocking (call in a thread): the notice goes into the outbox and the message is marked told, in one
+        transaction. Delivery sends it like any reply (retried, in order, by whichever replica delivers Matrix);
+        the dedupe key makes a crash between the two, or a second replica, store it once."""
+        from watchfloor.storage import outbox
+
+        kept = {**(self.pending or {}), event_id: {**entry, "told": True}}
+        with self.parts.db.session() as s:
+            payload = {**self.notice(entry, sender_name), "reply_to": event_id, "user": entry["source"].get("sender")}
+            outbox.enqueue(s, room=f"matrix:{entry['room']}", kind="reply", payload=payload,
+                           now=self.parts.engine.clock(), dedupe_key=f"unreadable:{event_id}")
+            kv_set(s, self._key, json.dumps(kept), self.parts.engine.clock())
+        self.told(event_id)
+
+
+def trust_own_devices(client: AsyncClient) -> None:
+    """Our account's other devices are the other replicas: trusted, so room keys they forward are taken and
+    their key requests answered."""
+    for device in client.device_store.active_user_devices(client.user_id):
+        if device.id != client.device_id and not device.verified:
+            client.verify_device(device)
 
 
 def _megolm(room_id: str, source: dict[str, Any]) -> MegolmEvent | None:

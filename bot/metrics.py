@@ -36,6 +36,9 @@ SCHEDULER_LEADER = Gauge("watchfloor_scheduler_leader", "1 while this process ho
                          registry=REGISTRY)
 OUTBOX_DEAD = Counter("watchfloor_outbox_dead", "Messages the outbox gave up on (refused for good, or failing "
                       "past the limits while the platform answered), by platform.", ["platform"], registry=REGISTRY)
+DUTY_HELD = Gauge("watchfloor_duty_held", "1 while this replica holds the duty (scheduler, ais, matrix, "
+                  "delivery:<platform>); with several replicas on PostgreSQL exactly one holds each.", ["duty"],
+                  registry=REGISTRY)
 PLATFORM_UP = Gauge("watchfloor_platform_up", "1 when the platform (or database) answered the last health "
                     "check.", ["platform"], registry=REGISTRY)
 
@@ -63,6 +66,11 @@ def record_activity(agency: str, what: str = "command") -> None:
 
 def set_leader(is_leader: bool) -> None:
     SCHEDULER_LEADER.set(1 if is_leader else 0)
+
+
+def set_duties(held: dict[str, bool]) -> None:
+    for duty, on in held.items():
+        DUTY_HELD.labels(duty=duty).set(1 if on else 0)
 
 
 def set_platform_up(platform: str, up: bool) -> None:

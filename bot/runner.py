@@ -26,11 +26,18 @@ STOP_BUDGET = 8.0  # seconds: the contract allows 10 between SIGTERM and exit
 
 
 class Service:
-    def __init__(self, parts, adapters: list[Adapter], *, delivery: Delivery | None = None):
+    """`duties` (bot.duties.Duties; `watchfloor run` gives one): with several replicas on PostgreSQL, Matrix sync
+    and each platform's delivery run only on the replica holding their duty; without, this process does all."""
+
+    def __init__(self, parts, adapters: list[Adapter], *, delivery: Delivery | None = None, duties=None):
         self.parts = parts
         self.adapters = adapters
         self.bridge = Bridge(parts)
         self.delivery = delivery or Delivery(parts, adapters)
+        self.duties = duties
+        self.wakeups = None
+        if duties is not None:
+            self.delivery.duties = duties
 
     async def on_message(self, msg: ChatMessage) -> None:
         """One platform message: a command goes to the engine, anything else said in a joint room to the bridge.
@@ -49,7 +56,10 @@ class Service:
 
     def _command(self, msg: ChatMessage):
         """Run the command and, in the same worker thread, see which replies can be sent at once."""
-        rows = self.parts.engine.handle(msg, raise_unreachable=True).rows
+        handled = self.parts.engine.handle(msg, raise_unreachable=True)
+        rows = handled.rows
+        if handled.heads is not None:
+            return rows, handled.heads
         try:
             return rows, self.delivery.heads(rows)
         except Exception as e:
@@ -59,8 +69,40 @@ class Service:
 
     async def start(self) -> None:
         await self.delivery.start()
+        duties = self.duties
+        if duties is not None:
+            from .duties import OutboxWakeups, delivery_duty
+
+            for adapter in self.adapters:
+                # Taking a platform's delivery over: its rooms' head rows are looked up before they are sent,
+                # since the replica that held it may have posted rows it did not live to record.
+                recheck = self._rechecking(adapter.platform)
+                if adapter.platform == "matrix" and duties.shared:
+                    adapter.wait_for_duty = True
+                    adapter.holds_duty = lambda: duties.held(delivery_duty("matrix"))
+                    duties.add(delivery_duty("matrix"), recheck(adapter.take_duty), adapter.drop_duty)
+                else:
+                    duties.add(delivery_duty(adapter.platform), recheck(None))
+            self.wakeups = OutboxWakeups(self.parts.db, self._woken)
+            self.wakeups.start()
         for adapter in self.adapters:
             await adapter.start(self.on_message)
+        if duties is not None:
+            await duties.start()
+
+    def _rechecking(self, platform: str):
+        def wrap(take):
+            async def on_take() -> None:
+                self.delivery.recheck(platform)
+                if take is not None:
+                    await take()
+            return on_take
+        return wrap
+
+    def _woken(self, platform: str) -> None:
+        """A replica stored rows of `platform` (NOTIFY): wake its delivery if it is ours to send."""
+        if self.delivery.holds(platform):
+            self.delivery.wake(platform)
 
     async def stop(self) -> None:
         """Delivery finishes the sends in flight and starts no more; then each adapter stops receiving, finishing
@@ -71,6 +113,14 @@ class Service:
                 await asyncio.wait_for(adapter.stop(), STOP_BUDGET / 2)
             except Exception:
                 log.exception("stopping %s failed", getattr(adapter, "platform", adapter))
+        if self.wakeups is not None:
+            await asyncio.to_thread(self.wakeups.stop)
+        if self.duties is not None:
+            # Given up last, once nothing of ours sends any more: another replica takes over at its next try.
+            try:
+                await asyncio.wait_for(self.duties.stop(), STOP_BUDGET / 4)
+            except Exception:
+                log.exception("giving the duties up failed")
 
 
 def make_adapters(parts, settings: Settings) -> list[Adapter]:
@@ -123,14 +173,17 @@ async def _main(settings: Settings) -> int:
     adapters = make_adapters(parts, settings)
     if not adapters:
         log.warning("no platform configured ([matrix] or [slack]); only the scheduler runs")
-    service = Service(parts, adapters)
+    from .duties import Duties
+
+    duties = Duties(parts.db)
+    service = Service(parts, adapters, duties=duties)
     extras: list[tuple[str, Any]] = []
     code = 0
 
 
     async def starting() -> list[tuple[str, Any]]:
         await service.start()
-        return await _start_extras(parts, adapters, settings, service.delivery)
+        return await _start_extras(parts, adapters, settings, service.delivery, duties)
 
     # Start-up can wait on a homeserver that is slow to come up; SIGTERM meanwhile must still stop us in time.
     start_task = asyncio.create_task(starting())
@@ -158,23 +211,28 @@ async def _main(settings: Settings) -> int:
     return code
 
 
-async def _start_extras(parts, adapters, settings: Settings, delivery=None) -> list[tuple[str, Any]]:
+async def _start_extras(parts, adapters, settings: Settings, delivery=None, duties=None) -> list[tuple[str, Any]]:
     extras: list[tuple[str, Any]] = []
     scheduler = _optional("watchfloor.bot.scheduler")
     if scheduler is not None:
         jobs = scheduler.JobScheduler(parts)
         jobs.start()
         extras.append(("scheduler", jobs))
+        if duties is not None:
+            duties.track("scheduler", lambda: jobs.is_leader)
     if settings.ais.listen:  # before the health server: once /healthz answers, the feed is listening
         from .ais_feed import AisFeed
 
         feed = AisFeed(parts, settings.ais, wake=delivery.wake if delivery is not None else None)
         await feed.start()
         extras.append(("ais", feed))
+        if duties is not None:
+            duties.track("ais", lambda: feed.holds)
     health = _optional("watchfloor.bot.health")
     if health is not None and settings.service.port:
         extras.append(("health", await health.start_health(parts, adapters, settings.service.port,
-                                                                 settings.service.host, delivery=delivery)))
+                                                                 settings.service.host, delivery=delivery,
+                                                                 duties=duties)))
     return extras
 
 

@@ -3,8 +3,9 @@ is kept only for a while (`[retention] days`: sent messages, handled-message ids
 
 APScheduler 3 with in-memory jobs only: its job stores must not be shared between processes, so every replica
 schedules the same jobs and only the leader acts on them. On PostgreSQL the leader is whoever holds a session
-advisory lock on a connection of its own; followers retry every ~15 s, so when the leader dies (its session
-ends and the lock with it) another replica takes over within a minute. SQLite means one process: it leads.
+advisory lock on a connection of its own, kept as a lease (storage/session_lock.py); followers retry every 3 s,
+so when the leader dies, freezes or is cut off (its session ends and the lock with it, within 15 s) another
+replica takes over within 30 s. SQLite means one process: it leads.
 
 Leadership is a convenience, not the guarantee. Every briefing posting records the key (zone, local day, room)
 in the outbox's UNIQUE dedupe_key before anything is sent, so two leaders for a moment, a restart, a repeated
@@ -42,7 +43,7 @@ from .timeline import Picture, timeline
 log = logging.getLogger("watchfloor.scheduler")
 
 LEADER_LOCK = locks.SCHEDULER_LEADER
-LOCK_RETRY_SECONDS = 15.0
+LOCK_RETRY_SECONDS = 3.0  # also the leader's check of its lease; the lock pings on its own (session_lock.py)
 # A job may wake a hair before our clock says the minute has come; still count it as that minute's firing.
 _EARLY = timedelta(seconds=1)
 # A handover digest later than this is no longer the handover's: the new watch has read the room by then.
@@ -181,7 +182,9 @@ class JobScheduler:
 
     @property
     def is_leader(self) -> bool:
-        return self._leader
+        """Leading, and on PostgreSQL the lock's lease still good: a replica thawed after a freeze, whose session
+        the server ended meanwhile, runs no job even before its next election round."""
+        return self._leader and (not self.parts.db.is_postgres or self._lock.held)
 
     def triggers(self) -> dict[str, CronTrigger]:
         d = self.parts.directory
@@ -285,7 +288,7 @@ class JobScheduler:
     # --- the jobs (run in the executor's threads) -------------------------------------------------------
 
     def _catch_up_job(self) -> None:
-        if not self._leader:
+        if not self.is_leader:
             return
         try:
             posted = self.catch_up()
@@ -295,7 +298,7 @@ class JobScheduler:
             log.exception("briefing catch-up failed")
 
     def _briefing_job(self, zone_code: str) -> None:
-        if not self._leader:
+        if not self.is_leader:
             return
         try:
             fire = due_firing(self.triggers()[zone_code], self.clock(), self.grace)
@@ -305,7 +308,7 @@ class JobScheduler:
             log.exception("briefing of %s failed", zone_code)
 
     def _handover_job(self, zone_code: str, hhmm: str) -> None:
-        if not self._leader:
+        if not self.is_leader:
             return
         try:
             self.post_handover(zone_code, hhmm)
@@ -313,7 +316,7 @@ class JobScheduler:
             log.exception("handover digest of %s at %s failed", zone_code, hhmm)
 
     def _scan_job(self) -> None:
-        if not self._leader:
+        if not self.is_leader:
             return
         try:
             scan_all(self.parts.engine)
@@ -321,7 +324,7 @@ class JobScheduler:
             log.exception("gap scan failed")
 
     def _escalate_job(self) -> None:
-        if not self._leader:
+        if not self.is_leader:
             return
         try:
             escalate_due(self.parts.engine)
@@ -329,7 +332,7 @@ class JobScheduler:
             log.exception("escalation failed")
 
     def _retention_job(self) -> None:
-        if not self._leader:
+        if not self.is_leader:
             return
         try:
             pruned = prune(self.parts, self.clock())

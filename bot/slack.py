@@ -1,10 +1,13 @@
 """The Slack adapter: slash commands, `!` messages, alert buttons and the joint-channel bridge over Bolt.
 
-Slack gives us 3 seconds to answer a request, so every listener only acknowledges; the work runs afterwards
-in a Bolt lazy listener, through the one message path every platform uses (`Service.on_message`), and its
-answer goes through the stored outbox (the delivery worker calls `send`). Slack, having its acknowledgement,
-never offers a request again: when the database is unreachable, a message for the bridge is handed in again
-until it is stored, and the sender of a command is told at once, through Slack alone, to try again.
+Nothing lost at the door: a request is acknowledged only once its message is stored (it went through the one
+message path every platform uses, `Service.on_message`: the command done, or the relay copies queued), so a
+replica killed before storing leaves Slack without an answer and Slack sends the request again, to whichever
+replica. Slack gives us 3 seconds: work that takes longer than `ACK_BUDGET` is acknowledged anyway and goes on.
+One channel's requests are handed in one at a time, in the order they arrived, so two messages said a moment
+apart are stored (and relayed) in that order. Answers go through the stored outbox (the delivery worker calls
+`send`). When the database is unreachable, a message for the bridge is handed in again until it is stored,
+and the sender of a command is told at once, through Slack alone, to try again.
 Slack retries requests it thinks we missed and Bolt does not drop them: every message is claimed once by id
 in the database (the engine's handled_event row for commands; the bridge's claim for relayed messages), so a
 retry is never acted on twice.
@@ -22,6 +25,7 @@ from typing import Any
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from watchfloor.commands.grammar import is_command
@@ -32,7 +36,7 @@ from watchfloor.storage.outage import unreachable
 from watchfloor.storage.outbox import origin_of
 from watchfloor.templates import render
 
-from .adapter import OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
+from .adapter import OUTBOX_EVENT_TYPE, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
 from .slack_alerts import ACK_REACTIONS, SlackAlerts, conflicts_of_alert
 from .slack_errors import classify
 from .slack_markup import MAX_TEXT, escape, readable
@@ -41,12 +45,19 @@ from .slack_names import SlackNames
 log = logging.getLogger("watchfloor.slack")
 
 SLASH_COMMANDS = ("op", "target", "conflicts", "brief", "zone", "watchfloor", "vessel", "arrivals", "watch", "handover")
+ACK_BUDGET = 2.0  # seconds spent storing a request before acknowledging it anyway (Slack waits 3)
 _SLASH = re.compile(r"^/(" + "|".join(SLASH_COMMANDS) + r")$")
 _BUTTON = re.compile(r"^(ack|resolve):")
 _TS = re.compile(r"^\d+\.\d+$")
 ACTION_PREFIX = "slack-action:"
 # New messages the bridge relays; every other subtype (joins, topic changes, bot posts) is not people talking.
 _RELAYED_SUBTYPES = {None, "thread_broadcast", "file_share", "me_message"}
+# How far back `find_sent` looks: the channel's latest messages (and a thread's), one page. The look-up comes
+# seconds to minutes after the send it checks, so the post, if taken, is among them.
+_LOOK_BACK = 200
+# Calls that post: slack_sdk must not send these again on its own after the connection dropped mid-request
+# (Slack may have taken the first); delivery looks for the post first (`find_sent`), then sends again.
+_POSTING = ("chat.postMessage", "files.completeUploadExternal")
 
 
 class SlackAdapter:
@@ -61,9 +72,9 @@ class SlackAdapter:
         kwargs: dict[str, Any] = {"token": config.bot_token.get_secret_value()}
         if config.api_url:
             kwargs["base_url"] = config.api_url if config.api_url.endswith("/") else config.api_url + "/"
-        self.client = AsyncWebClient(**kwargs)
+        self.client = AsyncWebClient(**kwargs, retry_handlers=[_RetryUnlessPosted()])
         self.app = AsyncApp(signing_secret=config.signing_secret.get_secret_value(), client=self.client,
-                            process_before_response=False)
+                            process_before_response=True)  # answered when the listener returns: stored
         self.names = SlackNames(parts, self.client)
         self.alerts = SlackAlerts(parts, self.client)
         self.on_message: OnMessage | None = None
@@ -78,6 +89,7 @@ class SlackAdapter:
         self._idle.set()
         self._stopping = asyncio.Event()
         self.handled = 0  # requests whose work has finished
+        self._intake: dict[str, asyncio.Lock] = {}  # per channel: requests handed in one at a time, in order
         self._register()
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -134,34 +146,45 @@ class SlackAdapter:
     # --- incoming ----------------------------------------------------------------------------------------
 
     def _register(self) -> None:
-        async def ack_now(ack):
-            self._pending += 1
-            self._idle.clear()
-            await ack()
-
-        def tracked(work):
-            async def run(body):
+        def stored_then_acked(work):
+            async def listener(ack, body):
+                # Started before any await: the channel's lock is queued for in the order requests arrived.
+                task = asyncio.ensure_future(self._in_order(work, body))
                 try:
-                    await work(body)
+                    await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET)
+                except asyncio.TimeoutError:
+                    pass  # still working (a slow or unreachable database): Slack must have its answer; it goes on
                 except Exception:
-                    log.exception("slack: handling a request failed")
-                finally:
-                    self.handled += 1
-                    self._pending -= 1
-                    if self._pending <= 0:
-                        self._pending = 0
-                        self._idle.set()
-            return run
+                    pass  # logged by _in_order; acknowledged all the same (a retry would fail alike)
+                await ack()
+            return listener
 
-        self.app.command(_SLASH)(ack=ack_now, lazy=[tracked(self._on_slash)])
-        self.app.action(_BUTTON)(ack=ack_now, lazy=[tracked(self._on_button)])
-        self.app.event("message")(ack=ack_now, lazy=[tracked(self._on_message_event)])
-        self.app.event("reaction_added")(ack=ack_now, lazy=[tracked(self._on_reaction)])
+        self.app.command(_SLASH)(stored_then_acked(self._on_slash))
+        self.app.action(_BUTTON)(stored_then_acked(self._on_button))
+        self.app.event("message")(stored_then_acked(self._on_message_event))
+        self.app.event("reaction_added")(stored_then_acked(self._on_reaction))
 
         @self.app.error
         async def _errors(error, body):
             # A failure must never reach the user as a stack trace; the log keeps it.
             log.exception("slack: request failed", exc_info=error)
+
+    async def _in_order(self, work, body: dict[str, Any]) -> None:
+        self._pending += 1
+        self._idle.clear()
+        lock = self._intake.setdefault(_channel_of(body), asyncio.Lock())
+        try:
+            async with lock:
+                await work(body)
+        except Exception:
+            log.exception("slack: handling a request failed")
+            raise
+        finally:
+            self.handled += 1
+            self._pending -= 1
+            if self._pending <= 0:
+                self._pending = 0
+                self._idle.set()
 
     async def _on_slash(self, body: dict[str, Any]) -> None:
         name = body.get("command", "").lstrip("/")
@@ -347,6 +370,9 @@ class SlackAdapter:
                 if not target_id:
                     raise PermanentSendError("edit without the message to change")
                 await self.client.chat_update(channel=channel, ts=target_id, **self._content(payload))
+                if payload.get("conflicts") is not None:
+                    # An alert shown as it stands now: a later change (bot/slack_alerts.py) starts from it.
+                    await self._kv(f"slack:alert:{room}:{target_id}", json.dumps(payload.get("blocks") or []))
                 return target_id
             if kind == "reply":
                 return await self._reply(room, channel, payload)
@@ -358,9 +384,54 @@ class SlackAdapter:
         except (TransientSendError, PermanentSendError, PlatformAuthError):
             raise
         except SlackApiError as e:
-            raise classify(e) from None
+            raise _classified(e) from None
+        except aiohttp.ClientConnectorError as e:  # never connected: nothing was taken
+            raise TransientSendError(f"slack unreachable: {e.__class__.__name__}: {e}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            raise TransientSendError(f"slack unreachable: {e.__class__.__name__}: {e}", ambiguous=True) from None
+
+    async def find_sent(self, room: str, outbox_ids, *, threads=()) -> dict[int, str]:
+        """The ts of posts in the channel (and in `threads`) whose metadata names one of `outbox_ids`, among
+        the latest `_LOOK_BACK` messages: `conversations.history` leaves thread replies out, hence `threads`."""
+        found = await self._marked_posts(room, set(outbox_ids), threads, first_only=True)
+        return {row: ts for (row, page), ts in found.items() if page == 1}
+
+    async def find_pages(self, room: str, outbox_id: int, *, threads=()) -> dict[int, str]:
+        """The posted pages of a long message: page number (from 1) -> ts."""
+        found = await self._marked_posts(room, {outbox_id}, threads, first_only=False)
+        return {page: ts for (_row, page), ts in found.items()}
+
+    async def _marked_posts(self, room: str, wanted: set[int], threads, first_only: bool) -> dict[tuple[int, int], str]:
+        channel = room.split(":", 1)[1]
+        found: dict[tuple[int, int], str] = {}
+        try:
+            me = await self._me()
+            resp = await self.client.conversations_history(channel=channel, limit=_LOOK_BACK,
+                                                          include_all_metadata=True)
+            _collect(resp.get("messages") or [], me, wanted, found)
+            for thread in dict.fromkeys(t for t in threads if _ts(t)):
+                if first_only and all((row, 1) in found for row in wanted):
+                    break
+                try:
+                    resp = await self.client.conversations_replies(channel=channel, ts=thread, limit=_LOOK_BACK,
+                                                                   include_all_metadata=True)
+                except SlackApiError as e:
+                    if e.response.get("error") in ("thread_not_found", "message_not_found"):
+                        continue  # the message answered is gone: nothing was posted under it
+                    raise
+                _collect(resp.get("messages") or [], me, wanted, found)
+        except SlackApiError as e:
+            raise _classified(e) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise TransientSendError(f"slack unreachable: {e.__class__.__name__}: {e}") from None
+        return found
+
+    async def _me(self) -> set[str]:
+        """The bot's user and bot ids: only its own posts count (another install may post the same marks)."""
+        if not getattr(self, "_me_ids", None):
+            resp = await self.client.auth_test()
+            self._me_ids = {i for i in (resp.get("user_id"), resp.get("bot_id")) if i}
+        return self._me_ids
 
     @staticmethod
     def _content(payload: dict[str, Any]) -> dict[str, Any]:
@@ -378,7 +449,7 @@ class SlackAdapter:
             json.dumps([room, kind, payload], sort_keys=True, default=str).encode()).hexdigest()[:40]
         ts = await self._kv(key) if payload.get("image") else None
         if ts is None:
-            resp = await self._post_message(channel, thread=thread, **self._content(payload))
+            resp = await self._post_message(channel, thread=thread, **self._content(payload), **_marked(payload))
             ts = resp.get("ts")
             if payload.get("image"):
                 await self._kv(key, ts)
@@ -433,13 +504,13 @@ class SlackAdapter:
                 kwargs["thread_ts"] = thread
             await self.client.chat_postEphemeral(**kwargs)
             return None
-        resp = await self._post_message(channel, thread=thread, **self._content(payload))
+        resp = await self._post_message(channel, thread=thread, **self._content(payload), **_marked(payload))
         return resp.get("ts")
 
     async def _respond(self, url: str, payload: dict[str, Any], ephemeral: bool) -> bool:
         """Answer through the command's response_url; False when it expired (then the caller posts instead)."""
         body = {"response_type": "ephemeral" if ephemeral else "in_channel", "replace_original": False,
-                **self._content(payload)}
+                **self._content(payload), **({} if ephemeral else _marked(payload))}
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         async with self._session.post(url, json=body) as resp:
@@ -447,7 +518,8 @@ class SlackAdapter:
             if resp.status == 429 or resp.status >= 500:
                 retry = resp.headers.get("Retry-After")
                 raise TransientSendError(f"response_url answered {resp.status}",
-                                         float(retry) if retry and retry.isdigit() else None)
+                                         float(retry) if retry and retry.isdigit() else None,
+                                         ambiguous=resp.status >= 500)
             if resp.status >= 400:
                 log.info("slack: response_url refused (%s %s); posting instead", resp.status, text[:100])
                 return False
@@ -465,3 +537,58 @@ class SlackAdapter:
 
 def _ts(value: Any) -> str | None:
     return value if isinstance(value, str) and _TS.match(value) else None
+
+
+def _marked(payload: dict[str, Any]) -> dict[str, Any]:
+    """Message metadata naming the post's outbox row (and page), for `find_sent`."""
+    if payload.get("outbox_id") is None:
+        return {}
+    names: dict[str, Any] = {"outbox_id": payload["outbox_id"]}
+    if (payload.get("page") or 1) > 1:
+        names["page"] = payload["page"]
+    return {"metadata": {"event_type": OUTBOX_EVENT_TYPE, "event_payload": names}}
+
+
+def _collect(messages: list[dict[str, Any]], me: set[str], wanted: set[int],
+             found: dict[tuple[int, int], str]) -> None:
+    """The bot's own posts whose metadata names one of the `wanted` rows, by (row, page)."""
+    for m in messages:
+        meta = m.get("metadata") or {}
+        if meta.get("event_type") != OUTBOX_EVENT_TYPE or not ({m.get("user"), m.get("bot_id")} & me):
+            continue
+        names = meta.get("event_payload") or {}
+        try:
+            row, page = int(names.get("outbox_id")), int(names.get("page") or 1)
+        except (TypeError, ValueError):
+            continue
+        if row in wanted and m.get("ts"):
+            found.setdefault((row, page), m["ts"])
+
+
+def _classified(e: SlackApiError) -> Exception:
+    """`classify`, with Slack's own 5xx marked ambiguous: the post may have been taken before it failed."""
+    error = classify(e)
+    if isinstance(error, TransientSendError) and (getattr(e.response, "status_code", 200) or 200) >= 500:
+        error.ambiguous = True
+    return error
+
+
+class _RetryUnlessPosted(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's one retry on a connection error, except for a post whose connection dropped after it was
+    sent: Slack may have taken it, and posting it again blind would show it twice. A connection never made is
+    retried for every call, as before."""
+
+    async def _can_retry_async(self, *, state, request, response=None, error=None) -> bool:
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return True
+        if request is not None and str(request.url).rstrip("/").endswith(_POSTING):
+            return False
+        return await super()._can_retry_async(state=state, request=request, response=response, error=error)
+
+
+def _channel_of(body: dict[str, Any]) -> str:
+    """The channel a request is about (a command's, a button's message's, an event's or its item's)."""
+    event = body.get("event") or {}
+    return (body.get("channel_id") or (body.get("channel") or {}).get("id")
+            or (body.get("container") or {}).get("channel_id") or event.get("channel")
+            or (event.get("item") or {}).get("channel") or "")

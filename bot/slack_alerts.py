@@ -26,7 +26,8 @@ class SlackAlerts:
         self.parts = parts
         self.client = client
 
-    async def update(self, room: str, channel: str, alert_ts: str, change: dict[str, Any], resolved: bool) -> None:
+    async def update(self, room: str, channel: str, alert_ts: str, change: dict[str, Any], resolved: bool,
+                     owned: bool = True) -> None:
         """Show `change` (a rendered conflict change) in the alert posted as `alert_ts` in `room`."""
         key = f"slack:alert:{room}:{alert_ts}"
 
@@ -43,7 +44,7 @@ class SlackAlerts:
             log.warning("slack: no stored alert %s in %s to update", alert_ts, room)
             return
         blocks, text = found
-        new_blocks = apply_change(blocks, change, resolved)
+        new_blocks = apply_change(blocks, change, resolved, owned)
         await self.client.chat_update(channel=channel, ts=alert_ts, text=escape(text[:MAX_TEXT]), blocks=new_blocks)
 
         def store() -> None:
@@ -68,7 +69,12 @@ class SlackAlerts:
         alert_ts = await asyncio.to_thread(find)
         if alert_ts:
             first = (payload.get("text") or "").split("\n", 1)[0]
-            await self.update(room, channel, alert_ts, payload, resolved="resolved" in first)
+            state = payload.get("conflict_state")  # absent in notices queued before it was written
+            if state is None:
+                await self.update(room, channel, alert_ts, payload, resolved="resolved" in first)
+            else:
+                await self.update(room, channel, alert_ts, payload, resolved=state in ("resolved", "closed"),
+                                  owned=state != "open")
         return alert_ts
 
 
@@ -87,12 +93,14 @@ async def conflicts_of_alert(parts, room: str, ts: str) -> list[int]:
     return await asyncio.to_thread(find)
 
 
-def apply_change(blocks: list[dict[str, Any]], change: dict[str, Any], resolved: bool) -> list[dict[str, Any]]:
+def apply_change(blocks: list[dict[str, Any]], change: dict[str, Any], resolved: bool,
+                 owned: bool = True) -> list[dict[str, Any]]:
     """The alert's blocks with one conflict's part replaced by the rendered change (who owns it, how it ended).
 
     The alert template puts each conflict in a section starting with its id, followed by its buttons, whose
     value is the id. Acknowledged: the section shows the owner and only the Resolve buttons stay.
-    Resolved: the section shows the outcome and the buttons go.
+    Resolved (or closed): the section shows the outcome and the buttons go. Not `owned` (snoozed, escalated,
+    woken): all its buttons stay.
     """
     change_blocks = [b for b in change.get("blocks") or [] if b.get("type") == "section"]
     ref = _ref_of(change_blocks)
@@ -106,7 +114,8 @@ def apply_change(blocks: list[dict[str, Any]], change: dict[str, Any], resolved:
         if block.get("type") == "actions" and any(e.get("value") == ref for e in block.get("elements", [])):
             if resolved:
                 continue
-            kept = [e for e in block["elements"] if not str(e.get("action_id", "")).startswith("ack:")]
+            kept = [e for e in block["elements"]
+                    if not owned or not str(e.get("action_id", "")).startswith("ack:")]
             if kept:
                 out.append({**block, "elements": kept})
             continue

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from watchfloor.ioc.ais import OUTCOMES, Decoder, PositionReport
+from watchfloor.ioc.reports import OUTCOMES, PositionReport, StaticReport
 from watchfloor.ioc.approach import ApproachArea, step
 from watchfloor.ioc.eta import ais_eta
 from watchfloor.ioc.markings import may_show
@@ -61,7 +61,7 @@ class AisIngest:
                  retain: timedelta | None = None):
         self.db = db
         self.directory = directory
-        self.decoder = Decoder()
+        self._decoder = None  # loaded on first use: the live feed decodes in its own process (bot/ais_worker.py)
         self.tracks = Tracks()
         self.areas = approach_areas(directory.settings)
         self.retain = retain if retain is not None else timedelta(days=directory.settings.ais.retain_days)
@@ -96,11 +96,38 @@ class AisIngest:
             self._refresh_watched(s, prime_all=True)
         return len(self.tracks)
 
+    @property
+    def decoder(self):
+        if self._decoder is None:
+            from watchfloor.ioc.ais import Decoder
+
+            self._decoder = Decoder()
+        return self._decoder
+
     def feed(self, line: bytes | str, received: datetime) -> str:
-        outcome, reports = self.decoder.feed(line, received)
+        outcome, reports = (self._decoder or self.decoder).feed(line, received)
         self.outcomes[outcome] += 1
         self.apply(reports)
         return outcome
+
+    def apply_decoded(self, outcomes: dict[str, int], positions: list[tuple], statics: list[tuple]) -> None:
+        """What the live feed's decoding process sends back (bot/ais_worker.py): outcome counts, and reports as
+        tuples, static data first so that a notice in the same batch names the ship."""
+        for outcome, n in outcomes.items():
+            self.outcomes[outcome] += n
+        at_of: dict[float, datetime] = {}
+
+        def at(ts: float) -> datetime:
+            d = at_of.get(ts)
+            if d is None:
+                d = at_of[ts] = datetime.fromtimestamp(ts, UTC)
+            return d
+
+        self.apply([StaticReport(m, at(ts), imo, name, call_sign, ship_type, destination,
+                                 datetime.fromtimestamp(eta, UTC) if eta is not None else None)
+                    for m, ts, imo, name, call_sign, ship_type, destination, eta in statics])
+        self.apply([PositionReport(m, at(ts), lat, lon, sog, cog, heading)
+                    for m, ts, lat, lon, sog, cog, heading in positions])
 
     def apply(self, reports) -> None:
         """Reports from any source (decoded sentences, the national archive's CSV) into the tracks."""
@@ -109,6 +136,9 @@ class AisIngest:
             self._dirty[track.mmsi] = track
             if moved:
                 self._moved(track, r)
+            elif track.mmsi in self._watched and r.__class__ is StaticReport:
+                # a new destination or reported ETA may change a target's best ETA (ioc/eta.py)
+                self._recheck.update((zone, tid) for zone, tid, _, _ in self._watched[track.mmsi])
 
     def _moved(self, track: Track, r: PositionReport) -> None:
         if self.latest is None or r.at > self.latest:

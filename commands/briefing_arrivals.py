@@ -10,7 +10,7 @@ from watchfloor.ioc.eta import Eta
 from watchfloor.storage import vessels as vessels_repo
 from watchfloor.storage.tables import TargetRow
 
-from .target_eta import best_etas
+from .target_eta import best_etas, tracks_of
 from .views import target_view
 
 
@@ -27,13 +27,13 @@ def arrivals(s: Session, zone: str, open_targets: list[TargetRow], start: dateti
     arriving = sorted((t for t in open_targets if t.id in best and start <= best[t.id].at <= end),
                       key=lambda t: best[t.id].at)
     notices = vessels_repo.notices_between(s, zone, start, end)
-    tracks = vessels_repo.tracks_for_keys(s, {t.vessel_key for t in open_targets})
+    track_of, _ = tracks_of(s, {t.vessel_key for t in open_targets})
     target_keys: dict[int, set[str]] = {t.id: {t.vessel_key.upper() if t.vessel_key.startswith("name:")
                                                else t.vessel_key} for t in open_targets}
-    for t in open_targets:  # a target named by MMSI matches a notice naming the IMO, through the AIS track
-        for tr in tracks:
-            if {f"mmsi:{tr.mmsi}", f"imo:{tr.imo}"} & target_keys[t.id]:
-                target_keys[t.id] |= {f"mmsi:{tr.mmsi}"} | ({f"imo:{tr.imo}"} if tr.imo else set())
+    for t in open_targets:  # a target named by MMSI (or name) matches a notice naming the IMO, through the track
+        tr = track_of.get(t.vessel_key)
+        if tr is not None:
+            target_keys[t.id] |= {f"mmsi:{tr.mmsi}"} | ({f"imo:{tr.imo}"} if tr.imo else set())
     cdc: set[int] = set()
     others: list[dict] = []
     seen: set[str] = set()

@@ -22,7 +22,7 @@ from .ops import _only_keys, _words
 from .posting import post
 from .values import parse_duration, parse_ref, parse_text
 from .views import conflict_view, record_withheld
-from .watch_alerts import edit_alerts, thread_of
+from .watch_alerts import edit_alerts, own_alert, thread_of
 
 MAX_SNOOZE = timedelta(hours=24)
 
@@ -162,9 +162,9 @@ def _tell_watch(ctx: Context, cf: ConflictRow, verb: str) -> None:
         if not room.show_withheld and not may_show(cf.marking, room.clearance):
             continue  # this room is configured not to learn that withheld items exist
         post(ctx.s, room, "notice", "conflict_changed.j2", data, ctx.now,
-             extra={"conflict_update": cf.id, **thread_of(ctx.s, room.id, cf.id)})
+             extra={"conflict_update": cf.id, "conflict_state": cf.status, **thread_of(ctx.s, room.id, cf.id)})
     # The alerts themselves show the change too, in this room as well (commands/watch_alerts.py).
-    edit_alerts(ctx.s, ctx.engine.directory, deconf, cf, ctx.now)
+    edit_alerts(ctx.s, ctx.engine.directory, deconf, cf, ctx.now, also=own_alert(ctx.room, ctx.msg.event_id))
 
 
 def snooze(ctx: Context) -> None:

@@ -12,6 +12,7 @@ from watchfloor.storage.tables import ConflictRow, TargetRow
 from watchfloor.templates import render
 
 from .engine import Engine
+from .target_eta import best_etas, with_eta
 from .views import conflict_view
 
 
@@ -30,6 +31,7 @@ def scan_and_list(engine: Engine, zone: str) -> list[str]:
             target = s.get(TargetRow, cf.target_id) if cf.target_id else None
             endorsers = targets_repo.endorsers(s, cf.target_id) if cf.target_id else []
             view = conflict_view(cf, ops, target, endorsers, ALL_MARKINGS)
+            with_eta(view.get("target"), best_etas(s, [target], now).get(target.id) if target else None)
             lines.append(render("conflict_line.j2", cf=view, tz=tz).text)
     lines.append(f"{len(rows)} open conflicts")
     return lines

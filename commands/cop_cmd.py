@@ -18,10 +18,14 @@ PRIVATE_REPLIES = ("slack", "console")
 
 
 def _base_url(ctx: Context) -> str:
-    base = ctx.engine.directory.settings.service.base_url
-    if not base:
-        raise CommandError("cop", "the picture is not served here; ask your administrator to set [service] base_url")
-    return base.rstrip("/")
+    """Where the picture is served; a link is given only when the bot serves it ([service] port) and knows the
+    address users reach it at ([service] base_url)."""
+    service = ctx.engine.directory.settings.service
+    missing = [name for name, value in (("port", service.port), ("base_url", service.base_url)) if not value]
+    if missing:
+        raise CommandError("cop", "the picture is not served here; ask your administrator to set [service] "
+                                  + " and ".join(missing))
+    return service.base_url.rstrip("/")
 
 
 def _zone(ctx: Context, word: str | None) -> Zone:
@@ -41,8 +45,8 @@ def _zone(ctx: Context, word: str | None) -> Zone:
 
 
 def _link(ctx: Context, word: str | None) -> None:
-    zone = _zone(ctx, word)
     base = _base_url(ctx)
+    zone = _zone(ctx, word)
     token = cop.issue(ctx.s, cop.LINK, ctx.sender.id, zone.code, ctx.now)
     # The audit trail is readable by administrators: it records that a link was given, never the token.
     ctx.audit("cop.link", zone.code, {"expires": ctx.now + cop.LINK_TTL})
@@ -51,8 +55,8 @@ def _link(ctx: Context, word: str | None) -> None:
 
 
 def _calendar(ctx: Context, word: str | None) -> None:
-    zone = _zone(ctx, word)
     base = _base_url(ctx)
+    zone = _zone(ctx, word)
     token = cop.issue(ctx.s, cop.CALENDAR, ctx.sender.id, zone.code, ctx.now)
     ctx.audit("cop.calendar", zone.code, {})
     ctx.reply("cop_calendar.j2", ephemeral=True, page_zone=zone.code,

@@ -28,9 +28,9 @@ from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 from .directory import Directory, Room
 from .observers import notify
 from .posting import post
-from .target_eta import best_eta_at
+from .target_eta import best_eta_at, best_etas, with_eta
 from .views import conflict_view
-from .watch_alerts import alert_watch, nobody_on_watch_for
+from .watch_alerts import alert_watch, carried, edit_alerts, nobody_on_watch_for, say_change
 
 
 @dataclass
@@ -295,7 +295,17 @@ class Deconfliction:
             return
         rooms = self.directory.zone_rooms(zone, "watch")
         for room in rooms:
-            self._post_alert(s, room, zone, changes.raised, changes.closed, now, cause, kind="alert")
+            # A conflict closing by itself changes the alert that raised it where that alert was posted, and
+            # is said once in its thread; only the others are listed in a new alert.
+            shown = carried(s, room) if changes.closed else set()
+            posted = [cf for cf in changes.closed if cf.id in shown]
+            for cf in posted:
+                say_change(s, self.directory, self, cf, now, change="closed", rooms=[room], edit=False)
+            closed = [cf for cf in changes.closed if cf not in posted]
+            if changes.raised or closed:
+                self._post_alert(s, room, zone, changes.raised, closed, now, cause, kind="alert")
+        for cf in changes.closed:
+            edit_alerts(s, self.directory, self, cf, now)
         notify("alerts", zone, changes.raised, changes.closed, len(rooms))
 
     def escalate(self, s: Session, now: datetime, after: timedelta, unwatched_after: timedelta | None = None,
@@ -326,6 +336,8 @@ class Deconfliction:
                   detail={"district": zone.district})
             for room in self.directory.district_rooms(zone.district):
                 self._post_alert(s, room, cf.zone_code, [cf], [], now, None, kind="escalation")
+            # The zone's own alert shows it went up, and its thread says so once (commands/watch_alerts.py).
+            say_change(s, self.directory, self, cf, now, change="escalated")
         notify("escalations", due)
         return list(due)
 
@@ -342,6 +354,7 @@ class Deconfliction:
         all_rows = list(raised) + list(closed)
         op_rows = ops_repo.by_ids(s, {i for cf in all_rows for i in (cf.op_a, cf.op_b) if i is not None})
         targets = {cf.target_id: s.get(TargetRow, cf.target_id) for cf in all_rows if cf.target_id}
+        etas = best_etas(s, [t for t in targets.values() if t is not None], now)  # the ETA the gap rule used
         endorse = {tid: targets_repo.endorsers(s, tid) for tid in targets}
         holders = self.detail_rooms
         # Alerts and escalations call the zone's supervisors on watch by name, so their phones notify.
@@ -350,6 +363,8 @@ class Deconfliction:
         def data(clearance):
             def view(cf):
                 v = conflict_view(cf, op_rows, targets.get(cf.target_id), endorse.get(cf.target_id, []), clearance)
+                with_eta(v.get("target"), etas.get(cf.target_id))
+                v["escalated_at"] = cf.escalated_at  # an alert kept current shows when it went to the district
                 if v["withheld"]:
                     v["held_in"] = holders(zone, cf.marking)
                 return v

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session
 
-from watchfloor.storage import events
+from watchfloor.storage import events, outbox
 from watchfloor.storage.db import Database
 from watchfloor.storage.outage import unreachable
 from watchfloor.storage.tables import OutboxRow
@@ -43,6 +43,9 @@ class Handled:
     duplicate: bool = False
     rows: list[OutboxRow] = field(default_factory=list)
     error: str | None = None
+    # Of `rows`, those first in their room's queue when the command committed: they may be sent at once.
+    # None when not known (the error path); the caller then asks the database itself.
+    heads: list[OutboxRow] | None = None
 
 
 class Engine:
@@ -71,9 +74,9 @@ class Engine:
             done = self.db.transaction(lambda s: self._run(s, msg, now))
             if done is None:
                 return Handled(duplicate=True)
-            ctx, rows, error = done
+            ctx, rows, error, heads = done
             notify("command", ctx, "error" if error else "ok")
-            return Handled(rows=rows, error=error)
+            return Handled(rows=rows, error=error, heads=heads)
         except Exception as e:
             if raise_unreachable and unreachable(e):
                 raise
@@ -82,7 +85,8 @@ class Engine:
                           msg.room)
             return self._internal_error(msg, now, raise_unreachable)
 
-    def _run(self, s: Session, msg: ChatMessage, now: datetime) -> tuple[Context, list[OutboxRow], str | None] | None:
+    def _run(self, s: Session, msg: ChatMessage, now: datetime
+             ) -> tuple[Context, list[OutboxRow], str | None, list[OutboxRow]] | None:
         """One attempt at the command's transaction; None when the message was handled before."""
         if not events.claim(s, msg.platform, msg.event_id, now):
             return None
@@ -104,7 +108,9 @@ class Engine:
             ctx.changes = Changes()
         if ctx.changes and ctx.room.zone is not None:
             self.deconfliction.alert(s, ctx.room.zone.code, ctx.changes, now, cause=_cause(ctx))
-        return ctx, self._enqueue_replies(ctx), error
+        rows = self._enqueue_replies(ctx)
+        # Asked in this transaction, not in one of its own after it: a command's answer goes out sooner.
+        return ctx, rows, error, outbox.heads_of(s, rows)
 
     def _context(self, s: Session, msg: ChatMessage, now: datetime) -> Context:
         sender = self.directory.sender(msg.sender, msg.sender_name)

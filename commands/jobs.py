@@ -16,7 +16,7 @@ from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 from .deconflict import Changes
 from .engine import Engine
-from .watch_alerts import wake_snoozed
+from .watch_alerts import end_lapsed, wake_snoozed, watch_zones
 
 log = logging.getLogger("watchfloor.jobs")
 
@@ -54,10 +54,12 @@ def escalate_due(engine: Engine) -> list[ConflictRow]:
     after = timedelta(minutes=engine.directory.settings.conflicts.escalate_after_minutes)
     now = engine.clock()
     engine.db.transaction(lambda s: wake_snoozed(s, engine.directory, now, engine.deconfliction))
-    # Sooner only in zones that keep a watch (`handover_times`): elsewhere nobody is ever "on watch".
+    # Watches past their `until` end first (said in the watch rooms): their agencies are unwatched from now.
+    engine.db.transaction(lambda s: end_lapsed(s, engine.directory, now))
+    # Sooner in every zone that keeps a watch (commands/watch_alerts.py): elsewhere nobody is ever "on watch".
     unwatched = timedelta(minutes=engine.directory.settings.conflicts.escalate_unwatched_minutes)
-    watch_zones = frozenset(z.code for z in engine.directory.settings.zone if z.handover_times)
-    return engine.db.transaction(lambda s: engine.deconfliction.escalate(s, now, after, unwatched, watch_zones))
+    return engine.db.transaction(lambda s: engine.deconfliction.escalate(
+        s, now, after, unwatched, watch_zones(s, engine.directory, now)))
 
 
 def _scan(engine: Engine, s: Session, zone: str, now: datetime) -> Changes:

@@ -6,24 +6,44 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from watchfloor.ioc.eta import Eta, ais_eta, best_eta
+from watchfloor.ioc.eta import Eta, ais_eta, best_eta, reported_eta
+from watchfloor.ioc.tracks import name_key
 from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import vessels as repo
 from watchfloor.storage.tables import TargetRow
 
 
-def best_etas(s: Session, rows: Iterable[TargetRow], now: datetime) -> dict[int, Eta]:
-    """Target id -> its best ETA (targets with none are left out). Two queries for any number of targets."""
-    rows = list(rows)
-    if not rows:
-        return {}
-    tracks = repo.tracks_for_keys(s, {r.vessel_key for r in rows})
+def tracks_of(s: Session, vessel_keys: set[str]) -> tuple[dict[str, object], dict[str, int]]:
+    """(vessel key -> its AIS track, name key -> how many tracks have that name when more than one).
+
+    A target known only by name is matched to the track of that name (case, spaces and punctuation aside) when
+    there is exactly one; with several it is not matched (their positions and ETAs would be a guess)."""
     track_of: dict[str, object] = {}
-    for t in tracks:
+    for t in repo.tracks_for_keys(s, vessel_keys):
         track_of[f"mmsi:{t.mmsi}"] = t
         if t.imo:
             track_of.setdefault(f"imo:{t.imo}", t)
-    keys = {r.vessel_key for r in rows} | set(track_of)
+    ambiguous: dict[str, int] = {}
+    names = {k for k in vessel_keys if k.startswith("name:")}
+    if names:
+        named = repo.tracks_named(s, {name_key(k[5:]) for k in names})
+        for k in names:
+            found = named.get(name_key(k[5:]), [])
+            if len(found) == 1:
+                track_of[k] = found[0]
+            elif found:
+                ambiguous[k] = len(found)
+    return track_of, ambiguous
+
+
+def best_etas(s: Session, rows: Iterable[TargetRow], now: datetime) -> dict[int, Eta]:
+    """Target id -> its best ETA (targets with none are left out). A few queries for any number of targets."""
+    rows = list(rows)
+    if not rows:
+        return {}
+    track_of, _ = tracks_of(s, {r.vessel_key for r in rows})
+    keys = {r.vessel_key for r in rows} | set(track_of) | {f"mmsi:{t.mmsi}" for t in track_of.values()} \
+        | {f"imo:{t.imo}" for t in track_of.values() if t.imo}
     notice_of: dict[str, object] = {}
     for n in repo.notices_of_keys(s, {r.zone_code for r in rows}, keys):  # latest first
         for k in (f"imo:{n.imo}" if n.imo else None, f"mmsi:{n.mmsi}" if n.mmsi else None,
@@ -40,20 +60,32 @@ def best_etas(s: Session, rows: Iterable[TargetRow], now: datetime) -> dict[int,
         notice = next((notice_of[(row.zone_code, k)] for k in vessel_keys if (row.zone_code, k) in notice_of), None)
         ais = ais_eta(track.lat, track.lon, track.sog, track.cog, track.position_at, zone.lat, zone.lon) \
             if track is not None else None
-        eta = best_eta(ais, getattr(track, "position_at", None), notice.eta if notice else None, row.eta, now)
+        reported = reported_eta(track.ais_eta, track.destination, track.static_at, row.zone_code, now) \
+            if track is not None else None
+        eta = best_eta(ais, getattr(track, "position_at", None), notice.eta if notice else None, row.eta, now,
+                       reported)
         if eta is not None:
             out[row.id] = eta
     return out
 
 
+def with_eta(view: dict | None, eta: Eta | None) -> None:
+    """Put a best ETA and its source into one target view (none, or a withheld one, is left alone)."""
+    if view is not None and not view.get("withheld") and eta is not None:
+        view["eta"], view["eta_source"] = eta.at, eta.detail()
+
+
 def annotate(s: Session, pairs: Iterable[tuple[TargetRow, dict]], now: datetime) -> None:
-    """Put the best ETA and its source into target views (withheld ones are left alone)."""
+    """Put the best ETA and its source into target views (withheld ones are left alone), and for a target known
+    by a name several AIS tracks carry, how many (`ais_same_name`): it is matched to none of them."""
     pairs = [(row, view) for row, view in pairs if not view.get("withheld")]
     etas = best_etas(s, [row for row, _ in pairs], now)
+    names = {row.vessel_key for row, _ in pairs if row.vessel_key.startswith("name:")}
+    _, ambiguous = tracks_of(s, names) if names else ({}, {})
     for row, view in pairs:
-        eta = etas.get(row.id)
-        if eta is not None:
-            view["eta"], view["eta_source"] = eta.at, eta.detail()
+        with_eta(view, etas.get(row.id))
+        if row.vessel_key in ambiguous:
+            view["ais_same_name"] = ambiguous[row.vessel_key]
 
 
 def best_eta_at(s: Session, row: TargetRow, now: datetime) -> datetime | None:

@@ -8,6 +8,7 @@ from watchfloor.ioc.markings import Marking
 from watchfloor.ioc.model import PRIORITIES, target_ref
 from watchfloor.storage import targets as repo
 from watchfloor.storage.tables import EndorsementRow, TargetRow
+from watchfloor.templates import render
 
 from .context import Context, dispatch
 from .errors import CommandError
@@ -259,7 +260,10 @@ def show(ctx: Context) -> None:
     row = _find(ctx, "target show TGT-n", lock=False)
     view = _view(ctx, row)
     annotate_eta(ctx.s, [(row, view)], ctx.now)
-    ctx.reply("target_show.j2", target=view, verb=None, raised=[], closed=[])
+    # A target known by a name several AIS tracks carry is matched to none of them: say so, and how to fix it.
+    notes = [render("target_ais_same_name.j2", count=view["ais_same_name"], vessel=row.vessel_key[5:]).text] \
+        if view.get("ais_same_name") else []
+    ctx.reply("target_show.j2", target=view, verb=None, raised=[], closed=[], notes=notes)
 
 
 _ACTIONS = {"nominate": nominate, "endorse": endorse, "update": update, "assign": assign, "close": close,

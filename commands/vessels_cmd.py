@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 
 from watchfloor.ioc.arrivals import NOA_HORIZON_HOURS, Arrival, merge
-from watchfloor.ioc.eta import FRESH, NOA, TYPED, Eta, ais_eta, best_eta, is_fresh
+from watchfloor.ioc.eta import FRESH, NOA, REPORTED_FRESH, TYPED, Eta, ais_eta, best_eta, is_fresh, reported_eta
 from watchfloor.ioc.geo import distance_m
 from watchfloor.ioc.markings import may_show
 from watchfloor.ioc.model import LIVE_STATUSES, target_ref
@@ -16,7 +16,7 @@ from watchfloor.storage.vessel_tables import ArrivalNoticeRow, VesselRow
 
 from .context import Context
 from .errors import CommandError
-from .target_eta import annotate
+from .target_eta import annotate, tracks_of
 from .values import parse_vessel_field
 from .views import op_view, target_view
 
@@ -32,7 +32,9 @@ def best_for(row: VesselRow | None, notice: ArrivalNoticeRow | None, typed: date
              now: datetime) -> Eta | None:
     """The ETA a reply shows: fresh AIS, else the notice of arrival's, else the typed one."""
     ais = track_eta(row, zone) if row is not None else None
-    return best_eta(ais, row.position_at if row is not None else None, notice.eta if notice else None, typed, now)
+    reported = reported_eta(row.ais_eta, row.destination, row.static_at, zone.code, now) if row is not None else None
+    return best_eta(ais, row.position_at if row is not None else None, notice.eta if notice else None, typed, now,
+                    reported)
 
 
 def _keys(row: VesselRow | None, notice: ArrivalNoticeRow | None, asked: str) -> list[str]:
@@ -115,22 +117,36 @@ def arrivals_command(ctx: Context) -> None:
     zone = ctx.zone
     start, end = ctx.now, ctx.now + timedelta(hours=WINDOWS[which])
     found: list[Arrival] = []
+    bound: list[Arrival] = []  # by the ETA the crew reported for a port of the zone: the last source
     # Best source first: merge keeps the first entry of each vessel.
-    for row in repo.moving_tracks_since(ctx.s, ctx.now - FRESH):
-        eta = track_eta(row, zone)
+    for row in repo.tracks_heard_since(ctx.s, ctx.now - FRESH, ctx.now - REPORTED_FRESH):
+        eta = track_eta(row, zone) if is_fresh(row.position_at, ctx.now) else None
         if eta is not None and start - FRESH <= eta.at <= end:
             found.append(Arrival(row.name or f"MMSI {row.mmsi}", _keys(row, None, f"mmsi:{row.mmsi}"), eta,
+                                 imo=row.imo, mmsi=row.mmsi))
+            continue
+        eta = reported_eta(row.ais_eta, row.destination, row.static_at, zone.code, ctx.now)
+        if eta is not None and start - FRESH <= eta.at <= end:
+            bound.append(Arrival(row.name or f"MMSI {row.mmsi}", _keys(row, None, f"mmsi:{row.mmsi}"), eta,
                                  imo=row.imo, mmsi=row.mmsi))
     for n in repo.notices_between(ctx.s, zone.code, start - timedelta(hours=6), end):
         found.append(Arrival(n.vessel_name, _keys(None, n, f"name:{n.vessel_name}"), Eta(n.eta, NOA), cdc=n.cdc,
                              imo=n.imo, mmsi=n.mmsi))
     targets = ctx.s.exec(select(TargetRow).where(TargetRow.zone_code == zone.code, TargetRow.status == "open")).all()
+    # A target known by name only is the vessel of the one AIS track of that name (commands/target_eta.py).
+    named = {t.vessel_key for t in targets if t.vessel_key.startswith("name:")}
+    track_of = tracks_of(ctx.s, named)[0] if named else {}
+
+    def target_keys(t: TargetRow) -> list[str]:
+        tr = track_of.get(t.vessel_key)
+        return [t.vessel_key] + ([] if tr is None else _keys(tr, None, f"mmsi:{tr.mmsi}"))
+
     for t in targets:
         if t.eta is not None and start <= t.eta <= end and ctx.visible(t.marking):
-            found.append(Arrival(t.name or t.vessel_key.split(":", 1)[1], [t.vessel_key], Eta(t.eta, TYPED),
+            found.append(Arrival(t.name or t.vessel_key.split(":", 1)[1], target_keys(t), Eta(t.eta, TYPED),
                                  target_id=t.id))
-    arrivals = merge(found)
-    by_key = {t.vessel_key: t for t in targets if ctx.visible(t.marking)}
+    arrivals = merge(found + bound)
+    by_key = {k: t for t in targets if ctx.visible(t.marking) for k in target_keys(t)}
     keys = {k for a in arrivals for k in a.keys}
     ops = ctx.s.exec(select(OperationRow).where(OperationRow.zone_code == zone.code,
                                                 col(OperationRow.vessel_key).in_(list(keys)),

@@ -6,7 +6,7 @@ the handlers import the deconfliction through their context.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -23,7 +23,7 @@ from watchfloor.storage.audit import hold_chain
 from watchfloor.storage.tables import ConflictRow, OutboxRow, TargetRow
 from watchfloor.storage.watch_tables import WatchShiftRow
 
-from .directory import Directory
+from .directory import Directory, Room
 from .posting import post
 from .views import conflict_view
 
@@ -87,22 +87,80 @@ def wake_snoozed(s: Session, directory: Directory, now: datetime, deconfliction=
               detail={"snoozed_by": cf.snoozed_by})
         if cf.status != "open":
             continue  # acknowledged meanwhile: nothing to wake anyone for
-        ops = ops_repo.by_ids(s, [i for i in (cf.op_a, cf.op_b) if i is not None])
-        target = s.get(TargetRow, cf.target_id) if cf.target_id else None
-        endorsers = targets_repo.endorsers(s, cf.target_id) if cf.target_id else []
-        tz = get_zone(cf.zone_code).tz
+        say_change(s, directory, deconfliction, cf, now, change="woke")
+    return rows
 
-        def data(clearance, cf=cf, ops=ops, target=target, endorsers=endorsers, tz=tz):
-            return {"tz": tz, "conflict": conflict_view(cf, ops, target, endorsers, clearance),
-                    "verb": "snooze is over: not acknowledged, escalation resumes"}
 
-        for room in directory.zone_rooms(cf.zone_code, "watch"):
-            if not room.show_withheld and not may_show(cf.marking, room.clearance):
+def say_change(s: Session, directory: Directory, deconfliction, cf: ConflictRow, now: datetime, change: str,
+               rooms: list[Room] | None = None, edit: bool = True) -> None:
+    """A change of a conflict the scheduler made (woken, escalated, closed by itself), said once in each watch
+    room of its zone (or in `rooms`), in the thread of the alert carrying it where there is one; Slack changes
+    that alert by this notice (bot/slack_alerts.py), Matrix by an edit of its own (`edit_alerts`, unless `edit`
+    is False: the caller edits once for all rooms). The words are conflict_changed.j2's, by `change`."""
+    ops = ops_repo.by_ids(s, [i for i in (cf.op_a, cf.op_b) if i is not None])
+    target = s.get(TargetRow, cf.target_id) if cf.target_id else None
+    endorsers = targets_repo.endorsers(s, cf.target_id) if cf.target_id else []
+    zone = get_zone(cf.zone_code)
+
+    def data(clearance):
+        view = conflict_view(cf, ops, target, endorsers, clearance)
+        if view["withheld"] and deconfliction is not None:
+            view["held_in"] = deconfliction.detail_rooms(cf.zone_code, cf.marking)
+        return {"tz": zone.tz, "zone": zone, "conflict": view, "change": change, "at": now}
+
+    for room in directory.zone_rooms(cf.zone_code, "watch") if rooms is None else rooms:
+        if not room.show_withheld and not may_show(cf.marking, room.clearance):
+            continue  # this room is configured not to learn that withheld items exist
+        # `conflict_state`: which of the alert's buttons still apply (bot/slack_alerts.py).
+        post(s, room, "notice", "conflict_changed.j2", data, now,
+             extra={"conflict_update": cf.id, "conflict_state": cf.status, **thread_of(s, room.id, cf.id)})
+    if edit and deconfliction is not None:
+        edit_alerts(s, directory, deconfliction, cf, now)
+
+
+def watch_zones(s: Session, directory: Directory, now: datetime) -> frozenset[str]:
+    """The zones that keep a watch: those with `handover_times`, and any where someone stood a watch in the last
+    day. Only there does "nobody of theirs is on watch" bring escalation forward: a zone that never uses
+    `watch` keeps the contract's 15 minutes instead of escalating everything after 5."""
+    configured = {z.code for z in directory.settings.zone if z.handover_times}
+    return frozenset(configured | set(watch_repo.zones_watched(s, now - KEPT_WATCH, now)))
+
+
+KEPT_WATCH = timedelta(hours=24)
+
+
+def announce(s: Session, directory: Directory, zone_code: str, shift: WatchShiftRow, change: str, now: datetime,
+             told: Room | None = None) -> None:
+    """A watch started, ended or lapsed, said once in each of the zone's watch rooms. The room of the supervisor
+    who said it (`told`) has their answer already: a chat room's is public, so it is left out; a console's is
+    theirs alone, so the console room gets it for everyone else (`said_to`: not shown to them again)."""
+    zone = get_zone(zone_code)
+    for room in directory.zone_rooms(zone_code, "watch"):
+        extra: dict[str, Any] = {"watch_change": change}
+        if told is not None and room.id == told.id:
+            if room.platform != "console":
                 continue
-            post(s, room, "notice", "conflict_changed.j2", data, now,
-                 extra={"conflict_update": cf.id, **thread_of(s, room.id, cf.id)})
-        if deconfliction is not None:
-            edit_alerts(s, directory, deconfliction, cf, now)
+            extra["said_to"] = shift.person
+        post(s, room, "notice", "watch_announce.j2", lambda _c: {"tz": zone.tz, "z": zone, "who": person(shift),
+                                                                 "change": change}, now, extra=extra)
+
+
+def end_lapsed(s: Session, directory: Directory, now: datetime) -> list[WatchShiftRow]:
+    """Watches whose `until` has passed end now, each said once in its zone's watch rooms (the lock and the
+    `ended_at` written here make a second run, or a second leader, find nothing)."""
+    zones = sorted({r.zone_code for r in watch_repo.lapsed(s, now, lock=False)})
+    if not zones:
+        return []
+    # The lock order of storage/locks.py, as a `watch` command takes them: the zones' locks, then the rest.
+    locks.hold(s, *(locks.deconfliction_lock(z) for z in zones))
+    hold_chain(s)
+    rows = [r for r in watch_repo.lapsed(s, now) if r.zone_code in zones]
+    for row in rows:
+        row.ended_at = row.until
+        s.add(row)
+        audit(s, at=now, actor="scheduler", action="watch.lapse", entity=None, zone=row.zone_code,
+              detail={"person": row.person, "agency": row.agency_code, "until": row.until.isoformat()})
+        announce(s, directory, row.zone_code, row, "lapsed", now)
     return rows
 
 
@@ -117,6 +175,17 @@ def alerts_carrying(s: Session, room_id: str, cf_id: int) -> list[OutboxRow]:
     return [r for r in rows if cf_id in [int(i) for i in json.loads(r.payload).get("conflicts") or []]]
 
 
+def carried(s: Session, room: Room) -> set[int]:
+    """The conflicts the room's posted alerts and escalations carry (one read for many conflicts). A console
+    room's alerts are never "posted" somewhere else: it has none to change."""
+    if room.platform == "console":
+        return set()
+    rows = s.exec(select(OutboxRow.payload).where(
+        OutboxRow.room == room.id, col(OutboxRow.kind).in_(("alert", "escalation")),
+        col(OutboxRow.remote_id).is_not(None)).order_by(col(OutboxRow.id).desc()).limit(RECENT_ALERTS)).all()
+    return {int(i) for p in rows for i in json.loads(p).get("conflicts") or []}
+
+
 def thread_of(s: Session, room_id: str, cf_id: int) -> dict[str, str]:
     """Where a change of the conflict is said on Matrix: in the thread of its latest alert there (m.thread)."""
     if not room_id.startswith("matrix:"):
@@ -125,13 +194,22 @@ def thread_of(s: Session, room_id: str, cf_id: int) -> dict[str, str]:
     return {"thread_root": alerts[0].remote_id} if alerts else {}
 
 
-def edit_alerts(s: Session, directory: Directory, deconfliction, cf: ConflictRow, now: datetime) -> int:
+# bot/slack.py's prefix of the event id of a button press or a reaction: its reply changes the alert itself.
+SLACK_ACTION = "slack-action:"
+
+
+def edit_alerts(s: Session, directory: Directory, deconfliction, cf: ConflictRow, now: datetime,
+                also: Room | None = None) -> int:
     """Alerts kept current where they were posted, on Matrix: each posted alert or escalation carrying the
     conflict is replaced (m.replace) by itself as it stands now, owner, outcome or snooze shown. Slack alerts are
-    changed by the notice itself (bot/slack_alerts.py). Returns the number of edits queued."""
+    changed by the notice itself (bot/slack_alerts.py), which goes to every watch channel but the one where the
+    change was asked for: that one (`also`, see `own_alert`) is edited here (chat.update). Returns the number of
+    edits queued."""
     rooms = {r.id: r for r in directory.zone_rooms(cf.zone_code, "watch") if r.platform == "matrix"}
     rooms.update({r.id: r for r in directory.district_rooms(get_zone(cf.zone_code).district)
                   if r.platform == "matrix"})
+    if also is not None:
+        rooms[also.id] = also
     queued = 0
     for room_id, room in sorted(rooms.items()):
         for row in alerts_carrying(s, room_id, cf.id):
@@ -142,3 +220,10 @@ def edit_alerts(s: Session, directory: Directory, deconfliction, cf: ConflictRow
                                       target_id=row.remote_id, escalation=row.kind == "escalation")
             queued += 1
     return queued
+
+
+def own_alert(room: Room, event_id: str) -> Room | None:
+    """The Slack channel a conflict command was typed in (slash or `!`), whose alert no notice changes: a
+    notice goes only to the other watch channels, and only a button's or a reaction's answer changes the alert
+    it was given on. None elsewhere (Matrix rooms are all edited anyway)."""
+    return room if room.platform == "slack" and not event_id.startswith(SLACK_ACTION) else None

@@ -10,7 +10,7 @@ from .errors import CommandError
 from .handover import build_handover
 from .ops import _only_keys, _words
 from .values import parse_time
-from .watch_alerts import person
+from .watch_alerts import announce, person
 
 MAX_SHIFT = timedelta(hours=24)
 
@@ -70,6 +70,8 @@ def _on(ctx: Context) -> None:
                                   until)
     ctx.audit("watch.on", None, {"zone": zone.code, "until": until.isoformat() if until else None, "new": new})
     ctx.reply("watch_changed.j2", on=True, new=new, who=person(shift), z=zone)
+    if new:  # a watch moved to end later is the same watch: said when it started
+        announce(ctx.s, ctx.engine.directory, zone.code, shift, "on", ctx.now, told=ctx.room)
 
 
 def _off(ctx: Context) -> None:
@@ -82,6 +84,7 @@ def _off(ctx: Context) -> None:
         return
     ctx.audit("watch.off", None, {"zone": ctx.zone.code})
     ctx.reply("watch_changed.j2", on=False, new=False, who=person(shift), z=ctx.zone)
+    announce(ctx.s, ctx.engine.directory, ctx.zone.code, shift, "off", ctx.now, told=ctx.room)
 
 
 def handover_command(ctx: Context) -> None:

@@ -10,17 +10,21 @@ import re
 from datetime import UTC, datetime
 
 from pyais.exceptions import AISBaseException
-from pyais.messages import AISSentence, NMEASentenceFactory
+from pyais.messages import MSG_CLASS, AISSentence, NMEASentenceFactory
 
-from .reports import PositionReport, Report, StaticReport  # noqa: F401  (the decoder's output types)
+from .reports import (  # noqa: F401  (the decoder's output types and outcomes)
+    CHECKSUM, DROPPED, IGNORED, MALFORMED, OK, ORPHAN, OUTCOMES, PART, UNKNOWN_TYPE, PositionReport, Report,
+    StaticReport,
+)
 
 POSITION_TYPES = frozenset({1, 2, 3, 18, 19})
 STATIC_TYPES = frozenset({5, 19, 24})
+# Types carrying nothing for a track (base stations, binary messages, safety text, ...) are counted as ignored
+# without being decoded: on a busy feed they are a good share of the lines.
+WANTED_TYPES = POSITION_TYPES | STATIC_TYPES
+_AIS_TAGS = frozenset({b"VDM", b"VDO"})
 
-# Outcomes of one line (the label of watchfloor_ais_sentences_total). Bounded: never free text.
-OK, PART, IGNORED = "ok", "part", "ignored"
-CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN = "checksum", "malformed", "unknown_type", "orphan"
-OUTCOMES = (OK, PART, IGNORED, CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN)
+
 
 _LEADING_TIME = re.compile(rb"^(\S+)[\s,;]+(?=[!\\$])")
 # A message not completed within this many seconds is dropped: its other parts were lost on the air.
@@ -96,17 +100,27 @@ def _ais_eta(month: int, day: int, hour: int, minute: int, received: datetime) -
     return None
 
 
+# MMSI numbers as the 9-digit strings tracks are keyed by: a feed repeats the same few thousand vessels, and
+# one string each (not one per sentence) is also less for the tracks to hold.
+_MMSI: dict[int, str] = {}
+_MAX_MMSI = 200_000
+
+
 def to_report(msg, at: datetime) -> Report | None:
     """A decoded pyais message as our report, or None when it carries nothing for a track."""
     t = msg.msg_type
-    mmsi = f"{msg.mmsi:09d}"
+    mmsi = _MMSI.get(msg.mmsi)
+    if mmsi is None:
+        if len(_MMSI) >= _MAX_MMSI:
+            _MMSI.clear()
+        mmsi = _MMSI[msg.mmsi] = f"{msg.mmsi:09d}"
     if t in POSITION_TYPES:
-        lat, lon = msg.lat, msg.lon
-        if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180:
+        lat, lon, speed, course, heading = msg.lat, msg.lon, msg.speed, msg.course, msg.heading
+        if lat is None or lon is None or not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             return None  # 91 / 181: position not available
-        sog = None if msg.speed is None or msg.speed >= 102.3 else float(msg.speed)
-        cog = None if msg.course is None or msg.course >= 360 else float(msg.course)
-        heading = None if msg.heading is None or msg.heading >= 360 else int(msg.heading)
+        sog = None if speed is None or speed >= 102.3 else float(speed)
+        cog = None if course is None or course >= 360 else float(course)
+        heading = None if heading is None or heading >= 360 else int(heading)
         return PositionReport(mmsi, at, float(lat), float(lon), sog, cog, heading)
     if t == 5:
         imo = f"{msg.imo:07d}" if msg.imo and 0 < msg.imo < 10_000_000 else None
@@ -144,29 +158,36 @@ class Decoder:
 
     def feed(self, line: bytes | str, received: datetime) -> tuple[str, list[Report]]:
         """Decode one line received at `received` (used when the line carries no time of its own)."""
-        if isinstance(line, str):
+        if line.__class__ is str:
             line = line.encode("ascii", "replace")
         if line[:1] == b"!":  # the common case: a bare sentence, its time is when it came
             sentence, at = line.strip(), received
         else:
             sentence, ts = split_line(line)
             at = self._time(ts) if ts is not None else received
-        if not sentence or sentence[:1] not in (b"!", b"$"):
-            return MALFORMED, []  # not an NMEA sentence at all (an NMEA one of another kind is unknown_type)
+            if not sentence or sentence[:1] not in (b"!", b"$"):
+                return MALFORMED, []  # not an NMEA sentence at all (an NMEA one of another kind is unknown_type)
         try:
-            s = NMEASentenceFactory.produce(sentence)
+            fields = sentence.split(b",")
+            if fields[0][3:] in _AIS_TAGS:  # the factory's own test, without its second strip and split
+                s = AISSentence(sentence, fields)
+            else:
+                s = NMEASentenceFactory.produce(sentence)
+                if not isinstance(s, AISSentence):
+                    return IGNORED, []
         except AISBaseException as e:
             return (UNKNOWN_TYPE if type(e).__name__ == "UnknownMessageException" else MALFORMED), []
         except (ValueError, IndexError, TypeError):
             return MALFORMED, []
-        if not isinstance(s, AISSentence):
-            return IGNORED, []
         if not s.is_valid:
             return CHECKSUM, []
         if s.frag_cnt > 1:
             s = self._assemble(s, at.timestamp())
-            if isinstance(s, str):
+            if s.__class__ is str:
                 return s, []
+        if s.ais_id not in WANTED_TYPES:
+            # Not decoded; a type pyais does not know is still told apart from one we have no use for.
+            return (IGNORED if s.ais_id in MSG_CLASS else UNKNOWN_TYPE), []
         try:
             msg = s.decode()
         except AISBaseException as e:
@@ -177,8 +198,10 @@ class Decoder:
             report = to_report(msg, at)
             if msg.msg_type == 19:
                 reports = [r for r in (report, static_of_19(msg, at)) if r is not None]
+            elif report is None:
+                return IGNORED, []
             else:
-                reports = [report] if report is not None else []
+                return OK, [report]
         except (AttributeError, TypeError, ValueError):
             return MALFORMED, []  # a truncated payload decodes with fields missing
         return (OK if reports else IGNORED), reports

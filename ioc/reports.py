@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+# Outcomes of one line (the label of watchfloor_ais_sentences_total). Bounded: never free text.
+OK, PART, IGNORED = "ok", "part", "ignored"
+CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN = "checksum", "malformed", "unknown_type", "orphan"
+# Never decoded: the live feed's decoding process was behind by more than it may queue, or it died with them.
+DROPPED = "dropped"
+OUTCOMES = (OK, PART, IGNORED, CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN, DROPPED)
+
 
 @dataclass(slots=True)
 class PositionReport:

@@ -77,6 +77,29 @@ def append(
     return row
 
 
+def chained(s: Session, *, at: datetime, actor: str, zone: str | None,
+            records: list[tuple[str, str | None, dict]]) -> list[tuple]:
+    """Many records at once, linked as `append` links them one at a time: (at, actor, zone_code, action, entity,
+    detail, prev_hash, hash) tuples for a bulk insert, in order. Takes the chain's lock; after inserting them, the
+    caller records the new head with `set_head`."""
+    hold_chain(s)
+    last = s.exec(select(AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)).first()
+    prev = last or GENESIS
+    at = _normalize_at(at)
+    out = []
+    for action, entity, detail in records:
+        row = AuditRow(at=at, actor=actor, zone_code=zone, action=action, entity=entity,
+                       detail=json.dumps(detail or {}, sort_keys=True, default=str), prev_hash=prev, hash="")
+        row.hash = _digest(prev, row)
+        out.append((at, actor, zone, action, entity, row.detail, prev, row.hash))
+        prev = row.hash
+    return out
+
+
+def set_head(s: Session, last_id: int, last_hash: str, at: datetime) -> None:
+    kv_set(s, _HEAD_KEY, json.dumps({"id": last_id, "hash": last_hash}), at)
+
+
 @dataclass
 class ChainProblem:
     record_id: int | None

@@ -92,8 +92,10 @@ _DOMAIN_COLUMNS = (OperationRow.id, OperationRow.zone_code, OperationRow.agency_
                    OperationRow.revision)
 
 
-def current_in_zone(s: Session, zone: str, ending_after: datetime, max_operation: timedelta) -> dict[int, Operation]:
-    """Live operations of a zone not yet over, as domain objects straight from the columns (no ORM rows).
+def current_in_zone(s: Session, zone: str, ending_after: datetime, max_operation: timedelta,
+                    starting_before: datetime | None = None) -> dict[int, Operation]:
+    """Live operations of a zone not yet over, as domain objects straight from the columns (no ORM rows);
+    with `starting_before`, only those starting before it (an import checks the stretch it covers).
 
     A zone's whole history can hold hundreds of thousands of operations still marked planned; a scan only
     needs those that can still meet another, found through the (zone, start) window index.
@@ -104,6 +106,8 @@ def current_in_zone(s: Session, zone: str, ending_after: datetime, max_operation
         col(OperationRow.end_at) > ending_after,
         col(OperationRow.status).in_(LIVE_STATUSES),
     )
+    if starting_before is not None:
+        q = q.where(col(OperationRow.start_at) < starting_before)
     out = {}
     for (i, z, agency, typ, start, end, lat, lon, radius, vessel, marking, status, rev) in s.exec(q).all():
         out[i] = Operation(id=i, zone=z, agency=agency, type=typ, start=start, end=end, lat=lat, lon=lon,

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, event, func, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from .tables import OutboxRow
@@ -29,14 +30,37 @@ def enqueue(s: Session, *, room: str, kind: str, payload: dict[str, Any], now: d
     if dedupe_key is None:
         s.add(row)
         s.flush()
-        return row
-    try:
-        with s.begin_nested():
-            s.add(row)
-            s.flush()
-    except IntegrityError:
-        return None
+    else:
+        try:
+            with s.begin_nested():
+                s.add(row)
+                s.flush()
+        except IntegrityError:
+            return None
+    if status == PENDING:
+        s.info.setdefault(_NOTIFY, set()).add(room.split(":", 1)[0])
     return row
+
+
+# Wake-ups across replicas (PostgreSQL): a transaction that stored rows to send says so at commit, one NOTIFY
+# per platform, which the server delivers only if the transaction commits; the replica delivering that platform
+# LISTENs (bot/duties.py). Polling remains the fallback for a notification lost with a connection.
+OUTBOX_CHANNEL = "watchfloor_outbox"
+_NOTIFY = "watchfloor.outbox_notify"
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _notify_at_commit(s: OrmSession) -> None:
+    platforms = s.info.pop(_NOTIFY, None)
+    if not platforms or s.get_bind().dialect.name != "postgresql":
+        return
+    for platform in sorted(platforms):
+        s.execute(text("SELECT pg_notify(:channel, :platform)"), {"channel": OUTBOX_CHANNEL, "platform": platform})
+
+
+@event.listens_for(OrmSession, "after_rollback")
+def _no_notify_after_rollback(s: OrmSession) -> None:
+    s.info.pop(_NOTIFY, None)
 
 
 def due(s: Session, room_prefix: str, now: datetime, busy: frozenset[str] = frozenset(),
@@ -55,6 +79,23 @@ def due(s: Session, room_prefix: str, now: datetime, busy: frozenset[str] = froz
         heads += s.exec(select(OutboxRow).where(col(OutboxRow.id).in_(ids[i:i + 500]))).all()
     heads.sort(key=lambda r: r.id)
     return [r for r in heads if r.next_attempt_at <= now][:limit]
+
+
+def head(s: Session, room: str) -> int | None:
+    """The id of the oldest pending row of a room."""
+    return s.exec(select(OutboxRow.id).where(OutboxRow.room == room, OutboxRow.status == PENDING)
+                  .order_by(OutboxRow.id).limit(1)).first()
+
+
+def heads_of(s: Session, rows: list[OutboxRow]) -> list[OutboxRow]:
+    """Of rows just stored, those with nothing older waiting in their room: they may be sent at once."""
+    if not rows:
+        return []
+    firsts = {room: head(s, room) for room in {r.room for r in rows}}
+    by_room: dict[str, list[OutboxRow]] = {}
+    for r in sorted(rows, key=lambda r: r.id):
+        by_room.setdefault(r.room, []).append(r)
+    return [r for room, rs in by_room.items() if rs[0].id == firsts[room] for r in rs]
 
 
 def mark_sent(s: Session, row_id: int, remote_id: str | None, now: datetime) -> None:

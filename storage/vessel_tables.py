@@ -29,7 +29,7 @@ class VesselRow(SQLModel, table=True):
     position_at: datetime | None = None
     static_at: datetime | None = None
     in_approach: str = Field(default="", max_length=255)  # comma-separated zone codes
-    updated_at: datetime
+    updated_at: datetime = Field(index=True)  # the operating picture's live stream reads its latest (0007)
 
 
 class VesselPositionRow(SQLModel, table=True):

@@ -85,6 +85,30 @@ def find_tracks(s: Session, kind: str, value: str) -> Sequence[VesselRow]:
     return s.exec(select(VesselRow).where(func.upper(VesselRow.name) == value.upper()).limit(5)).all()
 
 
+# Every character but letters and digits in AIS's six-bit text (names on AIS are upper case already).
+_AIS_PUNCTUATION = " !\"#$%&'()*+,-./:;<=>?@[\\]^_"
+
+
+def _name_key_sql(column):
+    """`ioc.tracks.name_key` in SQL, for names heard on AIS."""
+    expr = func.upper(column)
+    for ch in _AIS_PUNCTUATION:
+        expr = func.replace(expr, ch, "")
+    return expr
+
+
+def tracks_named(s: Session, keys: Iterable[str]) -> dict[str, list[VesselRow]]:
+    """Vessel rows by `name_key` of their name, for these keys (a target known by name only)."""
+    keys = [k for k in set(keys) if k]
+    if not keys:
+        return {}
+    expr = _name_key_sql(VesselRow.name)
+    out: dict[str, list[VesselRow]] = {}
+    for row, key in s.exec(select(VesselRow, expr).where(expr.in_(keys))).all():
+        out.setdefault(key, []).append(row)
+    return out
+
+
 def tracks_for_keys(s: Session, keys: Iterable[str]) -> Sequence[VesselRow]:
     """Vessel rows matching any of these vessel keys (`imo:...`, `mmsi:...`)."""
     imos = [k[4:] for k in keys if k.startswith("imo:")]
@@ -127,10 +151,13 @@ def notices_for(s: Session, zone: str | None, imo: str | None, mmsi: str | None,
     return s.exec(q.order_by(col(ArrivalNoticeRow.imported_at).desc(), col(ArrivalNoticeRow.id).desc())).all()
 
 
-def moving_tracks_since(s: Session, since: datetime) -> Sequence[VesselRow]:
-    """Vessels with a position newer than `since` (candidates for an AIS arrival)."""
-    return s.exec(select(VesselRow).where(VesselRow.position_at >= since, col(VesselRow.lat).is_not(None))).all()
-
+def tracks_heard_since(s: Session, position_since: datetime, static_since: datetime) -> Sequence[VesselRow]:
+    """Vessels with a position newer than `position_since`, or a destination reported since `static_since`
+    (candidates for an AIS arrival: heading in, or bound for a port of the zone)."""
+    return s.exec(select(VesselRow).where(or_(
+        (col(VesselRow.position_at) >= position_since) & col(VesselRow.lat).is_not(None),
+        (col(VesselRow.static_at) >= static_since) & col(VesselRow.destination).is_not(None),
+    ))).all()
 
 
 def notices_of_keys(s: Session, zones: Iterable[str], keys: Iterable[str]) -> Sequence[ArrivalNoticeRow]:

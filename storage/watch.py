@@ -54,3 +54,19 @@ def came_off(s: Session, zone: str, since: datetime, now: datetime) -> list[Watc
         WatchShiftRow.zone_code == zone, col(WatchShiftRow.ended_at).is_(None),
         col(WatchShiftRow.until) > since, col(WatchShiftRow.until) <= now))
     return sorted({r.id: r for r in [*ended.all(), *lapsed.all()]}.values(), key=lambda r: (r.agency_code, r.name))
+
+
+def zones_watched(s: Session, since: datetime, now: datetime) -> list[str]:
+    """Zones where someone stood a watch at some moment in (since, now]: zones that keep a watch."""
+    return sorted(set(s.exec(select(WatchShiftRow.zone_code).distinct().where(
+        WatchShiftRow.started_at <= now,
+        or_(col(WatchShiftRow.ended_at).is_(None), col(WatchShiftRow.ended_at) > since),
+        or_(col(WatchShiftRow.until).is_(None), col(WatchShiftRow.until) > since))).all()))
+
+
+def lapsed(s: Session, now: datetime, lock: bool = True) -> list[WatchShiftRow]:
+    """Shifts whose `until` has passed and that nobody ended yet; locked, so each is ended (and said) once."""
+    q = select(WatchShiftRow).where(
+        col(WatchShiftRow.ended_at).is_(None), col(WatchShiftRow.until).is_not(None), col(WatchShiftRow.until) <= now)
+    q = q.order_by(WatchShiftRow.id)
+    return list(s.exec(q.with_for_update() if lock else q).all())

@@ -33,7 +33,8 @@ class ConsoleUser:
 
 
 def check_query_plans(parts: Parts, probe) -> list[str]:
-    """SQLite's EXPLAIN QUERY PLAN of each query the per-operation conflict check runs for `probe`."""
+    """The plan (SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN) of each query the per-operation conflict check
+    runs for `probe`."""
     from sqlalchemy import event
 
     statements = []
@@ -48,5 +49,6 @@ def check_query_plans(parts: Parts, probe) -> list[str]:
             parts.engine.deconfliction.findings_for(s, probe)
         finally:
             event.remove(parts.db.engine, "before_cursor_execute", capture)
-        return [" ".join(r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + q, p).fetchall())
+        explain, col = ("EXPLAIN (COSTS OFF) ", 0) if parts.db.is_postgres else ("EXPLAIN QUERY PLAN ", 3)
+        return [" | ".join(str(r[col]).strip() for r in s.connection().exec_driver_sql(explain + q, p).fetchall())
                 for q, p in statements]

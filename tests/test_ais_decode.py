@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from pyais import encode_dict
 from pyais.util import compute_checksum
 
-from watchfloor.ioc.ais import CHECKSUM, MALFORMED, OK, ORPHAN, PART, Decoder, PositionReport, StaticReport
+from watchfloor.ioc.ais import (
+    CHECKSUM, IGNORED, MALFORMED, OK, ORPHAN, PART, UNKNOWN_TYPE, Decoder, PositionReport, StaticReport,
+)
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STATIC = {"type": 5, "mmsi": 366123456, "imo": 9074729, "callsign": "WDC1234", "shipname": "EVER GIVEN",
@@ -77,3 +79,12 @@ def test_each_line_keeps_its_own_time():
     assert d.feed("2026-12-01T10:00:00Z " + line, T0)[1][0].at == datetime(2026, 12, 1, 10, tzinfo=UTC)
     assert d.feed("1796140860.5 " + line, T0)[1][0].at == datetime.fromtimestamp(1796140860.5, UTC)
     assert d.feed(line, T0)[1][0].at == T0
+
+
+def test_types_with_no_vessel_data_are_ignored_and_unknown_ones_told_apart():
+    d = Decoder()
+    (base_station,) = encode_dict({"type": 4, "mmsi": 3669999, "lon": -118.2, "lat": 33.7})
+    assert d.feed(base_station, T0) == (IGNORED, [])
+    # type 63 does not exist: a payload whose first six bits say so, with a valid checksum
+    body = "!AIVDM,1,1,,A,w0000000000,0"
+    assert d.feed(f"{body}*{compute_checksum(body):02X}", T0) == (UNKNOWN_TYPE, [])

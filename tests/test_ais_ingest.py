@@ -139,9 +139,30 @@ def test_a_gap_opens_when_the_ship_speeds_up_and_closes_when_it_turns_away(sqlit
     report(12, 0)  # 17 h out at 12 kn: nobody covers it
     listing = alice.say("!conflicts")
     assert "CF-1 gap" in listing
+    from watchfloor.commands.conflicts_scan import scan_and_list
+
+    assert "(AIS, 200 nm at 12 kn) not covered" in scan_and_list(parts.engine, "LALB")[0]  # `conflicts scan`
     report(12, 180)  # turned away: no AIS ETA, the typed 48 h counts again
     assert "CF-1" not in alice.say("!conflicts")
     with parts.db.session() as s:
         alerts = [json.loads(r.payload)["text"] for r in s.exec(
             select(OutboxRow).where(OutboxRow.kind == "alert").order_by(OutboxRow.id)).all()]
-    assert any("CF-1" in a and "the AIS feed" in a for a in alerts)
+    raised = next(a for a in alerts if "CF-1" in a and "the AIS feed" in a)
+    assert "(AIS, 200 nm at 12 kn)" in raised  # the alert says which ETA opened the gap, and its source
+
+
+def test_tracks_answer_to_a_name_only_when_one_track_has_it():
+    from datetime import UTC, datetime
+
+    from watchfloor.ioc.reports import StaticReport
+    from watchfloor.ioc.tracks import Tracks
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    tracks = Tracks()
+    tracks.apply(StaticReport("366000001", at, name="EVER GIVEN"))
+    assert tracks.mmsi_of("name:ever-given") == "366000001"
+    tracks.apply(StaticReport("366000002", at, name="EVER GIVEN"))
+    assert tracks.mmsi_of("name:EVER GIVEN") is None  # two ships of that name: neither
+    tracks.apply(StaticReport("366000002", at, name="EVER GREEN"))  # renamed: the name is one ship's again
+    assert tracks.mmsi_of("name:EVER GIVEN") == "366000001"
+    assert tracks.mmsi_of("name:EVER GREEN") == "366000002"

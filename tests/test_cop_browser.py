@@ -67,7 +67,7 @@ def browser():
 @pytest.fixture
 def site(tmp_path):
     parts = make_parts(f"sqlite:///{tmp_path / 'cop.db'}", zone=[{"code": "LALB"}],
-                       service={"base_url": "http://watchfloor.example"})
+                       service={"base_url": "http://watchfloor.example", "port": 8080})
     server = Server(parts)
     yield parts, server.base
     server.stop()
@@ -183,3 +183,37 @@ def test_a_cleared_viewer_sees_the_les_operation_and_a_reused_link_is_refused(br
         assert second.elsewhere == []
     finally:
         second.close()
+
+
+def test_hundreds_of_operations_draw_on_one_canvas_with_capped_labels_and_a_change_touches_only_its_row(browser,
+                                                                                                      site):
+    from playwright.sync_api import expect
+
+    from bench.bench_cop import seed
+
+    parts, base = site
+    seed(parts, 400)  # today and tomorrow, UNCLASS, spread over the port
+    cbp = person(parts, "carol", "CBP")
+    viewer = Page(browser, base)
+    try:
+        viewer.open(cbp.say("!cop"))
+        page = viewer.page
+        expect(page.locator("#map[data-drawn-ops='400']")).to_have_count(1, timeout=10000)
+        # circles on a canvas, not an SVG element each; labels only where they do not cover each other
+        assert page.locator("#map .leaflet-overlay-pane canvas").count() == 1
+        assert page.locator("#map .leaflet-overlay-pane path").count() == 0
+        labels = int(page.get_attribute("#map", "data-labels"))
+        assert 0 < labels <= 200 and labels == page.locator(".op-label").count()
+        expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=5000)
+        first = page.locator("#list tbody tr").first
+        expect(first).to_be_visible(timeout=5000)
+        first.evaluate("row => { row.kept = true; }")  # a property, not markup: it stays only on the same node
+        ref = cbp.say("!op log escort at=33.72,-118.25 start=+1h end=1h").split()[0]
+        expect(page.locator("#map[data-drawn-ops='401']")).to_have_count(1, timeout=2000)
+        expect(page.locator(f"#list tr#row-{ref}")).to_have_count(1, timeout=2000)
+        expect(page.locator(f"#timeline #bar-{ref}")).to_have_count(1)
+        # the other rows stayed the nodes they were
+        assert page.evaluate("Array.from(document.querySelectorAll('#list tbody tr')).filter(r => r.kept).length") == 1
+        assert viewer.elsewhere == [] and viewer.csp_errors == []
+    finally:
+        viewer.close()

@@ -9,10 +9,16 @@ import aiohttp
 import pytest
 from icalendar import Calendar
 
-from tests.cop_helpers import cop_server, feed_path, link_path, person
+from tests.cop_helpers import cop_server as _cop_server
+from tests.cop_helpers import feed_path, link_path, person
 
 LES_OP = "!op log boarding at=33.70,-118.20 start=+1h end=2h mark=LES note=\"tip from informant\""
 PLAIN_OP = "!op log patrol at=33.74,-118.27 start=+1h end=2h contact=\"A&B <desk>\""
+
+
+def cop_server(db_url: str, clock=None, **service):
+    """The test server binds a free port; `[service] port` is what `cop` checks before giving a link."""
+    return _cop_server(db_url, clock, **{"port": 8080, **service})
 
 
 async def _login(http: aiohttp.ClientSession, base: str, path: str) -> aiohttp.ClientResponse:
@@ -103,6 +109,8 @@ async def test_geojson_is_lon_lat_polygons_and_leaves_out_what_the_viewer_may_no
                     raw = await r.text()
                 async with http.get(f"{base}/cop/LALB") as page:
                     html = await page.text()
+                async with http.get(f"{base}/cop/LALB/panels") as panels:
+                    html += await panels.text()
             data = json.loads(raw)
             ops = [f for f in data["features"] if f["properties"]["kind"] == "op"]
             assert [f["properties"]["id"] for f in ops] == expected
@@ -157,12 +165,30 @@ async def test_calendar_feed_keeps_uids_raises_sequence_marks_cancelled_and_answ
                 assert r.status == 401 and "BEGIN:VCALENDAR" not in await r.text()
 
 
-async def test_cop_without_base_url_says_so_in_one_line(sqlite_url, clock):
+@pytest.mark.parametrize("service, missing", [({}, "port and base_url"),
+                                              ({"base_url": "https://cop.example"}, "port"),
+                                              ({"port": 8080}, "base_url")])
+def test_cop_where_the_picture_is_not_served_says_why_in_one_line_and_stores_nothing(sqlite_url, clock, service,
+                                                                                      missing):
+    from sqlmodel import select
+
+    from watchfloor.config import config_warnings
+    from watchfloor.storage.cop_tables import CopTokenRow
+    from watchfloor.storage.tables import AuditRow
     from tests.helpers import make_parts
 
-    parts = make_parts(sqlite_url, clock, zone=[{"code": "LALB"}])
-    reply = person(parts, "alice", "CBP").say("!cop")
-    assert reply.count("\n") == 0 and "base_url" in reply
+    parts = make_parts(sqlite_url, clock, zone=[{"code": "LALB"}], service=service)
+    alice = person(parts, "alice", "CBP")
+    for command in ("!cop", "!cop calendar"):
+        reply = alice.say(command)
+        assert reply.count("\n") == 0 and reply.endswith(f"set [service] {missing}"), reply
+        assert "/cop/" not in reply
+    with parts.db.session() as s:
+        assert s.exec(select(CopTokenRow)).all() == []
+        assert [a.action for a in s.exec(select(AuditRow)).all() if a.action.startswith("cop.")] == []
+    # `config check` says so too when the picture is configured without a port to serve it on
+    warned = [w for w in config_warnings(parts.settings) if w.startswith("service.port")]
+    assert len(warned) == (1 if "base_url" in service else 0), warned
     parts.db.dispose()
 
 
@@ -256,8 +282,8 @@ async def test_every_text_on_the_page_is_escaped(sqlite_url, clock):
         assert "OP-1" in reply, reply
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             await _login(http, base, link_path(alice.say("!cop")))
-            async with http.get(f"{base}/cop/LALB") as page:
-                html = await page.text()
+            async with http.get(f"{base}/cop/LALB/panels") as panels:
+                html = await panels.text()
     assert "<img" not in html.lower() and "&lt;IMG SRC=X ONERROR=ALERT(1)&gt;" in html  # names are upper case
 
 
@@ -271,7 +297,7 @@ def test_matrix_gets_no_link_in_a_shared_room_but_does_in_a_direct_chat(sqlite_u
     joint = "matrix:!joint:localhost"
     parts = make_parts(sqlite_url, clock, zone=[{"code": "LALB", "joint_rooms": [joint]}],
                        agency=[{"code": "CBP", "members": ["matrix:@alice:localhost"]}],
-                       service={"base_url": "https://cop.example"})
+                       service={"base_url": "https://cop.example", "port": 8080})
 
     def say(room: str, text: str) -> str:
         rows = parts.engine.handle(ChatMessage(platform="matrix", room=room, sender="matrix:@alice:localhost",
@@ -288,3 +314,77 @@ def test_matrix_gets_no_link_in_a_shared_room_but_does_in_a_direct_chat(sqlite_u
     assert "unknown zone 'XYZ'" in say("matrix:!dm-alice:localhost", "!cop calendar XYZ")
     assert "https://cop.example/cop/LALB/ops.ics?token=" in say("matrix:!dm-alice:localhost", "!cop calendar lalb")
     parts.db.dispose()
+
+
+async def test_a_circle_across_the_antimeridian_is_a_multipolygon_cut_along_it(sqlite_url, clock):
+    async with cop_server(sqlite_url, clock) as (parts, base):
+        cbp = person(parts, "carol", "CBP")
+        for where in ("51.9,179.99", "51.9,-179.99", "51.9,179.5"):  # east of 180, west of it, clear of it
+            assert "logged" in cbp.say(f"!op log patrol at={where} radius=5km start=+1h end=2h")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await _login(http, base, link_path(cbp.say("!cop")))
+            async with http.get(f"{base}/cop/LALB/ops.geojson") as r:
+                data = json.loads(await r.text())
+    shapes = {f["properties"]["id"]: f["geometry"] for f in data["features"] if f["properties"]["kind"] == "op"}
+    assert shapes["OP-3"]["type"] == "Polygon"
+    for ref, centre_side in (("OP-1", 180.0), ("OP-2", -180.0)):
+        g = shapes[ref]
+        assert g["type"] == "MultiPolygon", (ref, g["type"])  # RFC 7946 §3.1.9
+        rings = [polygon[0] for polygon in g["coordinates"]]
+        assert len(rings) == 2
+        sides = []
+        for ring in rings:
+            assert ring[0] == ring[-1] and len(ring) >= 4
+            assert all(-180 <= lon <= 180 for lon, _ in ring)
+            shoelace = sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(ring, ring[1:]))
+            assert shoelace > 0  # each part still counter-clockwise
+            lons = [lon for lon, _ in ring[:-1]]  # each point once
+            edge = 180.0 if max(lons) == 180.0 else -180.0
+            assert lons.count(edge) == 2  # cut along the meridian itself
+            sides.append(edge)
+        assert sorted(sides) == [-180.0, 180.0]
+        # the larger part is on the centre's side of the cut
+        big = max(rings, key=lambda ring: max(lon for lon, _ in ring) - min(lon for lon, _ in ring))
+        assert centre_side in [lon for lon, _ in big]
+
+
+def test_the_live_streams_look_at_the_latest_vessel_update_reads_an_index(sqlite_url, clock):
+    from sqlalchemy import event
+
+    from watchfloor.commands import cop_feed
+    from tests.helpers import make_parts
+
+    parts = make_parts(sqlite_url, clock, zone=[{"code": "LALB"}])
+    statements = []
+
+    def capture(_conn, _cursor, statement, params, _context, _many):
+        if "FROM vessel" in statement:
+            statements.append((statement, params))
+
+    event.listen(parts.db.engine, "before_cursor_execute", capture)
+    try:
+        with parts.db.session() as s:
+            cop_feed.change_mark(s, "LALB")
+    finally:
+        event.remove(parts.db.engine, "before_cursor_execute", capture)
+    [(statement, params)] = statements
+    with parts.db.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
+    assert "ix_vessel_updated_at" in plan, plan  # migration 0007; without it every poll reads the whole table
+    parts.db.dispose()
+
+
+async def test_the_event_stream_ends_when_its_session_does(sqlite_url, clock, monkeypatch):
+    from watchfloor.bot import cop_web
+
+    monkeypatch.setattr(cop_web, "SESSION_S", 0.3)  # checked every few seconds in service; sooner here
+    async with cop_server(sqlite_url, clock) as (parts, base):
+        alice = person(parts, "alice", "CBP")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await _login(http, base, link_path(alice.say("!cop")))
+            async with http.get(f"{base}/cop/LALB/events") as stream:
+                assert (await asyncio.wait_for(stream.content.readline(), 2)).startswith(b"retry")
+                clock.advance(hours=12, seconds=1)
+                ended = False
+                while not ended:  # events, keepalives, then the end of the stream
+                    ended = await asyncio.wait_for(stream.content.readline(), 3) == b""

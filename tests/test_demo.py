@@ -21,7 +21,7 @@ def test_demo_then_a_console_session_sees_operations_the_conflict_and_the_gap(tm
     assert f"watchfloor console --zone LALB --user sam --agency USCG --role supervisor --db {db}" in out.stdout
 
     lalb = _cli("console", "--zone", "LALB", "--user", "sam", "--agency", "USCG", "--role", "supervisor",
-                "--db", db, input="!op list\n!conflicts\n!conflicts ack CF-2\n")
+                "--db", db, input="!op list\n!conflicts\n!conflicts ack CF-2\n!watch\n")
     assert lalb.returncode == 0, lalb.stderr
     text = lalb.stdout
     assert "Operations in LALB (live): 5 operations" in text
@@ -30,6 +30,8 @@ def test_demo_then_a_console_session_sees_operations_the_conflict_and_the_gap(tm
     assert 'CF-3 gap (priority arrival, no cover)' in text and '"OCEAN PEARL"' in text
     assert "CF-1" not in text.split("Conflicts in LALB")[1].split("CF-2")[0]  # the morning's is resolved
     assert "CF-2 acknowledged — owner sam" in text
+    on_watch = text.split("On watch in LALB")[1]             # the demo's watch: alerts call them by name
+    assert "• CBP: sofia until" in on_watch and "• USCG: sam until" in on_watch
 
     # PORT is not cleared for LES: HSI's surveillance shows only that it exists
     port = _cli("console", "--zone", "LALB", "--user", "carlos", "--agency", "PORT", "--db", db,
@@ -37,9 +39,10 @@ def test_demo_then_a_console_session_sees_operations_the_conflict_and_the_gap(tm
     assert "OP-8 (LES, details withheld)" in port.stdout
 
     ny = _cli("console", "--zone", "NY", "--user", "carla", "--agency", "CBP", "--db", db,
-              input="!conflicts\n!op update OP-11 start=+20h\n")
+              input="!conflicts\n!op update OP-11 start=+20h\n!watch\n")
     assert "CF-4 same-vessel" in ny.stdout and "CF-5 gap" in ny.stdout and "endorsed by CBP, HSI" in ny.stdout
     assert "Closed: CF-4" in ny.stdout
+    assert "• USCG: nora until" in ny.stdout.split("On watch in NY")[1]
 
 
 def test_demo_refuses_a_database_that_already_has_operations(tmp_path):

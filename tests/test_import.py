@@ -193,3 +193,129 @@ def test_import_shows_progress_on_a_terminal_and_nothing_extra_when_piped(tmp_pa
     assert proc.returncode == 0 and out.startswith("imported 5000 operations")
     screen = seen.decode("utf-8", "replace")
     assert "5000/5000" in screen and "rows/s" in screen and "checking" in screen and "storing" in screen
+
+
+def test_a_bad_row_in_the_middle_stores_nothing_and_uses_no_ids(db_url, tmp_path):
+    good = GOOD_CSV.removeprefix(HEADER) * 25
+    check_refused(db_url, tmp_path, "ops.csv", HEADER + good + 'patrol,CBP,,"33.7,-118.2",9km9,2026-12-05T14:00,1h,,,\n'
+                  + good, "row 101: radius: '9km9' is not a distance")
+    # the refused import took no ids from the sequence: the next one starts at OP-1
+    f = tmp_path / "ok.csv"
+    f.write_text(GOOD_CSV)
+    out = run("import", "ops", str(f), "--zone", "LALB", "--db", db_url)
+    assert out.exit_code == 0 and out.output.startswith("imported 4 operations (OP-1..OP-4)"), out.output
+
+
+def test_imported_rows_are_checked_as_op_log_checks_each_and_a_scan_finds_nothing_more(db_url, tmp_path, clock):
+    from watchfloor.commands.importer import import_ops
+    from watchfloor.storage.audit import verify
+
+    parts = make_parts(db_url, clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    bob = ConsoleUser(parts, "LALB", "bob", "USCG")
+    assert "CF-1" in alice.say('!target nominate IMO9074729 eta=+5h priority=high reason="manifest"')  # a gap
+    alice.say("!op log boarding at=33.74,-118.27 start=2026-12-05T22:00Z end=3h")
+    assert "CF-2" in bob.say("!op log patrol at=33.74,-118.27 start=2026-12-05T22:30Z end=1h")
+    f = tmp_path / "ops.csv"
+    f.write_text("type,agency,vessel,at,start,end\n"
+                 'patrol,HSI,,"33.74,-118.27",2026-12-05T22:00Z,1h\n'           # meets OP-1 and OP-2
+                 'patrol,PD,,"33.7401,-118.2701",2026-12-05T22:30Z,1h\n'       # meets OP-1, OP-2 and row 1
+                 'boarding,USCG,IMO9074729,"33.60,-118.10",2026-12-01T19:00Z,2h\n'  # covers the target
+                 'inspection,CBP,IMO9074729,"33.80,-118.40",2026-12-01T23:00Z,1h\n'  # same vessel as row 3
+                 'patrol,PORT,,"33.74,-118.27",2026-11-20T10:00Z,1h\n')         # long over: meets nothing live
+    result = import_ops(parts.engine, f, "LALB")
+    assert (result.first_id, result.last_id) == (3, 7)
+    with parts.db.session() as s:
+        conflicts = s.exec(select(ConflictRow).order_by(ConflictRow.id)).all()
+        pairs = {(c.kind, c.op_a, c.op_b) for c in conflicts if c.status == "open"}
+        assert sorted(result.conflicts) == sorted(f"CF-{c.id}" for c in conflicts[2:])
+        assert pairs == {("overlap", 1, 2), ("overlap", 1, 3), ("overlap", 2, 3), ("overlap", 1, 4), ("overlap", 2, 4),
+                         ("overlap", 3, 4), ("same-vessel", 5, 6)}
+        assert len(conflicts) == 8  # CF-1..CF-2 stored, six raised by the import: CF-2 not again
+        assert conflicts[0].kind == "gap" and conflicts[0].status == "closed"
+        assert conflicts[0].closed_reason == "now covered by USCG OP-5"
+        # nothing left for a scan of the zone: the import found what it would
+        again = parts.engine.deconfliction.scan_zone(s, "LALB", clock(), "test")
+        assert not again.raised and not again.closed
+        # every conflict raised once in the audit trail, whose chain still holds
+        raised = s.exec(select(AuditRow.entity).where(AuditRow.action == "conflict.raise")).all()
+        assert sorted(raised) == sorted(f"CF-{c.id}" for c in conflicts)
+        assert verify(s)[1] is None
+    alerts = [r for r in stored(db_url)[2] if "import of 5 operations" in json.loads(r.payload)["text"]]
+    assert len(alerts) == 1
+    text = json.loads(alerts[0].payload)["text"]
+    assert "6 new conflicts" in text and "CF-1 gap closed" in text, text
+    parts.db.dispose()
+
+
+CELLS = {  # for each column, good values first
+    "type": ["patrol", "Boarding", " dive ", "", "flying"],
+    "agency": ["CBP", "uscg", "", "NAVYX"],
+    "vessel": ["", "IMO9074729", "366123456", "EVER GIVEN", "IMO9074728", "12345", "9074729", "x" * 90],
+    "at": ["33.74,-118.27", "", "33.7;-118.2", "95,0", "abc", "nan,1", "0,181"],
+    "radius": ["", "500m", "1nm", ".5km", "0m", "9km9", "300km"],
+    "start": ["2026-12-05T14:00", "2026-12-06T09:00Z", "+2h", "14:00", "now", "2026-11-20 10:00", "",
+              "2026-03-08T02:30", "2026-11-01T01:30", "1999-01-01T00:00", "garbage", "03:00"],
+    "end": ["", "2h", "1h30m", "16:00", "2026-12-05T16:00Z", "0m", "2026-12-01T07:00", "200h", "xyz"],
+    "mark": ["", "FOUO", "les", "SECRET"],
+    "note": ["", "pilot boards, 0600", "  spaced   out  ", "é", "tab\there", "ctl\x07", "x" * 1001],
+    "contact": ["", "CBP desk", "\u202eevil", "x" * 201],
+    "zone": ["LALB", "ny", "", "ATLANTIS"],
+}
+
+
+def test_each_row_is_checked_exactly_as_op_log_checks_its_keys(sqlite_url):
+    """The import parses each distinct value once, outside apply_op_fields: on random rows, good and bad, it
+    refuses the same rows for the same reason and stores the same values as op log's checks would."""
+    import random
+    from types import SimpleNamespace
+
+    from watchfloor.commands.errors import CommandError
+    from watchfloor.commands.grammar import Token
+    from watchfloor.commands.importer import COLUMNS, STORED, _Rows
+    from watchfloor.commands.ops import OP_KEYS, _op_type, apply_op_fields
+    from watchfloor.ioc.zones import get_zone
+    from tests.conftest import Clock
+
+    parts = make_parts(sqlite_url, Clock())
+    now, engine = parts.engine.clock(), parts.engine
+
+    def as_op_log(cells: dict[str, str]):
+        cells = {k: v.strip() for k, v in cells.items()}
+        zone = get_zone(cells.get("zone") or "LALB")
+        if zone is None:
+            raise CommandError("zone", f"unknown zone '{cells['zone'][:16]}'")
+        agency = cells["agency"].upper()
+        if not agency or not engine.directory.agency_known(agency):
+            raise CommandError("agency", "missing" if not agency else f"unknown agency '{agency[:24]}'")
+        if not cells["type"]:
+            raise CommandError("type", "missing")
+        row = SimpleNamespace(vessel_key=None, lat=None, lon=None, radius_m=500.0, min_lat=None, max_lat=None,
+                              min_lon=None, max_lon=None, marking="UNCLASS", note=None, contact=None,
+                              type=_op_type(cells["type"]), start_at=now, end_at=now)
+        pairs = {k: Token(v, quoted=(k == "vessel" and not v.isdigit() and not v.upper().startswith("IMO")))
+                 for k, v in cells.items() if k in OP_KEYS and v != ""}
+        if "start" not in pairs:
+            raise CommandError("start", "missing")
+        apply_op_fields(row, pairs, zone=zone, now=now, rules=engine.rules, far_km=500, fresh=True)
+        return (zone.code, agency, row.type, row.vessel_key, row.lat, row.lon, row.radius_m, row.min_lat,
+                row.max_lat, row.min_lon, row.max_lon, row.start_at, row.end_at, row.marking, "planned", row.note,
+                row.contact, "import", now, now, 1)
+
+    def outcome(check, arg):
+        try:
+            return check(arg)
+        except CommandError as e:
+            return e.line
+
+    rng = random.Random(16)
+    rows = _Rows(engine, "LALB", now, "import")
+    outcomes = set()
+    for _ in range(3000):
+        cells = {c: values[rng.randrange(2)] if rng.random() < 0.93 else rng.choice(values)
+                 for c, values in CELLS.items()}
+        mine, reference = outcome(rows.check, tuple(cells[c].strip() for c in COLUMNS)), outcome(as_op_log, cells)
+        assert mine == reference, cells
+        outcomes.add(mine.split(":")[0] if isinstance(mine, str) else "stored")
+    assert len(STORED) == 21 and {"stored", "start", "end", "at", "vessel", "radius", "zone"} <= outcomes
+    parts.db.dispose()

@@ -310,3 +310,54 @@ async def _encrypted_joined(adapter, room: str) -> bool:
 
 async def _past(adapter, rounds: int) -> bool:
     return adapter._syncs >= rounds
+
+
+async def test_another_replica_of_the_bot_gets_the_room_keys_it_asks_for(synapse, sqlite_url, tmp_path):
+    """Each replica is its own device. One that starts after a message was said cannot read it until it has the
+    room key: the running replica answers its key request (our own account's device), and people's clients need
+    not be online."""
+    from nio import MegolmEvent, RoomMessageText
+
+    from watchfloor.bot.matrix_crypto import trust_own_devices
+
+    from tests.matrix_harness import Person
+
+    world = make_world(synapse, joint=1)
+    bot_id = world.bot_user["user_id"]
+    alice = E2EUser(synapse, world.alice, str(tmp_path / "alice"))
+    replica = None
+    try:
+        await alice.sync()
+        room = await alice.create_encrypted_room([bot_id])
+        _with_joint(world, room)
+        async with Bot(world, sqlite_url) as bot:
+            await wait_for(lambda: _joined(bot, room))
+            said = await alice.say(room, OP)
+            [reply] = await alice.bot_says(world, room)
+            assert reply.body.startswith("OP-1 logged")
+            await alice.close()  # Alice is gone: only the running replica holds her room key now
+
+            login = await asyncio.to_thread(synapse.login, bot_id.split(":")[0][1:], world.bot_user["password"],
+                                            "WFREPLICA2")
+            replica = E2EUser(synapse, Person(bot_id, login["access_token"], "replica 2", "WFREPLICA2"),
+                              str(tmp_path / "replica2"))
+            await replica.sync()
+            trust_own_devices(replica.client)  # what the bot's own upkeep does on every replica
+            [event] = [e for r, e in replica.seen if r == room and getattr(e, "event_id", None) == said]
+            assert isinstance(event, MegolmEvent)  # unreadable to the new device
+            await replica.client.request_room_key(event)
+
+            async def read():
+                await replica.sync()
+                try:
+                    plain = replica.client.decrypt_event(event)
+                except Exception:
+                    return None
+                return plain if isinstance(plain, RoomMessageText) else None
+
+            plain = await wait_for(read, 30, interval=0.5)
+            assert plain.body == OP
+    finally:
+        await alice.close()
+        if replica is not None:
+            await replica.close()

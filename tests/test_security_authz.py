@@ -54,7 +54,7 @@ COMMANDS = {
     ("help", None): "!help",
     ("vessel", None): "!vessel {mmsi}",
     ("arrivals", None): "!arrivals 96h",
-    ("cop", None): "!cop revoke",  # `!cop` itself needs [service] base_url, unset here
+    ("cop", None): "!cop revoke",  # `!cop` itself needs [service] port and base_url, unset here
 }
 ALLOWED = {
     Need.ANYONE: {"nobody", "owner", "other", "supervisor"},

@@ -411,3 +411,33 @@ async def test_a_press_in_one_watch_channel_updates_the_alert_in_the_others(sqli
             assert "resolved: delay" in update.params["blocks"][1]["text"]["text"]
         [notice] = [c for c in slack_api.calls_to("chat.postMessage") if c.params["channel"] == second][1:]
         assert notice.params["thread_ts"] == ts_second and "resolved: delay" in notice.params["text"]
+
+
+async def test_a_message_is_stored_before_slack_has_its_answer_and_a_channel_keeps_its_order(sqlite_url, clock,
+                                                                                             slack_api):
+    """Slack sends a request again only when it had no answer: answering before the message is stored would
+    lose it to a crash in between. And two messages said a moment apart are relayed in the order they were said,
+    even when the first takes longer to hand in (its sender's name is slow to look up)."""
+    other = "C0JOINT2"
+    settings = slack_settings(slack_api.base_url)
+    settings["zone"][0]["joint_rooms"].append(f"slack:{other}")
+    async with running(sqlite_url, clock, slack_api, settings=settings) as (parts, adapter):
+        status, _ = await apost_signed(adapter.url, event_body(message_event("first light", ts="1764600000.000100"),
+                                                               "Ev1"), SECRET)
+        assert status == 200
+        assert await asyncio.to_thread(count, parts, OutboxRow) == 1  # stored when Slack got its 200
+
+        slack_api.stall_next("users.info", 1.0)  # Bob's name: the first message is slow to hand in
+
+        async def later(body, delay):
+            await asyncio.sleep(delay)
+            return await apost_signed(adapter.url, body, SECRET)
+
+        await asyncio.gather(
+            later(event_body(message_event("one", user=BOB, ts="1764600001.000100"), "Ev2"), 0),
+            later(event_body(message_event("two", user=SAM, ts="1764600001.000200"), "Ev3"), 0.2))
+        await settle(adapter, handled=3)
+        await deliver(parts, adapter)
+        said = [c.params["text"].rsplit(" ", 1)[-1] for c in slack_api.calls_to("chat.postMessage")
+                if c.params["channel"] == other]
+        assert said == ["light", "one", "two"]

@@ -67,6 +67,17 @@ def test_mrkdwn_escaping_through_macros_is_not_doubled():
     assert "&lt;b&gt;X&lt;/b&gt; &amp; Y" in mrkdwn and "&amp;lt;" not in mrkdwn
 
 
+def test_a_slack_owner_in_a_conflict_block_is_a_live_mention_and_user_text_stays_inert():
+    """conflict_block's output is already formatted for Slack: rendered again it would show `&lt;@U1&gt;`."""
+    cf = {"ref": "CF-1", "withheld": False, "kind": "overlap", "status": "acked", "acked_by": "slack:U0SAM",
+          "escalated": False, "ops": [op(vessel="<@U0EVIL> & <!channel>")], "target": None}
+    r = render("conflict_list.j2", tz=TZ, zone=get_zone("LALB"), include_all=False, conflicts=[cf])
+    mrkdwn = " ".join(b["text"]["text"] for b in r.blocks)
+    assert "owned by <@U0SAM>" in mrkdwn
+    assert "&lt;@U0EVIL&gt; &amp; &lt;!channel&gt;" in mrkdwn and "<@U0EVIL>" not in mrkdwn
+    assert "owned by U0SAM" in r.text and "<@" not in r.html
+
+
 def test_control_and_direction_override_characters_are_removed():
     r = show(note="ab\u202ecd\u2066e\x1b[31mf\x07")
     for out in (r.text, r.html, json.dumps(r.blocks)):

@@ -139,5 +139,39 @@ def test_the_demo_has_ships_to_try(sqlite_url):
     assert "(AIS" not in sam.say("!vessel 636019999")  # outbound: no AIS ETA
     with parts.db.session() as s:
         notices = s.exec(select(OutboxRow).where(OutboxRow.kind == "notice")).all()
-    assert [json.loads(n.payload)["text"].split(",")[0] for n in notices] == [
-        "⚓ TGT-1 OCEAN PEARL entered the LALB approach"]
+    texts = [json.loads(n.payload)["text"] for n in notices]  # (the demo's watch announcements are notices too)
+    assert [t.split(",")[0] for t in texts if t.startswith("⚓")] == ["⚓ TGT-1 OCEAN PEARL entered the LALB approach"]
+
+
+def _heard(parts, clock, mmsi: int, name: str, lat_offset_nm: float) -> None:
+    """One vessel heard on AIS: its name, and a position `lat_offset_nm` south of the sector steaming north."""
+    feed = AisIngest(parts.db, parts.directory)
+    feed.resume()
+    for line in encode_dict({"type": 5, "mmsi": mmsi, "shipname": name}):
+        feed.feed(line, clock.now)
+    for line in encode_dict({"type": 1, "mmsi": mmsi, "lat": LALB.lat - lat_offset_nm / 60, "lon": LALB.lon,
+                             "speed": 12, "course": 0}):
+        feed.feed(line, clock.now)
+    feed.flush(clock.now)
+
+
+def test_a_target_known_by_name_follows_the_one_track_of_that_name(db_url, clock):
+    parts = make_parts(db_url, clock=clock, zone=[{"code": "LALB", "approach_nm": 40}])
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    _heard(parts, clock, 366000101, "EVER GIVEN", 45)
+    assert alice.say('!target nominate "Ever-Given" priority=high').startswith("TGT-1")
+    shown = alice.say("!target show TGT-1")
+    assert "(AIS, 45 nm at 12 kn)" in shown and "AIS tracks are named" not in shown
+    arrivals = alice.say("!arrivals").splitlines()
+    assert len(arrivals) == 2 and "EVER GIVEN" in arrivals[1] and "TGT-1 high" in arrivals[1]
+    clock.advance(minutes=1)
+    _heard(parts, clock, 366000101, "EVER GIVEN", 35)  # into the 40 nm approach: the notice names the target
+    with parts.db.session() as s:
+        texts = [json.loads(n.payload)["text"] for n in s.exec(select(OutboxRow).where(OutboxRow.kind == "notice"))]
+    assert [t.split(",")[0] for t in texts if t.startswith("⚓")] == ["⚓ TGT-1 EVER GIVEN entered the LALB approach"]
+    # A second ship of that name (punctuation aside): the target is matched to neither, and says so.
+    _heard(parts, clock, 366000102, "EVER GIVEN.", 80)
+    shown = alice.say("!target show TGT-1")
+    assert "(AIS" not in shown
+    assert "⚠ 2 AIS tracks are named EVER-GIVEN" in shown and "by IMO or MMSI" in shown
+    parts.db.dispose()

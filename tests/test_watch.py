@@ -161,7 +161,9 @@ def test_snooze_holds_escalation_shows_in_listings_and_wakes_by_itself(db_url, c
     assert _payloads(parts, DISTRICT, ("escalation",)) == []
     clock.advance(minutes=5)                                    # 09:01: it wakes, and escalates now
     assert [c.id for c in escalate_due(parts.engine)] == [1]
-    assert "CF-1 snooze is over" in _payloads(parts, MATRIX_WATCH, ("notice",))[-1]["text"]
+    woke, went_up = (p["text"] for p in _payloads(parts, MATRIX_WATCH, ("notice",))[-2:])
+    assert "CF-1 snooze is over" in woke
+    assert went_up.startswith("CF-1 escalated to the Southwest district at 09:01 PST")
     assert len(_payloads(parts, DISTRICT, ("escalation",))) == 1
     assert snoozed() is None and "snoozed" not in bob.say("!conflicts")
     assert escalate_due(parts.engine) == []
@@ -359,3 +361,191 @@ async def test_slack_reaction_acknowledges_an_alert_once_and_only_for_supervisor
             trail = s.exec(select(AuditRow).where(AuditRow.action == "conflict.ack")).all()
         assert len(trail) == 1
         assert (acks("reaction"), acks("button")) == (before[0] + 1, before[1])   # /metrics counts it once
+
+
+def test_escalation_comes_sooner_in_any_zone_where_a_watch_is_kept_and_not_where_none_ever_is(db_url, clock):
+    no_handovers = {**SETTINGS, "zone": [{"code": "LALB", "watch_rooms": [SLACK_WATCH, MATRIX_WATCH]}]}
+    parts = make_parts(db_url, clock, **no_handovers)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    bob = ConsoleUser(parts, "LALB", "bob", "USCG")
+    _clash(alice, bob)                                       # CF-1: CBP and USCG; nobody has ever stood a watch
+    clock.advance(minutes=6)
+    assert escalate_due(parts.engine) == []                  # the contract's 15 minutes
+    _say(parts, MATRIX_WATCH, "matrix:@kim:localhost", "Kim Lee", "!watch on until=+1h")   # HSI keeps a watch
+    assert [c.id for c in escalate_due(parts.engine)] == [1]  # nobody of CBP or USCG is on it: 5 minutes
+    # Kim's watch ends by itself; the zone still keeps a watch for a day, and nobody of CBP is on it.
+    clock.advance(hours=2)
+    alice.say(f"!op log boarding {HERE} start=2026-12-02T14:00 end=2h")
+    assert "CF-2" in bob.say(f"!op log patrol {NEAR} start=2026-12-02T15:00 end=2h")
+    clock.advance(minutes=6)
+    assert [c.id for c in escalate_due(parts.engine)] == [2]
+
+
+# --- alerts kept current: escalation and closing by itself ----------------------------------------------------
+
+def _posted(parts, room: str, remote: str) -> None:
+    """As if delivered: the room's alert was posted as `remote` (edits and threads name it)."""
+    with parts.db.session() as s:
+        row = s.exec(select(OutboxRow).where(OutboxRow.room == room, OutboxRow.kind == "alert")
+                     .order_by(OutboxRow.id)).first()
+        row.status, row.remote_id = "sent", remote
+        s.add(row)
+
+
+def test_escalation_and_closing_by_itself_change_the_alert_in_place_and_say_so_once(db_url, clock):
+    parts = make_parts(db_url, clock, **SETTINGS)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    bob = ConsoleUser(parts, "LALB", "bob", "USCG")
+    _clash(alice, bob)
+    _posted(parts, MATRIX_WATCH, "$alert")
+    console = len(_payloads(parts, "console:LALB", ("alert", "notice")))
+    clock.advance(minutes=16)
+    assert [c.id for c in escalate_due(parts.engine)] == [1]
+    [said] = _payloads(parts, MATRIX_WATCH, ("notice",))
+    assert said["text"].startswith("CF-1 escalated to the Southwest district at 07:16 PST")
+    assert said["thread_root"] == "$alert" and said["conflict_update"] == 1
+    [edit] = _payloads(parts, MATRIX_WATCH, ("edit",))
+    assert edit["target_id"] == "$alert" and "⬆ escalated to the Southwest district at 07:16 PST" in edit["text"]
+    assert "not acknowledged" in edit["text"] and "mentions" not in edit
+    # Cancelled: CF-1 closes by itself. The alert shows it closed, its thread says so once, no new alert there.
+    alerts = len(_payloads(parts, MATRIX_WATCH))
+    assert "cancelled" in alice.say("!op cancel OP-1")
+    assert len(_payloads(parts, MATRIX_WATCH)) == alerts
+    closed = _payloads(parts, MATRIX_WATCH, ("notice",))[-1]
+    assert closed["text"].startswith("CF-1 closed by itself: OP-1 was cancelled")
+    assert closed["thread_root"] == "$alert" and closed["conflict_state"] == "closed"
+    latest = _payloads(parts, MATRIX_WATCH, ("edit",))[-1]
+    assert latest["target_id"] == "$alert" and "closed: OP-1 was cancelled" in latest["text"]
+    # The console room, which has no threads, shows each change as a line, as for an acknowledgement.
+    lines = [p["text"] for p in _payloads(parts, "console:LALB", ("alert", "notice"))[console:]]
+    assert lines[0].startswith("CF-1 escalated to the Southwest district")
+    assert "✔ CF-1 overlap closed: OP-1 was cancelled" in lines[1] and len(lines) == 2
+    with parts.db.session() as s:
+        trail = [a.action for a in s.exec(select(AuditRow).where(AuditRow.entity == "CF-1")).all()]
+    assert trail[-2:] == ["conflict.escalate", "conflict.close"]
+
+
+# --- the watch announced ---------------------------------------------------------------------------------------
+
+def test_going_on_and_off_watch_and_a_watch_ending_by_itself_are_said_once_in_the_watch_rooms(db_url, clock):
+    parts = make_parts(db_url, clock, **SETTINGS)
+    sam = ConsoleUser(parts, "LALB", "sam", "CBP", "supervisor")
+    assert "is on watch" in _say(parts, MATRIX_WATCH, "matrix:@kim:localhost", "Kim Lee", "!watch on until=09:00")
+    [slack] = _payloads(parts, SLACK_WATCH, ("notice",))
+    assert slack["text"] == "👁 [HSI] Kim Lee is on watch in LALB until 09:00 PST"
+    assert _payloads(parts, MATRIX_WATCH, ("notice",)) == []      # where she said it, her answer says it
+    [console] = _payloads(parts, "console:LALB", ("notice",))
+    assert console["text"] == slack["text"]
+    _say(parts, MATRIX_WATCH, "matrix:@kim:localhost", "Kim Lee", "!watch on until=10:00")   # the same watch
+    assert len(_payloads(parts, SLACK_WATCH, ("notice",))) == 1
+    sam.say("!watch on")
+    sam.say("!watch off")
+    assert [p["text"] for p in _payloads(parts, SLACK_WATCH, ("notice",))[1:]] == [
+        "👁 [CBP] sam is on watch in LALB until 19:00 PST", "👁 [CBP] sam is off watch in LALB"]
+    mine = _payloads(parts, "console:LALB", ("notice",))[1:]
+    assert all(p["said_to"] == "console:sam" for p in mine)   # sam's console shows his answer, not these again
+    clock.advance(hours=3, minutes=1)                          # 10:01: Kim's watch is over; nobody said so
+    escalate_due(parts.engine)
+    escalate_due(parts.engine)                                 # the next minute: nothing more
+    ended = "👁 [HSI] Kim Lee's watch in LALB ended at 10:00 PST"
+    for room in (MATRIX_WATCH, SLACK_WATCH, "console:LALB"):
+        texts = [p["text"] for p in _payloads(parts, room, ("notice",))]
+        assert texts[-1] == ended and texts.count(ended) == 1, room
+    with parts.db.session() as s:
+        trail = [a.action for a in s.exec(select(AuditRow).where(col(AuditRow.action).like("watch.%"))
+                                          .order_by(AuditRow.id)).all()]
+    assert trail == ["watch.on", "watch.on", "watch.on", "watch.off", "watch.lapse"]
+
+
+async def test_slack_alert_is_changed_in_place_by_snooze_escalation_a_command_in_its_channel_and_closing(
+        sqlite_url, clock, slack_api):
+    from tests.fixtures.slack_api import apost_signed, event_body
+    from tests.test_slack_adapter import SECRET, _raise_conflict, message_event, slack_settings
+
+    settings = slack_settings(slack_api.base_url)
+    settings["district"] = [{"name": "Southwest", "watch_rooms": ["slack:C0D11"]}]
+    async with running(sqlite_url, clock, slack_api, settings=settings) as (parts, adapter):
+        await _raise_conflict(parts, adapter, slack_api)
+        with parts.db.session() as s:
+            ts = s.exec(select(OutboxRow.remote_id).where(OutboxRow.room == f"slack:{WATCH}",
+                                                          OutboxRow.kind == "alert")).one()
+
+        def updates():
+            return [c for c in slack_api.calls_to("chat.update") if c.params["ts"] == ts]
+
+        def shown(call):
+            return "\n".join(b["text"]["text"] for b in call.params["blocks"] if b["type"] == "section")
+
+        def buttons(call):
+            return [e["action_id"] for b in call.params["blocks"] if b["type"] == "actions" for e in b["elements"]]
+
+        def in_thread():
+            return [c.params["text"] for c in slack_api.calls_to("chat.postMessage")
+                    if c.params["channel"] == WATCH and c.params.get("thread_ts") == ts]
+
+        async def done():
+            await settle(adapter)
+            await deliver(parts, adapter)
+
+        # A command typed in the watch channel itself changes that channel's alert.
+        event = message_event("!conflicts snooze CF-1 1h", user=SAM, channel=WATCH, ts="1764600200.000100")
+        assert (await apost_signed(adapter.url, event_body(event, event_id="EvS1"), SECRET))[0] == 200
+        await done()
+        [snoozed] = updates()
+        assert "snoozed until 08:00 PST" in shown(snoozed) and "ack:CF-1" in buttons(snoozed)
+
+        clock.advance(minutes=61)                     # it wakes and, still unacknowledged, goes to the district
+        assert [c.id for c in escalate_due(parts.engine)] == [1]
+        await deliver(parts, adapter)
+        assert "escalated to the Southwest district at 08:01 PST" in shown(updates()[-1])
+        assert "ack:CF-1" in buttons(updates()[-1])   # still to be acknowledged, here or in the district
+        said = in_thread()
+        assert len(said) == 2 and "snooze is over" in said[0] and "escalated to the Southwest district" in said[1]
+
+        # A slash command in the watch channel, too.
+        await slash(adapter, slack_api, "ack CF-1", command="/conflicts", user=SAM, channel=WATCH, trigger="s9",
+                    name="sam")
+        await done()
+        owned = updates()[-1]
+        assert "owned by" in shown(owned) and SAM in shown(owned) and "ack:CF-1" not in buttons(owned)
+        assert "resolve:joint:CF-1" in buttons(owned)
+
+        # Closing by itself: the alert shows it closed, without buttons, and its thread says so once.
+        before = len(updates())
+        await slash(adapter, slack_api, "cancel OP-2", command="/op", user=BOB, trigger="b9", name="bob")
+        await done()
+        assert len(updates()) == before + 1
+        closed = updates()[-1]
+        assert "closed: OP-2 was cancelled" in shown(closed) and buttons(closed) == []
+        assert in_thread()[-1].startswith("CF-1 closed by itself: OP-2 was cancelled") and len(in_thread()) == 3
+        assert not [c for c in slack_api.calls_to("chat.postMessage") if c.params["channel"] == WATCH
+                    and not c.params.get("thread_ts") and "closed" in c.params.get("text", "")]
+
+
+def test_a_console_user_going_on_watch_sees_it_once_and_the_others_see_it(db_url, clock):
+    import io
+
+    from watchfloor.bot.console import ConsoleRoom
+
+    parts = make_parts(db_url, clock, **SETTINGS)
+    rooms = {}
+    for user, role in (("sam", "supervisor"), ("bob", None)):
+        room, sender = parts.directory.add_console("LALB", user, "CBP" if role else "USCG", role)
+        rooms[user] = ConsoleRoom(parts.engine, room, sender, out=io.StringIO())
+    rooms["sam"].say("!watch on")
+    rooms["bob"].poll()
+    assert rooms["sam"].out.getvalue().count("is on watch") == 1
+    assert rooms["bob"].out.getvalue() == "👁 [CBP] sam is on watch in LALB until 19:00 PST\n"
+
+
+def test_a_watch_ending_by_itself_is_said_once_with_two_leaders_racing(pg_url, clock):
+    replicas = [make_parts(pg_url, clock, **SETTINGS) for _ in range(2)]
+    _say(replicas[0], MATRIX_WATCH, "matrix:@kim:localhost", "Kim Lee", "!watch on until=08:00")
+    clock.advance(hours=1, minutes=1)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda i: escalate_due(replicas[i % 2].engine), range(12)))
+    for room in (MATRIX_WATCH, SLACK_WATCH, "console:LALB"):
+        ended = [p for p in _payloads(replicas[0], room, ("notice",)) if p.get("watch_change") == "lapsed"]
+        assert len(ended) == 1, room
+    for parts in replicas:
+        parts.db.dispose()

@@ -3,12 +3,17 @@ m.mentions, and the homeserver notifies that supervisor (a highlight: their phon
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 
 import pytest
+from sqlmodel import select
 
+from watchfloor.storage.tables import AuditRow
 from tests.matrix_harness import Bot, bot_messages, history, make_world, say, wait_for
 
 pytestmark = pytest.mark.synapse
+_syncs = itertools.count(1)
 
 
 async def test_alert_pills_the_supervisor_on_watch_and_synapse_notifies_them(synapse, sqlite_url):
@@ -53,7 +58,9 @@ async def test_alert_pills_the_supervisor_on_watch_and_synapse_notifies_them(syn
         assert "CF-1 overlap" in new["body"] and "owned by" in new["body"] and "not acknowledged" not in new["body"]
         assert "m.mentions" not in edit["content"]  # an edit does not ring the phones again
 
-        elsewhere = (await bot_messages(world, sam, other))[0]  # the alert, then its changes
+        # There: Sam going on watch (said once, to everyone in the zone's watch rooms), the alert, its changes.
+        told, elsewhere = (await bot_messages(world, sam, other, at_least=2))[:2]
+        assert told["content"]["body"] == "👁 [USCG] Sam is on watch in LALB"
         root = elsewhere["event_id"]
         assert "ALERT" in elsewhere["content"]["body"] and "m.relates_to" not in elsewhere["content"]
 
@@ -89,12 +96,24 @@ async def test_a_reaction_acknowledges_the_alert_once_and_only_for_a_supervisor(
                 return s.get(ConflictRow, 1).status
 
         await asyncio.to_thread(react, world.alice, "✅")          # a member, not a supervisor
-        refusal = (await bot_messages(world, sam, world.watch, at_least=2))[-1]["content"]
-        assert refusal["body"].startswith("⚠ permission: only a watch supervisor may use 'conflicts ack'")
+        # The refusal is for her alone: in her direct room with the bot (is_direct, so her client lists it
+        # under people), not in the watch room.
+        direct = await wait_for(lambda: direct_invites(synapse, world.alice))
+        assert len(direct) == 1
+        await asyncio.to_thread(synapse.join, world.alice.token, direct[0])
+        [refusal] = await bot_messages(world, world.alice, direct[0])
+        assert refusal["content"]["body"].startswith("⚠ permission: only a watch supervisor may use 'conflicts ack'")
         assert await asyncio.to_thread(status) == "open"
+        await asyncio.to_thread(react, world.alice, "👍")          # again: the same direct room, no new one
+        assert len(await bot_messages(world, world.alice, direct[0], at_least=2)) == 2
+        assert await direct_invites(synapse, world.alice) == []
+        with bot.parts.db.session() as s:
+            trail = s.exec(select(AuditRow).where(AuditRow.action == "conflict.ack")).all()
+        assert trail == []
 
         await asyncio.to_thread(react, sam, "👍🏽")                # from the supervisor's phone
-        messages = await bot_messages(world, sam, world.watch, at_least=4)
+        messages = await bot_messages(world, sam, world.watch, at_least=3)
+        assert not [m for m in messages if "permission" in m["content"].get("body", "")]
         assert await asyncio.to_thread(status) == "acked"
         edits = [m for m in messages if (m["content"].get("m.relates_to") or {}).get("rel_type") == "m.replace"]
         assert len(edits) == 1 and edits[0]["content"]["m.relates_to"]["event_id"] == alert["event_id"]
@@ -106,3 +125,18 @@ async def test_a_reaction_acknowledges_the_alert_once_and_only_for_a_supervisor(
         await say(synapse, sam, world.watch, "!watch")             # something that is answered, to wait on
         after = await bot_messages(world, sam, world.watch, at_least=len(messages) + 1)
         assert len(after) == len(messages) + 1 and "On watch" in after[-1]["content"]["body"]
+
+
+async def direct_invites(synapse, who) -> list[str]:
+    """The rooms `who` is invited to as a direct chat (the invite's member event says `is_direct`)."""
+    # Synapse answers the same initial sync from a cache for a while: a filter of its own makes each a new one.
+    fresh = json.dumps({"room": {"timeline": {"limit": next(_syncs)}}})
+    resp = await asyncio.to_thread(synapse.request, "GET", "/_matrix/client/v3/sync", token=who.token,
+                                   query={"timeout": 0, "filter": fresh})
+    out = []
+    for room_id, room in (resp.get("rooms", {}).get("invite") or {}).items():
+        for e in room.get("invite_state", {}).get("events", []):
+            if e.get("type") == "m.room.member" and e.get("state_key") == who.user_id \
+                    and e.get("content", {}).get("is_direct"):
+                out.append(room_id)
+    return out

@@ -377,6 +377,9 @@ def config_warnings(s: Settings) -> list[str]:
     for i, z in enumerate(s.zone):
         if not z.watch_rooms:
             out.append(f"zone[{i}].watch_rooms: {z.code} has no watch rooms; its alerts reach the console only")
+    if s.service.port is None and (s.service.base_url or s.service.tile_url):
+        out.append("service.port: not set, so the common operating picture (service.base_url) is not served "
+                   "and `cop` gives no link")
     return out
 
 

@@ -1,0 +1,131 @@
+"""The live feed decodes in a process of its own: it dies with the bot, and a worker that dies or hangs is started
+again while the feed goes on (real processes, real signals, a real UDP socket)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from pyais import encode_dict
+from sqlmodel import select
+
+from tests.helpers import make_parts
+from watchfloor.bot.ais_feed import AisFeed
+from watchfloor.config import AisConfig
+from watchfloor.storage.vessel_tables import VesselRow
+
+
+def _pos(mmsi: int, lat: float = 33.5) -> bytes:
+    return encode_dict({"type": 1, "mmsi": mmsi, "lat": lat, "lon": -118.3, "speed": 10, "course": 0},
+                       sentence_type="VDM")[0].encode()
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (the container's init may not reap it: it runs no more code)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_killed_decoding_process_is_started_again_and_the_feed_goes_on(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+    await feed.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        tx.sendto(_pos(366000001), feed.address)
+        await feed.until(lambda: feed.received == 1, timeout=20)
+        first = feed.worker.process.pid
+        os.kill(first, signal.SIGKILL)  # as the kernel's OOM killer would
+        await feed.until(lambda: feed.worker.starts == 2 and feed.worker.process.pid != first, timeout=20)
+        tx.sendto(_pos(366000002), feed.address)
+        await feed.until(lambda: feed.ingest.tracks.get("366000002") is not None, timeout=20)
+        assert _gone(first)
+        await feed.flush_now()
+    finally:
+        tx.close()
+        await feed.cleanup()
+    with parts.db.session() as s:
+        assert {r.mmsi for r in s.exec(select(VesselRow)).all()} == {"366000001", "366000002"}
+    assert _gone(feed.worker.process.pid)  # a clean stop ends the worker too
+    parts.db.dispose()
+
+
+async def test_a_hung_decoding_process_is_killed_and_replaced(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+    feed.worker.stall_seconds = 0.5
+    await feed.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        await feed.until(lambda: feed.worker.process is not None, timeout=20)
+        hung = feed.worker.process.pid
+        os.kill(hung, signal.SIGSTOP)  # alive, never answering
+        tx.sendto(_pos(366000003), feed.address)
+        await feed.until(lambda: feed.worker.starts == 2, timeout=20)
+        assert feed.ingest.outcomes["dropped"] == 1  # the line it sat on is counted, not lost silently
+        tx.sendto(_pos(366000004), feed.address)
+        await feed.until(lambda: feed.ingest.tracks.get("366000004") is not None, timeout=20)
+    finally:
+        tx.close()
+        await feed.cleanup()
+    assert _gone(hung)
+    parts.db.dispose()
+
+
+_ORPHAN_CHECK = """
+import asyncio, sys
+from watchfloor.bot.ais_worker import DecodeWorker
+
+async def main():
+    w = DecodeWorker(lambda *a: None, lambda n: None)
+    await w.start()
+    print(w.process.pid, flush=True)
+    await asyncio.sleep(3600)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_decoding_process_dies_with_the_bot_even_on_sigkill(tmp_path):
+    script = tmp_path / "bot.py"
+    script.write_text(_ORPHAN_CHECK)
+    bot = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        worker = int(bot.stdout.readline())
+        assert not _gone(worker)
+        bot.kill()  # SIGKILL: no atexit, no cleanup of multiprocessing's children
+        bot.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process: nothing to wait on but its state
+        assert _gone(worker), "the decoding process outlived the bot"
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+
+
+async def test_a_backlog_past_its_bound_is_dropped_and_counted_not_queued(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+    feed.worker.max_backlog = 4
+    await feed.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        os.kill(feed.worker.process.pid, signal.SIGSTOP)  # a worker far behind
+        tx.sendto(b"\n".join(_pos(366000010 + i) for i in range(3)), feed.address)
+        tx.sendto(b"\n".join(_pos(366000020 + i) for i in range(3)), feed.address)  # 6 > 4: this one is dropped
+        await feed.until(lambda: feed.ingest.outcomes["dropped"] == 3, timeout=20)
+        os.kill(feed.worker.process.pid, signal.SIGCONT)
+        await feed.until(lambda: feed.received == 6, timeout=20)
+        assert {m for m in feed.ingest.tracks.by_mmsi} == {f"36600001{i}" for i in range(3)}
+    finally:
+        tx.close()
+        await feed.cleanup()
+    parts.db.dispose()
