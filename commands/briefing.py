@@ -17,6 +17,7 @@ from watchfloor.storage.tables import AuditRow, ConflictRow, EndorsementRow, Ope
 
 from .briefing_arrivals import arrival_views, arrivals as arrivals_due
 from .directory import Directory
+from .target_eta import with_best_etas
 from .views import conflict_view, op_view, target_view
 
 
@@ -75,6 +76,7 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
     conflicts = [conflict_view(cf, op_rows, gap_targets.get(cf.target_id), endorse.get(cf.target_id, []),
                                clearance, reader)
                  for cf in open_cf]
+    with_best_etas(s, [(gap_targets.get(cf.target_id), v) for v, cf in zip(conflicts, open_cf)], at)
     for v, cf in zip(conflicts, open_cf):
         if v["withheld"]:  # say where the details are, as alerts do
             v["held_in"] = [r.id for r in directory.zone_rooms(zone.code, "watch")

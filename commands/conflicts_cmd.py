@@ -21,6 +21,7 @@ from .grammar import Token
 from .ops import _only_keys, _words
 from .posting import post
 from .values import parse_duration, parse_ref, parse_text
+from .target_eta import with_best_etas
 from .views import conflict_view, record_withheld
 from .watch_alerts import edit_alerts, own_alert, thread_of
 
@@ -30,10 +31,12 @@ MAX_SNOOZE = timedelta(hours=24)
 def views(ctx: Context, rows: list[ConflictRow]) -> list[dict]:
     ops = ops_repo.by_ids(ctx.s, {i for cf in rows for i in (cf.op_a, cf.op_b) if i is not None})
     targets = targets_repo.with_endorsers(ctx.s, {cf.target_id for cf in rows if cf.target_id is not None})
-    out = []
+    out, shown = [], []
     for cf in rows:
         target, endorsers = targets.get(cf.target_id, (None, [])) if cf.target_id else (None, [])
         out.append(conflict_view(cf, ops, target, endorsers, ctx.room.clearance, ctx.sender.clearance))
+        shown.append((target, out[-1]))
+    with_best_etas(ctx.s, shown, ctx.now)
     return out
 
 
@@ -152,6 +155,7 @@ def _tell_watch(ctx: Context, cf: ConflictRow, verb: str) -> None:
 
     def data(clearance):
         view = conflict_view(cf, ops, target, endorsers, clearance)
+        with_best_etas(ctx.s, [(target, view)], ctx.now)
         if view["withheld"]:
             view["held_in"] = deconf.detail_rooms(ctx.zone.code, cf.marking)
         return {"tz": ctx.tz, "conflict": view, "verb": verb}

@@ -18,6 +18,7 @@ from watchfloor.storage.tables import ConflictRow, OutboxRow
 from .briefing_arrivals import arrival_views, arrivals as arrivals_due
 from .directory import Directory, Room
 from .posting import post
+from .target_eta import with_best_etas
 from .views import conflict_view, op_view
 from .watch_alerts import person
 
@@ -37,6 +38,7 @@ def build_handover(s: Session, directory: Directory, zone: Zone, at: datetime, c
     for cf in rows:
         target, endorsers = targets.get(cf.target_id, (None, [])) if cf.target_id else (None, [])
         v = conflict_view(cf, ops, target, endorsers, clearance, reader)
+        with_best_etas(s, [(target, v)], at)
         if v["withheld"] and not show_withheld:
             continue
         if v["withheld"]:

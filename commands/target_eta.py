@@ -75,6 +75,15 @@ def with_eta(view: dict | None, eta: Eta | None) -> None:
         view["eta"], view["eta_source"] = eta.at, eta.detail()
 
 
+def with_best_etas(s: Session, shown: Iterable[tuple[TargetRow | None, dict]], now: datetime) -> None:
+    """(target, conflict view) pairs: a shown target's ETA becomes the one the gap rule uses, with its source, as
+    alerts say it."""
+    shown = [(t, v) for t, v in shown if t is not None and v.get("target")]
+    etas = best_etas(s, [t for t, _ in shown], now)
+    for t, v in shown:
+        with_eta(v["target"], etas.get(t.id))
+
+
 def annotate(s: Session, pairs: Iterable[tuple[TargetRow, dict]], now: datetime) -> None:
     """Put the best ETA and its source into target views (withheld ones are left alone), and for a target known
     by a name several AIS tracks carry, how many (`ais_same_name`): it is matched to none of them."""

@@ -139,6 +139,9 @@ def test_a_gap_opens_when_the_ship_speeds_up_and_closes_when_it_turns_away(sqlit
     report(12, 0)  # 17 h out at 12 kn: nobody covers it
     listing = alice.say("!conflicts")
     assert "CF-1 gap" in listing
+    assert "(AIS, 200 nm at 12 kn)" in listing  # the listing shows the ETA that opened the gap, not the typed one
+    # The briefing's conflict section, like its arrivals, gives the gap's ETA with its source.
+    assert "(AIS, 200 nm at 12 kn) · nominated by CBP — nobody is covering it" in alice.say("!brief now")
     from watchfloor.commands.conflicts_scan import scan_and_list
 
     assert "(AIS, 200 nm at 12 kn) not covered" in scan_and_list(parts.engine, "LALB")[0]  # `conflicts scan`
