@@ -203,11 +203,12 @@ def edit_alerts(s: Session, directory: Directory, deconfliction, cf: ConflictRow
     """Alerts kept current where they were posted, on Matrix: each posted alert or escalation carrying the
     conflict is replaced (m.replace) by itself as it stands now, owner, outcome or snooze shown. Slack alerts are
     changed by the notice itself (bot/slack_alerts.py), which goes to every watch channel but the one where the
-    change was asked for: that one (`also`, see `own_alert`) is edited here (chat.update). Returns the number of
+    change was asked for: that one (`also`, see `own_alert`) is edited here (chat.update), and so are the
+    district's escalations on every platform, since no notice goes to a district room. Returns the number of
     edits queued."""
     rooms = {r.id: r for r in directory.zone_rooms(cf.zone_code, "watch") if r.platform == "matrix"}
     rooms.update({r.id: r for r in directory.district_rooms(get_zone(cf.zone_code).district)
-                  if r.platform == "matrix"})
+                  if r.platform != "console"})
     if also is not None:
         rooms[also.id] = also
     queued = 0

@@ -509,6 +509,12 @@ async def test_slack_alert_is_changed_in_place_by_snooze_escalation_a_command_in
         owned = updates()[-1]
         assert "owned by" in shown(owned) and SAM in shown(owned) and "ack:CF-1" not in buttons(owned)
         assert "resolve:joint:CF-1" in buttons(owned)
+        # The district's escalation, which no notice reaches, is changed in place as well.
+        with parts.db.session() as s:
+            up = s.exec(select(OutboxRow.remote_id).where(OutboxRow.room == "slack:C0D11",
+                                                          OutboxRow.kind == "escalation")).one()
+        district = [c for c in slack_api.calls_to("chat.update") if c.params["ts"] == up]
+        assert district and "owned by" in shown(district[-1]) and SAM in shown(district[-1])
 
         # Closing by itself: the alert shows it closed, without buttons, and its thread says so once.
         before = len(updates())
