@@ -143,6 +143,22 @@ def sqlstate(e: DBAPIError) -> str | None:
     return getattr(e.orig, "sqlstate", None)
 
 
+def _to_wal(cur) -> None:
+    """Switching a new file to WAL needs it to itself, and SQLite answers "database is locked" at once, without
+    its busy wait, while another process starting on the same new file holds it: tried again for a few seconds."""
+    import sqlite3
+    import time
+
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_write_transactions(engine: Engine) -> None:
     """Make every SQLite transaction `BEGIN IMMEDIATE`.
 
@@ -154,8 +170,8 @@ def _sqlite_write_transactions(engine: Engine) -> None:
     def _connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=60000")
+        _to_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
