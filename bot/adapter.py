@@ -88,3 +88,14 @@ class FindsSent(Protocol):
 # Where a post names its outbox row: Slack message metadata's event_type, the Matrix event content's key.
 OUTBOX_EVENT_TYPE = "watchfloor_outbox"
 OUTBOX_KEY = "org.watchfloor.outbox"
+
+
+def outbox_mark(payload: dict[str, Any]) -> dict[str, int]:
+    """What a post says of its outbox row, for `find_sent`: `outbox_id`, and `page` past the first page of a long
+    message; nothing for a payload not from the outbox. Each adapter puts it where its platform keeps such data."""
+    if payload.get("outbox_id") is None:
+        return {}
+    mark = {"outbox_id": payload["outbox_id"]}
+    if (payload.get("page") or 1) > 1:
+        mark["page"] = payload["page"]
+    return mark

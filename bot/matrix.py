@@ -26,7 +26,8 @@ from watchfloor.config import MatrixConfig
 from watchfloor.storage.kv import kv_get, kv_set
 from watchfloor.storage.outage import unreachable
 
-from .adapter import OUTBOX_KEY, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
+from .adapter import (OUTBOX_KEY, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError,
+                      outbox_mark)
 from .matrix_crypto import ENCRYPTED, Crypto, make_client
 from .matrix_direct import DirectRooms
 from .matrix_events import chat_message, message_content
@@ -553,12 +554,9 @@ def _txn_id(room: str, kind: str, payload: dict[str, Any]) -> str:
 def _marked(payload: dict[str, Any]) -> dict[str, Any]:
     """The content keys naming the post's outbox row (and page), for `find_sent`; inside the encrypted payload
     in an encrypted room."""
-    if payload.get("outbox_id") is None:
-        return {}
-    marks: dict[str, Any] = {OUTBOX_KEY: payload["outbox_id"]}
-    if (payload.get("page") or 1) > 1:
-        marks[_PAGE_KEY] = payload["page"]
-    return marks
+    mark = outbox_mark(payload)
+    keys = {"outbox_id": OUTBOX_KEY, "page": _PAGE_KEY}
+    return {keys[name]: value for name, value in mark.items()}
 
 
 def _one_line(e: object) -> str:

@@ -36,7 +36,8 @@ from watchfloor.storage.outage import unreachable
 from watchfloor.storage.outbox import origin_of
 from watchfloor.templates import render
 
-from .adapter import OUTBOX_EVENT_TYPE, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError
+from .adapter import (OUTBOX_EVENT_TYPE, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError,
+                      outbox_mark)
 from .slack_alerts import ACK_REACTIONS, SlackAlerts, conflicts_of_alert
 from .slack_errors import classify
 from .slack_markup import MAX_TEXT, escape, readable
@@ -90,6 +91,7 @@ class SlackAdapter:
         self._stopping = asyncio.Event()
         self.handled = 0  # requests whose work has finished
         self._intake: dict[str, asyncio.Lock] = {}  # per channel: requests handed in one at a time, in order
+        self._me_ids: set[str] = set()  # the bot's user and bot ids, asked once (`_me`)
         self._register()
 
     # --- lifecycle ---------------------------------------------------------------------------------------
@@ -428,7 +430,7 @@ class SlackAdapter:
 
     async def _me(self) -> set[str]:
         """The bot's user and bot ids: only its own posts count (another install may post the same marks)."""
-        if not getattr(self, "_me_ids", None):
+        if not self._me_ids:
             resp = await self.client.auth_test()
             self._me_ids = {i for i in (resp.get("user_id"), resp.get("bot_id")) if i}
         return self._me_ids
@@ -541,12 +543,8 @@ def _ts(value: Any) -> str | None:
 
 def _marked(payload: dict[str, Any]) -> dict[str, Any]:
     """Message metadata naming the post's outbox row (and page), for `find_sent`."""
-    if payload.get("outbox_id") is None:
-        return {}
-    names: dict[str, Any] = {"outbox_id": payload["outbox_id"]}
-    if (payload.get("page") or 1) > 1:
-        names["page"] = payload["page"]
-    return {"metadata": {"event_type": OUTBOX_EVENT_TYPE, "event_payload": names}}
+    mark = outbox_mark(payload)
+    return {"metadata": {"event_type": OUTBOX_EVENT_TYPE, "event_payload": mark}} if mark else {}
 
 
 def _collect(messages: list[dict[str, Any]], me: set[str], wanted: set[int],
