@@ -85,7 +85,7 @@ def pipeline_rate(lines: list[str], workdir: Path) -> float:
     tracks (approach check, history) and written every 10,000, until the last one is stored; sentences/s."""
     import asyncio
 
-    from watchfloor.bot.ais_worker import DecodeWorker
+    from watchfloor.bot.ais.worker import DecodeWorker
     from watchfloor.bot.wiring import build
     from watchfloor.commands.ais_ingest import AisIngest
     from watchfloor.config import load_settings
@@ -188,7 +188,7 @@ def _sender(port: int, lines: list[str], rate: int, stop, sending) -> None:
 
 
 class _InProcess:
-    """The comparison arm: the feed as it was before bot/ais_worker.py, every line decoded in the event loop."""
+    """The comparison arm: the feed as it was before bot/ais/worker.py, every line decoded in the event loop."""
 
     def __init__(self, feed):
         self.feed = feed
@@ -215,7 +215,7 @@ def op_log_under_feed(lines: list[str], workdir: Path, rounds: int, in_process: 
     import multiprocessing
     import statistics
 
-    from watchfloor.bot.ais_feed import AisFeed
+    from watchfloor.bot.ais.feed import AisFeed
     from watchfloor.bot.wiring import build
     from watchfloor.commands.message import ChatMessage
     from watchfloor.config import AisConfig, load_settings
@@ -302,7 +302,7 @@ def main() -> None:
     for in_process in (False, True):
         with tempfile.TemporaryDirectory() as d:
             quiet, busy, decoded, dropped = op_log_under_feed(lines, Path(d), 10 if args.quick else 40, in_process)
-        how = "decoding in the bot's process (as before bot/ais_worker.py)" if in_process else \
+        how = "decoding in the bot's process (as before bot/ais/worker.py)" if in_process else \
             "decoding in its own process"
         print(f"op log round trip, {how}: {quiet * 1000:.1f} ms without a feed, {busy * 1000:.1f} ms with "
               f"5,000 sentences/s; ratio {busy / quiet:.2f}x (goal <= 1.3x); the feed decoded {decoded:,} lines, "

@@ -47,7 +47,7 @@ def seed(parts, n: int) -> None:
 def forget() -> None:
     """Empty the server's caches (answers per change mark, each operation's shape, feature and bar), as in a
     process just started: the next request computes everything."""
-    from watchfloor.bot import cop_web
+    from watchfloor.bot.web import cop as cop_web
     from watchfloor.commands import cop_feed
 
     with cop_web._CACHE_LOCK:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from nio import AsyncClient, AsyncClientConfig, RoomSendResponse, SyncResponse  # noqa: E402
 
 from watchfloor.bot.delivery import Delivery  # noqa: E402
-from watchfloor.bot.matrix import MatrixAdapter  # noqa: E402
+from watchfloor.bot.matrix.adapter import MatrixAdapter  # noqa: E402
 from watchfloor.bot.runner import Service  # noqa: E402
 from tests.fixtures.synapse import DATABASES, FAST_CONFIG, SynapseServer  # noqa: E402
 from tests.helpers import make_parts  # noqa: E402

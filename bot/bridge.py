@@ -21,8 +21,8 @@ from watchfloor.ioc.markings import marking_of_text, may_show
 from watchfloor.storage import events, outbox
 from watchfloor.storage.tables import OutboxRow
 
-from . import metrics
-from .logs import log_relay
+from watchfloor.bot import metrics
+from watchfloor.bot.logs import log_relay
 
 log = logging.getLogger("watchfloor.bridge")
 

@@ -52,8 +52,8 @@ from sqlmodel import Session, select
 from watchfloor.storage import outbox
 from watchfloor.storage.tables import OutboxRow
 
-from . import metrics, paging
-from .adapter import Adapter, MessageLimits, PermanentSendError, PlatformAuthError, TransientSendError
+from watchfloor.bot import metrics, paging
+from watchfloor.bot.adapter import Adapter, MessageLimits, PermanentSendError, PlatformAuthError, TransientSendError
 
 log = logging.getLogger("watchfloor.delivery")
 
@@ -142,7 +142,7 @@ class Delivery:
         """This replica delivers the platform's rows now (it holds the platform's duty)."""
         if self.duties is None:
             return True
-        from .duties import delivery_duty
+        from watchfloor.bot.duties import delivery_duty
 
         return self.duties.held(delivery_duty(platform))
 

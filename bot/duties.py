@@ -2,15 +2,18 @@
 
 Every replica serves Slack requests and runs the commands they carry. The duties are what must happen once:
 
-- `scheduler`: the scheduled jobs (bot/scheduler.py holds its own lock);
-- `ais`: receiving the AIS feed (bot/ais_feed.py holds its own lock);
+- `scheduler`: the scheduled jobs (bot/scheduler.py runs them only while this replica holds it);
+- `ais`: receiving the AIS feed (bot/ais/feed.py listens only while this replica holds it);
 - `matrix`: Matrix sync and the delivery of Matrix outbox rows together. The replica holding it logs in (its own
   device and store_path), resumes from the sync token stored in the database, and sends; the others do not sync.
   Events are claimed by id, so a batch seen again after a takeover is not answered twice;
 - `delivery:<platform>`: the delivery of one other platform's outbox rows (`delivery:slack`).
 
-Each is a session advisory lock held as a lease (storage/session_lock.py): a replica killed, frozen or cut off
-loses it within the lease and another takes it at its next try (every RETRY_SECONDS), well within 30 s.
+Each is a session advisory lock held as a lease (storage/session_lock.py, used by this module alone): a replica
+killed, frozen or cut off loses it within the lease and another takes it at its next try (every RETRY_SECONDS),
+well within 30 s. A part that holds a duty registers its hooks here (`add`): `on_take` when this replica takes
+it, `on_lose` when it loses or gives it up. Each duty's lease is kept by a loop of its own, so a slow take-over
+of one (a Matrix login) never delays noticing the loss of another.
 On SQLite there is one process (bot/single_run.py) and it holds every duty.
 
 Rows stored by a replica that does not deliver them wake the one that does: each commit that stored rows NOTIFYs
@@ -33,8 +36,9 @@ log = logging.getLogger("watchfloor.duties")
 SCHEDULER, AIS, MATRIX = "scheduler", "ais", "matrix"
 RETRY_SECONDS = 3.0
 
-# Lock ids of the duties this module holds; the scheduler's and the AIS feed's are held by them.
-LOCKS = {MATRIX: locks.MATRIX_DUTY, "delivery:slack": locks.SLACK_DELIVERY}
+# Lock ids of the duties (storage/locks.py keeps every id apart).
+LOCKS = {SCHEDULER: locks.SCHEDULER_LEADER, AIS: locks.AIS_FEED_LEADER, MATRIX: locks.MATRIX_DUTY,
+         "delivery:slack": locks.SLACK_DELIVERY}
 
 
 def delivery_duty(platform: str) -> str:
@@ -52,6 +56,7 @@ class _Duty:
     on_take: Callback | None = None
     on_lose: Callback | None = None
     acting: bool = False  # on_take ran and on_lose has not yet
+    check: asyncio.Event = field(default_factory=asyncio.Event)  # set: the next step now (keep-alive failed)
 
 
 @dataclass
@@ -60,36 +65,38 @@ class Duties:
     db: object
     retry_seconds: float = RETRY_SECONDS
     _duties: dict[str, _Duty] = field(default_factory=dict)
-    _tracked: dict[str, Callable[[], bool]] = field(default_factory=dict)
-    _task: asyncio.Task | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
-    _check: asyncio.Event | None = None
 
     @property
     def shared(self) -> bool:
         return bool(getattr(self.db, "is_postgres", False))
 
     def add(self, name: str, on_take: Callback | None = None, on_lose: Callback | None = None) -> None:
-        lock = None
+        """A duty of this replica, with what to do on taking and on losing it; before `start()`."""
+        duty = _Duty(name, None, on_take, on_lose)
         if self.shared:
-            lock = SessionLock(self.db, LOCKS[name], f"watchfloor-{name.replace(':', '-')}", on_lost=self._poke)
-        self._duties[name] = _Duty(name, lock, on_take, on_lose)
-
-    def track(self, name: str, holds: Callable[[], bool]) -> None:
-        """A duty held by its own part (the scheduler, the AIS feed), shown with the others."""
-        self._tracked[name] = holds
+            duty.lock = SessionLock(self.db, LOCKS[name], f"watchfloor-{name.replace(':', '-')}",
+                                    on_lost=lambda: self._poke(duty))
+        self._duties[name] = duty
 
     def held(self, name: str) -> bool:
+        """This replica holds the duty now: on SQLite always (one process does everything), on PostgreSQL while
+        its lease is good."""
         duty = self._duties.get(name)
         if duty is None:
-            holds = self._tracked.get(name)
-            return holds() if holds is not None else not self.shared
+            return not self.shared
         return duty.lock is None or duty.lock.held
+
+    def backend_pid(self, name: str) -> int | None:
+        """The server session holding the duty's lock (what an operator, or a test, would terminate)."""
+        duty = self._duties.get(name)
+        return duty.lock.backend_pid if duty is not None and duty.lock is not None else None
 
     def holding(self) -> dict[str, bool]:
         """Every duty this replica knows of, and whether it holds it now (what /healthz and /metrics show)."""
         out = {}
-        for name in sorted({*self._duties, *self._tracked}):
+        for name in sorted(self._duties):
             try:
                 out[name] = bool(self.held(name))
             except Exception:
@@ -97,18 +104,19 @@ class Duties:
         return out
 
     async def start(self) -> None:
+        """The first round now (every free duty is taken), then each duty's lease kept by a loop of its own."""
         self._loop = asyncio.get_running_loop()
-        self._check = asyncio.Event()
         await self._round()
         if self.shared:
-            self._task = asyncio.create_task(self._keep(), name="duties")
+            self._tasks = [asyncio.create_task(self._keep(duty), name=f"duty-{duty.name}")
+                           for duty in self._duties.values()]
 
     async def stop(self) -> None:
         """Give every duty up (its on_lose runs), so another replica takes over at its next try."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         for duty in self._duties.values():
             if duty.acting:
                 await self._lose(duty, "stopping")
@@ -117,34 +125,44 @@ class Duties:
 
     # ------------------------------------------------------------------ inside
 
-    def _poke(self) -> None:
+    def _poke(self, duty: _Duty) -> None:
         """A lock's keep-alive failed (from its thread): act on it now, not at the next round."""
-        loop, check = self._loop, self._check
-        if loop is not None and check is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(check.set)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(duty.check.set)
 
-    async def _keep(self) -> None:
+    async def _keep(self, duty: _Duty) -> None:
         while True:
-            self._check.clear()
+            duty.check.clear()
             try:
-                await asyncio.wait_for(self._check.wait(), self.retry_seconds)
+                await asyncio.wait_for(duty.check.wait(), self.retry_seconds)
             except asyncio.TimeoutError:
                 pass
             try:
-                await self._round()
+                await self._step(duty)
             except Exception:
-                log.exception("duties: a round failed")
+                log.exception("duty %s: a round failed", duty.name)
+
+    async def round(self) -> None:
+        """One round now: take what is free, give up what was lost (the loops do this every retry_seconds)."""
+        await self._round()
 
     async def _round(self) -> None:
-        for duty in self._duties.values():
-            if duty.lock is None:
-                if not duty.acting:
-                    await self._take(duty)
-            elif duty.acting and not duty.lock.held:
-                await self._lose(duty, "its database session ended or stopped answering")
-                await asyncio.to_thread(duty.lock.release)
-            elif not duty.acting and await asyncio.to_thread(duty.lock.acquire):
+        duties = list(self._duties.values())
+        for duty, failed in zip(duties, await asyncio.gather(*(self._step(d) for d in duties), return_exceptions=True)):
+            if isinstance(failed, Exception):
+                log.error("duty %s: a round failed: %s", duty.name, failed)
+
+    async def _step(self, duty: _Duty) -> None:
+        """Take the duty if it is free, give it up if its lease was lost."""
+        if duty.lock is None:
+            if not duty.acting:
                 await self._take(duty)
+        elif duty.acting and not duty.lock.held:
+            await self._lose(duty, "its database session ended or stopped answering")
+            await asyncio.to_thread(duty.lock.release)
+        elif not duty.acting and await asyncio.to_thread(duty.lock.acquire):
+            await self._take(duty)
 
     async def _take(self, duty: _Duty) -> None:
         duty.acting = True

@@ -112,7 +112,7 @@ def observe_command(ctx: Any, outcome: str) -> None:
         if outcome == "ok" and cmd.name == "conflicts" and cmd.action == "ack":
             ACKS.labels(ack_channel(ctx.msg)).inc()
         mark = cmd.pairs.get("mark")
-        from .logs import log_command
+        from watchfloor.bot.logs import log_command
 
         log_command(command=cmd.name, action=cmd.action, outcome=outcome, room=room.id, sender=sender.id,
                     agency=sender.agency, event_id=ctx.msg.event_id,
@@ -136,7 +136,7 @@ def ack_channel(msg: Any) -> str:
 def observe_alerts(zone: str, raised: Any, closed: Any, rooms: int) -> None:
     """Count and log the conflicts an alert announced (called by the deconfliction). Never raises."""
     try:
-        from .logs import log_alert
+        from watchfloor.bot.logs import log_alert
 
         for cf in raised:
             record_alert("raised", cf.kind)
@@ -151,7 +151,7 @@ def observe_alerts(zone: str, raised: Any, closed: Any, rooms: int) -> None:
 
 def observe_escalations(escalated: Any) -> None:
     try:
-        from .logs import log_alert
+        from watchfloor.bot.logs import log_alert
 
         for cf in escalated:
             record_alert("escalated", cf.kind)

@@ -16,10 +16,10 @@ from watchfloor.commands.message import ChatMessage
 from watchfloor.config import Settings
 from watchfloor.storage.outage import unreachable
 
-from .adapter import Adapter
-from .bridge import Bridge
-from .delivery import Delivery
-from .logs import configure_logging
+from watchfloor.bot.adapter import Adapter
+from watchfloor.bot.bridge import Bridge
+from watchfloor.bot.delivery import Delivery
+from watchfloor.bot.logs import configure_logging
 
 log = logging.getLogger("watchfloor.run")
 STOP_BUDGET = 8.0  # seconds: the contract allows 10 between SIGTERM and exit
@@ -71,7 +71,7 @@ class Service:
         await self.delivery.start()
         duties = self.duties
         if duties is not None:
-            from .duties import OutboxWakeups, delivery_duty
+            from watchfloor.bot.duties import OutboxWakeups, delivery_duty
 
             for adapter in self.adapters:
                 # Taking a platform's delivery over: its rooms' head rows are looked up before they are sent,
@@ -126,11 +126,11 @@ class Service:
 def make_adapters(parts, settings: Settings) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.matrix is not None:
-        from .matrix import MatrixAdapter
+        from watchfloor.bot.matrix.adapter import MatrixAdapter
 
         adapters.append(MatrixAdapter(parts, settings.matrix))
     if settings.slack is not None:
-        slack = _optional("watchfloor.bot.slack")
+        slack = _optional("watchfloor.bot.slack.adapter")
         if slack is None:
             log.warning("[slack] is configured but this build has no Slack adapter; Slack is not served")
         else:
@@ -157,8 +157,8 @@ def run_service(settings: Settings) -> int:
 
 
 async def _main(settings: Settings) -> int:
-    from . import metrics  # noqa: F401  (registers the telemetry listeners; CLI commands go without)
-    from .wiring import build
+    from watchfloor.bot import metrics  # noqa: F401  (registers the telemetry listeners; CLI commands go without)
+    from watchfloor.bot.wiring import build
 
     try:
         parts = await asyncio.to_thread(build, settings=settings)
@@ -173,7 +173,7 @@ async def _main(settings: Settings) -> int:
     adapters = make_adapters(parts, settings)
     if not adapters:
         log.warning("no platform configured ([matrix] or [slack]); only the scheduler runs")
-    from .duties import Duties
+    from watchfloor.bot.duties import Duties
 
     duties = Duties(parts.db)
     service = Service(parts, adapters, duties=duties)
@@ -182,8 +182,10 @@ async def _main(settings: Settings) -> int:
 
 
     async def starting() -> list[tuple[str, Any]]:
+        # The scheduler and the AIS feed are duties too: attached before the duties' first round takes them.
+        extras = _duty_extras(parts, settings, service.delivery, duties)
         await service.start()
-        return await _start_extras(parts, adapters, settings, service.delivery, duties)
+        return extras + await _start_health(parts, adapters, settings, service.delivery, duties)
 
     # Start-up can wait on a homeserver that is slow to come up; SIGTERM meanwhile must still stop us in time.
     start_task = asyncio.create_task(starting())
@@ -211,29 +213,30 @@ async def _main(settings: Settings) -> int:
     return code
 
 
-async def _start_extras(parts, adapters, settings: Settings, delivery=None, duties=None) -> list[tuple[str, Any]]:
+def _duty_extras(parts, settings: Settings, delivery, duties) -> list[tuple[str, Any]]:
+    """The scheduler and the AIS feed, each attached to its duty (bot/duties.py): they act once it is taken."""
     extras: list[tuple[str, Any]] = []
     scheduler = _optional("watchfloor.bot.scheduler")
     if scheduler is not None:
         jobs = scheduler.JobScheduler(parts)
-        jobs.start()
+        jobs.attach(duties)
+        jobs.start()  # jobs scheduled now; they run only while the duty is held
         extras.append(("scheduler", jobs))
-        if duties is not None:
-            duties.track("scheduler", lambda: jobs.is_leader)
     if settings.ais.listen:  # before the health server: once /healthz answers, the feed is listening
-        from .ais_feed import AisFeed
+        from watchfloor.bot.ais.feed import AisFeed
 
-        feed = AisFeed(parts, settings.ais, wake=delivery.wake if delivery is not None else None)
-        await feed.start()
+        feed = AisFeed(parts, settings.ais, wake=delivery.wake)
+        feed.attach(duties)
         extras.append(("ais", feed))
-        if duties is not None:
-            duties.track("ais", lambda: feed.holds)
-    health = _optional("watchfloor.bot.health")
-    if health is not None and settings.service.port:
-        extras.append(("health", await health.start_health(parts, adapters, settings.service.port,
-                                                                 settings.service.host, delivery=delivery,
-                                                                 duties=duties)))
     return extras
+
+
+async def _start_health(parts, adapters, settings: Settings, delivery, duties) -> list[tuple[str, Any]]:
+    health = _optional("watchfloor.bot.web.health")
+    if health is None or not settings.service.port:
+        return []
+    return [("health", await health.start_health(parts, adapters, settings.service.port, settings.service.host,
+                                                 delivery=delivery, duties=duties))]
 
 
 async def _stop_all(service: Service, extras: list[tuple[str, Any]]) -> None:

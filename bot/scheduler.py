@@ -2,10 +2,9 @@
 is kept only for a while (`[retention] days`: sent messages, handled-message ids; never the audit trail).
 
 APScheduler 3 with in-memory jobs only: its job stores must not be shared between processes, so every replica
-schedules the same jobs and only the leader acts on them. On PostgreSQL the leader is whoever holds a session
-advisory lock on a connection of its own, kept as a lease (storage/session_lock.py); followers retry every 3 s,
-so when the leader dies, freezes or is cut off (its session ends and the lock with it, within 15 s) another
-replica takes over within 30 s. SQLite means one process: it leads.
+schedules the same jobs and only the leader acts on them. The leader is the replica holding the `scheduler`
+duty (bot/duties.py, a lease on PostgreSQL): when it dies, freezes or is cut off another replica takes over within
+30 s. Without duties (SQLite, one process, or a scheduler on its own) it leads once started.
 
 Leadership is a convenience, not the guarantee. Every briefing posting records the key (zone, local day, room)
 in the outbox's UNIQUE dedupe_key before anything is sent, so two leaders for a moment, a restart, a repeated
@@ -17,8 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -33,17 +32,14 @@ from watchfloor.commands.handover import post_handover
 from watchfloor.commands.jobs import escalate_due, scan_all
 from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key, post
 from watchfloor.ioc.zones import Zone, get_zone
-from watchfloor.storage import events, locks, outbox
-from watchfloor.storage.session_lock import SessionLock
+from watchfloor.storage import events, outbox
 from watchfloor.storage.tables import OutboxRow
 
-from . import metrics
-from .timeline import Picture, timeline
+from watchfloor.bot import metrics
+from watchfloor.bot.timeline import Picture, timeline
 
 log = logging.getLogger("watchfloor.scheduler")
 
-LEADER_LOCK = locks.SCHEDULER_LEADER
-LOCK_RETRY_SECONDS = 3.0  # also the leader's check of its lease; the lock pings on its own (session_lock.py)
 # A job may wake a hair before our clock says the minute has come; still count it as that minute's firing.
 _EARLY = timedelta(seconds=1)
 # A handover digest later than this is no longer the handover's: the new watch has read the room by then.
@@ -166,25 +162,30 @@ def _attach_console_pictures(s, row: OutboxRow, briefing: _Briefing) -> None:
 
 class JobScheduler:
     """The scheduled jobs of one replica. `start()` from inside a running asyncio event loop (AsyncIOScheduler
-    needs one); `shutdown()` stops the jobs and gives up the leadership at once."""
+    needs one); `shutdown()` stops the jobs. With `attach(duties)` it leads while holding the `scheduler` duty."""
 
-    def __init__(self, parts, clock=None, *, lock_retry_seconds: float = LOCK_RETRY_SECONDS):
+    def __init__(self, parts, clock=None):
         self.parts = parts
         self.clock = clock or parts.engine.clock
-        self.lock_retry_seconds = lock_retry_seconds
         self.grace = timedelta(hours=parts.settings.briefing.grace_hours)
         self._scheduler: AsyncIOScheduler | None = None
-        self._lock = SessionLock(parts.db, LEADER_LOCK, "watchfloor-scheduler")
-        self._guard = threading.Lock()
-        self._leader = False
+        self._leading = False
+        self._duty_held: Callable[[], bool] | None = None  # None: not attached to the duties, leads once started
 
     # --- what tests and the runner use ------------------------------------------------------------------
 
+    def attach(self, duties) -> None:
+        """Lead while this replica holds the `scheduler` duty: its lease decides, bot/duties.py keeps it."""
+        from watchfloor.bot.duties import SCHEDULER
+
+        duties.add(SCHEDULER, on_take=self._took, on_lose=self._lost)
+        self._duty_held = lambda: duties.held(SCHEDULER)
+
     @property
     def is_leader(self) -> bool:
-        """Leading, and on PostgreSQL the lock's lease still good: a replica thawed after a freeze, whose session
-        the server ended meanwhile, runs no job even before its next election round."""
-        return self._leader and (not self.parts.db.is_postgres or self._lock.held)
+        """Leading, and the duty's lease still good: a replica thawed after a freeze, whose session the server
+        ended meanwhile, runs no job even before the duties' next round."""
+        return self._leading and (self._duty_held is None or self._duty_held())
 
     def triggers(self) -> dict[str, CronTrigger]:
         d = self.parts.directory
@@ -235,12 +236,10 @@ class JobScheduler:
                       coalesce=True)
         sched.add_job(self._retention_job, IntervalTrigger(hours=1), id="retention", misfire_grace_time=3600,
                       coalesce=True)
-        if self.parts.db.is_postgres:
-            sched.add_job(self.try_lead, IntervalTrigger(seconds=self.lock_retry_seconds), id="leader",
-                          misfire_grace_time=max(1, int(self.lock_retry_seconds)), coalesce=True)
         self._scheduler = sched
         sched.start()
-        self.try_lead()
+        if self._duty_held is None:
+            self._lead()
 
     def shutdown(self) -> None:
         sched, self._scheduler = self._scheduler, None
@@ -249,33 +248,23 @@ class JobScheduler:
                 sched.shutdown(wait=False)
             except RuntimeError:  # its event loop is already closed: nothing left to stop
                 pass
-        self._release()
+        self._leading = False
+        metrics.set_leader(False)
 
     # --- leadership -------------------------------------------------------------------------------------
 
-    def try_lead(self) -> bool:
-        """One election round: a follower tries to take the lock; a leader checks its session is still alive."""
-        with self._guard:
-            was = self._leader
-            if not self.parts.db.is_postgres:
-                self._leader = True
-            elif self._leader:
-                if not self._lock.alive():
-                    log.warning("lost the scheduler lock: its database session ended")
-                    self._leader = False
-            else:
-                self._leader = self._lock.acquire()
-            became = self._leader and not was
-        metrics.set_leader(self._leader)
-        if became:
-            log.info("leading: this replica runs the scheduled jobs")
-            self._after_taking_over()
-        return self._leader
+    def _lead(self) -> None:
+        self._leading = True
+        metrics.set_leader(True)
+        log.info("leading: this replica runs the scheduled jobs")
+        self._after_taking_over()
 
-    def _release(self) -> None:
-        with self._guard:
-            self._leader = False
-            self._lock.release()  # unlocked, and the session ends
+    async def _took(self) -> None:
+        self._lead()
+
+    async def _lost(self) -> None:
+        self._leading = False
+        metrics.set_leader(False)
 
     def _after_taking_over(self) -> None:
         """Briefings missed while nobody led: posted now, off the event loop when the scheduler runs."""

@@ -61,7 +61,7 @@ class AisIngest:
                  retain: timedelta | None = None):
         self.db = db
         self.directory = directory
-        self._decoder = None  # loaded on first use: the live feed decodes in its own process (bot/ais_worker.py)
+        self._decoder = None  # loaded on first use: the live feed decodes in its own process (bot/ais/worker.py)
         self.tracks = Tracks()
         self.areas = approach_areas(directory.settings)
         self.retain = retain if retain is not None else timedelta(days=directory.settings.ais.retain_days)
@@ -111,7 +111,7 @@ class AisIngest:
         return outcome
 
     def apply_decoded(self, outcomes: dict[str, int], positions: list[tuple], statics: list[tuple]) -> None:
-        """What the live feed's decoding process sends back (bot/ais_worker.py): outcome counts, and reports as
+        """What the live feed's decoding process sends back (bot/ais/worker.py): outcome counts, and reports as
         tuples, static data first so that a notice in the same batch names the ship."""
         for outcome, n in outcomes.items():
             self.outcomes[outcome] += n

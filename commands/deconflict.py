@@ -378,7 +378,7 @@ class Deconfliction:
 
         buttons = [cf.id for cf in raised if may_show(cf.marking, room.clearance)]
         extra: dict = {"conflicts": buttons, **({"target_id": target_id} if target_id else {})}
-        if room.platform == "matrix" and on_watch and kind != "edit":  # m.mentions: see bot/matrix_events.py
+        if room.platform == "matrix" and on_watch and kind != "edit":  # m.mentions: see bot/matrix/events.py
             extra["mentions"] = [p.person.split(":", 1)[1] for p in on_watch if p.person.startswith("matrix:")]
         post(s, room, kind, "alert.j2", data, now, extra=extra)
 

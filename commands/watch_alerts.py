@@ -95,7 +95,7 @@ def say_change(s: Session, directory: Directory, deconfliction, cf: ConflictRow,
                rooms: list[Room] | None = None, edit: bool = True) -> None:
     """A change of a conflict the scheduler made (woken, escalated, closed by itself), said once in each watch
     room of its zone (or in `rooms`), in the thread of the alert carrying it where there is one; Slack changes
-    that alert by this notice (bot/slack_alerts.py), Matrix by an edit of its own (`edit_alerts`, unless `edit`
+    that alert by this notice (bot/slack/alerts.py), Matrix by an edit of its own (`edit_alerts`, unless `edit`
     is False: the caller edits once for all rooms). The words are conflict_changed.j2's, by `change`."""
     ops = ops_repo.by_ids(s, [i for i in (cf.op_a, cf.op_b) if i is not None])
     target = s.get(TargetRow, cf.target_id) if cf.target_id else None
@@ -111,7 +111,7 @@ def say_change(s: Session, directory: Directory, deconfliction, cf: ConflictRow,
     for room in directory.zone_rooms(cf.zone_code, "watch") if rooms is None else rooms:
         if not room.show_withheld and not may_show(cf.marking, room.clearance):
             continue  # this room is configured not to learn that withheld items exist
-        # `conflict_state`: which of the alert's buttons still apply (bot/slack_alerts.py).
+        # `conflict_state`: which of the alert's buttons still apply (bot/slack/alerts.py).
         post(s, room, "notice", "conflict_changed.j2", data, now,
              extra={"conflict_update": cf.id, "conflict_state": cf.status, **thread_of(s, room.id, cf.id)})
     if edit and deconfliction is not None:
@@ -194,7 +194,7 @@ def thread_of(s: Session, room_id: str, cf_id: int) -> dict[str, str]:
     return {"thread_root": alerts[0].remote_id} if alerts else {}
 
 
-# bot/slack.py's prefix of the event id of a button press or a reaction: its reply changes the alert itself.
+# bot/slack/adapter.py's prefix of the event id of a button press or a reaction: its reply changes the alert itself.
 SLACK_ACTION = "slack-action:"
 
 
@@ -202,7 +202,7 @@ def edit_alerts(s: Session, directory: Directory, deconfliction, cf: ConflictRow
                 also: Room | None = None) -> int:
     """Alerts kept current where they were posted, on Matrix: each posted alert or escalation carrying the
     conflict is replaced (m.replace) by itself as it stands now, owner, outcome or snooze shown. Slack alerts are
-    changed by the notice itself (bot/slack_alerts.py), which goes to every watch channel but the one where the
+    changed by the notice itself (bot/slack/alerts.py), which goes to every watch channel but the one where the
     change was asked for: that one (`also`, see `own_alert`) is edited here (chat.update), and so are the
     district's escalations on every platform, since no notice goes to a district room. Returns the number of
     edits queued."""

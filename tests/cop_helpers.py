@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from contextlib import asynccontextmanager
 
-from watchfloor.bot.health import bound_port, start_health
+from watchfloor.bot.web.health import bound_port, start_health
 from tests.helpers import ConsoleUser, make_parts
 
 LINK = re.compile(r"(https?://\S+/cop/login/[A-Za-z0-9_-]+)")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watchfloor.bot.delivery import Delivery
-from watchfloor.bot.matrix import MatrixAdapter
+from watchfloor.bot.matrix.adapter import MatrixAdapter
 from watchfloor.bot.runner import Service
 from tests.helpers import make_parts
 

@@ -152,7 +152,7 @@ class Report:
     missed_takeovers: list[str] = field(default_factory=list)
     slack_retries: int = 0
     at_risk: list[str] = field(default_factory=list)  # Slack events acknowledged by a replica killed just after
-    # Of those, the ones never stored (no claim): lost at intake, since bot/slack.py acknowledges a request before
+    # Of those, the ones never stored (no claim): lost at intake, since bot/slack/adapter.py acknowledges a request before
     # it stores its work and Slack, acknowledged, never sends it again. Left out of the room checks (which would
     # count each, and the alert a lost clash did not raise), told apart here.
     intake_lost: list[str] = field(default_factory=list)

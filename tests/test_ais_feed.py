@@ -12,7 +12,8 @@ from sqlmodel import select
 
 from tests.helpers import ConsoleUser, make_parts
 from watchfloor.bot import metrics
-from watchfloor.bot.ais_feed import AisFeed
+from watchfloor.bot.ais.feed import AisFeed
+from watchfloor.bot.duties import Duties
 from watchfloor.config import AisConfig
 from watchfloor.ioc.zones import get_zone
 from watchfloor.storage.tables import OutboxRow
@@ -188,25 +189,28 @@ async def test_one_replica_receives_the_feed_and_another_takes_over(pg_url, cloc
     a_parts = make_parts(pg_url, clock=clock, zone=[{"code": "LALB"}])
     b_parts = make_parts(pg_url, clock=clock, zone=[{"code": "LALB"}])
     config = AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60)
-    a = AisFeed(a_parts, config, clock=clock, lock_retry=0.05)
-    b = AisFeed(b_parts, config, clock=clock, lock_retry=0.05)
-    await a.start()
+    a = AisFeed(a_parts, config, clock=clock)
+    b = AisFeed(b_parts, config, clock=clock)
+    duties_a, duties_b = Duties(a_parts.db, retry_seconds=0.05), Duties(b_parts.db, retry_seconds=0.05)
+    a.attach(duties_a)
+    b.attach(duties_b)
+    await duties_a.start()
     await a.until(lambda: a.leading, timeout=10)
-    await b.start()
+    await duties_b.start()
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         tx.sendto(_pos(33.0, 366000001), a.address)
         await a.until(lambda: a.received == 1, timeout=10)
         assert not b.leading
-        await a.cleanup()  # a clean stop hands the feed over (a killed one: once its session ends)
+        await duties_a.stop()  # a clean stop hands the feed over (a killed one: once its session ends)
         await b.until(lambda: b.leading, timeout=10)
         tx.sendto(_pos(33.1, 366000002), b.address)
         await b.until(lambda: b.received == 1, timeout=10)
         await b.flush_now()
     finally:
         tx.close()
-        await b.cleanup()
-        await a.cleanup()
+        await duties_b.stop()
+        await duties_a.stop()
     with b_parts.db.session() as s:
         assert {r.mmsi for r in s.exec(select(VesselRow)).all()} == {"366000001", "366000002"}
     a_parts.db.dispose()
@@ -222,8 +226,10 @@ async def test_a_flush_while_the_database_is_away_loses_nothing(pg_url, clock):
     with tcp_proxy(("127.0.0.1", 5432)) as proxy:
         parts = make_parts(proxy.url_for(pg_url), clock=clock, zone=[{"code": "LALB"}])
         ConsoleUser(parts, "LALB", "alice", "CBP").say(f"!target nominate {MMSI} priority=high")
-        feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock, lock_retry=0.05)
-        await feed.start()
+        feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+        duties = Duties(parts.db, retry_seconds=0.05)
+        feed.attach(duties)
+        await duties.start()
         await feed.until(lambda: feed.leading, timeout=10)
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -240,6 +246,7 @@ async def test_a_flush_while_the_database_is_away_loses_nothing(pg_url, clock):
         finally:
             tx.close()
             await feed.cleanup()
+            await duties.stop()
         with parts.db.session() as s:
             notices = s.exec(select(OutboxRow).where(OutboxRow.kind == "notice")).all()
             assert round(s.get(VesselRow, str(MMSI)).lat, 2) == round(LALB.lat - 0.5, 2)

@@ -13,7 +13,7 @@ from pyais import encode_dict
 from sqlmodel import select
 
 from tests.helpers import make_parts
-from watchfloor.bot.ais_feed import AisFeed
+from watchfloor.bot.ais.feed import AisFeed
 from watchfloor.config import AisConfig
 from watchfloor.storage.vessel_tables import VesselRow
 
@@ -80,7 +80,7 @@ async def test_a_hung_decoding_process_is_killed_and_replaced(sqlite_url, clock)
 
 _ORPHAN_CHECK = """
 import asyncio, sys
-from watchfloor.bot.ais_worker import DecodeWorker
+from watchfloor.bot.ais.worker import DecodeWorker
 
 async def main():
     w = DecodeWorker(lambda *a: None, lambda n: None)

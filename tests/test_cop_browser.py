@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from watchfloor.bot.health import bound_port, start_health
+from watchfloor.bot.web.health import bound_port, start_health
 from tests.cop_helpers import link_path, person
 from tests.helpers import make_parts
 

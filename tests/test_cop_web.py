@@ -375,7 +375,7 @@ def test_the_live_streams_look_at_the_latest_vessel_update_reads_an_index(sqlite
 
 
 async def test_the_event_stream_ends_when_its_session_does(sqlite_url, clock, monkeypatch):
-    from watchfloor.bot import cop_web
+    from watchfloor.bot.web import cop as cop_web
 
     monkeypatch.setattr(cop_web, "SESSION_S", 0.3)  # checked every few seconds in service; sooner here
     async with cop_server(sqlite_url, clock) as (parts, base):

@@ -15,8 +15,8 @@ from sqlmodel import select
 from watchfloor.bot import metrics
 from watchfloor.bot.adapter import PermanentSendError, PlatformAuthError, TransientSendError
 from watchfloor.bot.delivery import Delivery
-from watchfloor.bot.health import bound_port, start_health
-from watchfloor.bot.slack import SlackAdapter
+from watchfloor.bot.web.health import bound_port, start_health
+from watchfloor.bot.slack.adapter import SlackAdapter
 from watchfloor.commands.message import ChatMessage
 from watchfloor.storage import outbox
 from watchfloor.storage.tables import OutboxRow

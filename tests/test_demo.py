@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from watchfloor.bot.demo import seed
+from watchfloor.bot.cli.demo import seed
 from tests.helpers import make_parts
 
 

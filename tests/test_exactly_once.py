@@ -14,8 +14,8 @@ from aiohttp import web
 
 from watchfloor.bot import paging
 from watchfloor.bot.delivery import LIMITS, Delivery
-from watchfloor.bot.matrix import MatrixAdapter
-from watchfloor.bot.slack import SlackAdapter
+from watchfloor.bot.matrix.adapter import MatrixAdapter
+from watchfloor.bot.slack.adapter import SlackAdapter
 from watchfloor.storage import outbox
 from tests.helpers import make_parts
 from tests.matrix_harness import from_bot, history, make_world, wait_for

@@ -14,7 +14,7 @@ import urllib.request
 
 import aiohttp
 
-from watchfloor.bot.health import bound_port, start_health
+from watchfloor.bot.web.health import bound_port, start_health
 from watchfloor.bot.logs import configure_logging
 from tests.helpers import ConsoleUser, make_parts
 

@@ -73,7 +73,7 @@ async def test_access_token_works_and_a_wrong_password_fails_fast(synapse, sqlit
         await say(synapse, world.alice, world.joint[0], "!help")
         await bot_messages(world, world.alice, world.joint[0])
 
-    from watchfloor.bot.matrix import MatrixAdapter, MatrixStartError
+    from watchfloor.bot.matrix.adapter import MatrixAdapter, MatrixStartError
     from tests.helpers import make_parts
 
     parts = make_parts(sqlite_url, **{**world.settings, "matrix": {**world.settings["matrix"], "password": "wrong"}})
@@ -86,7 +86,7 @@ async def test_access_token_works_and_a_wrong_password_fails_fast(synapse, sqlit
 async def test_a_send_with_a_revoked_token_is_an_auth_failure_not_a_retry(synapse, sqlite_url):
     """Delivery marks the platform down on PlatformAuthError instead of retrying each message."""
     from watchfloor.bot.adapter import PlatformAuthError
-    from watchfloor.bot.matrix import MatrixAdapter
+    from watchfloor.bot.matrix.adapter import MatrixAdapter
     from tests.helpers import make_parts
 
     world = make_world(synapse, joint=1)

@@ -130,7 +130,7 @@ async def test_a_message_whose_keys_come_late_is_kept_told_once_and_answered_onc
 
 async def test_les_goes_only_to_encrypted_rooms_and_a_room_encrypted_later_is_noticed(
         synapse, sqlite_url, tmp_path, caplog):
-    from watchfloor.bot.matrix_check import homeserver_warnings
+    from watchfloor.bot.matrix.check import homeserver_warnings
 
     les = ["UNCLASS", "FOUO", "LES"]
     world = make_world(synapse, joint=2, clearances=[les, les], bridge={"withheld_notice": True})
@@ -249,9 +249,9 @@ async def _with_image(alice: E2EUser, world, room: str):
 
 async def test_encrypted_room_unencrypted_room_and_slack_are_bridged(synapse, sqlite_url, slack_api, tmp_path):
     from watchfloor.bot.delivery import Delivery
-    from watchfloor.bot.matrix import MatrixAdapter
+    from watchfloor.bot.matrix.adapter import MatrixAdapter
     from watchfloor.bot.runner import Service
-    from watchfloor.bot.slack import SlackAdapter
+    from watchfloor.bot.slack.adapter import SlackAdapter
     from tests.fixtures.slack_api import apost_signed, event_body
     from tests.helpers import make_parts
     from tests.test_slack_adapter import SECRET, free_port, message_event
@@ -318,7 +318,7 @@ async def test_another_replica_of_the_bot_gets_the_room_keys_it_asks_for(synapse
     not be online."""
     from nio import MegolmEvent, RoomMessageText
 
-    from watchfloor.bot.matrix_crypto import trust_own_devices
+    from watchfloor.bot.matrix.crypto import trust_own_devices
 
     from tests.matrix_harness import Person
 

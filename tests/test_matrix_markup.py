@@ -2,8 +2,8 @@
 the real-Synapse case is in test_matrix_bridge.py)."""
 from __future__ import annotations
 
-from watchfloor.bot.matrix_events import chat_message
-from watchfloor.bot.matrix_markup import readable
+from watchfloor.bot.matrix.events import chat_message
+from watchfloor.bot.matrix.markup import readable
 from watchfloor.ioc.markings import Marking, marking_of_text
 
 NAMES = {"@bob:example.org": "Bob", "@sam:example.org": "Sam"}.get

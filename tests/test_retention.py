@@ -7,6 +7,7 @@ from sqlmodel import func, select
 
 from watchfloor.bot.delivery import Delivery
 from watchfloor.bot.bridge import Bridge
+from watchfloor.bot.duties import Duties
 from watchfloor.bot.scheduler import JobScheduler
 from watchfloor.commands.message import ChatMessage
 from watchfloor.config import ConfigError, load_settings
@@ -73,9 +74,12 @@ async def test_old_messages_and_handled_ids_are_pruned_recent_ones_and_the_audit
     before = count(parts, HandledEventRow)
 
     sched = JobScheduler(parts, clock)
+    duties = Duties(parts.db)
+    sched.attach(duties)
     sched._retention_job()  # a follower does nothing
     assert count(parts, HandledEventRow) == before
-    assert sched.try_lead() is True
+    await duties.round()
+    assert sched.is_leader
     sched._retention_job()
 
     with parts.db.session() as s:

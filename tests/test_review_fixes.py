@@ -7,8 +7,8 @@ import json
 from sqlmodel import select
 
 from watchfloor.bot.bridge import Bridge
-from watchfloor.bot.matrix_events import chat_message
-from watchfloor.bot.slack_markup import unescape as _unescape
+from watchfloor.bot.matrix.events import chat_message
+from watchfloor.bot.slack.markup import unescape as _unescape
 from watchfloor.commands.message import ChatMessage
 from watchfloor.ioc.markings import Marking, marking_of_text
 from watchfloor.storage.tables import OutboxRow

@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from sqlmodel import select
 
+from watchfloor.bot.duties import SCHEDULER, Duties
 from watchfloor.bot.scheduler import JobScheduler, briefing_trigger
 from watchfloor.ioc.zones import get_zone
 from watchfloor.storage.tables import OutboxRow
@@ -44,6 +45,7 @@ def firings(zone_code: str, start: datetime, days: int, at=clock_time(7, 0)) -> 
     ("GUAM", datetime(2027, 3, 12, tzinfo=UTC), [21, 21, 21, 21]),  # 07:00 ChST is 21:00Z the day before
     ("SJ", datetime(2027, 11, 5, tzinfo=UTC), [11, 11, 11, 11]),
 ])
+@pytest.mark.calendar_free
 def test_briefing_fires_at_local_briefing_time_across_dst(zone, start, utc_hours):
     fires = firings(zone, start, 4)
     assert [f.hour for f in fires] == utc_hours
@@ -198,57 +200,79 @@ def test_two_replicas_racing_post_each_briefing_once_per_room(pg_url, clock):
         r.parts.db.dispose()
 
 
-def _kill_session(pg_url: str, scheduler: JobScheduler) -> None:
+def _kill_session(pg_url: str, duties: Duties) -> None:
     """What the server sees when a replica dies: its session ends (and its advisory lock with it)."""
-    pid = scheduler._lock.backend_pid
+    pid = duties.backend_pid(SCHEDULER)
     with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-def test_one_leader_and_takeover_when_its_session_ends(pg_url, clock):
+def attached(sched: JobScheduler, retry_seconds: float = 3.0) -> Duties:
+    """The scheduler leading while its replica holds the `scheduler` duty, as `watchfloor run` attaches it."""
+    duties = Duties(sched.parts.db, retry_seconds=retry_seconds)
+    sched.attach(duties)
+    return duties
+
+
+async def test_one_leader_and_takeover_when_its_session_ends(pg_url, clock):
     a = JobScheduler(make_parts(pg_url, clock, **LALB), clock)
     b = JobScheduler(make_parts(pg_url, clock, **LALB), clock)
-    assert a.try_lead() is True
-    assert b.try_lead() is False and b.try_lead() is False
+    da, db = attached(a), attached(b)
+    await da.round()
+    assert a.is_leader
+    await db.round()
+    await db.round()
     assert (a.is_leader, b.is_leader) == (True, False)
-    _kill_session(pg_url, a)
-    assert a.try_lead() is False  # notices its session is gone and stops acting
-    assert b.try_lead() is True
-    assert a.try_lead() is False
-    b.shutdown()  # a clean stop hands over at once
-    assert a.try_lead() is True
-    a.shutdown()
+    _kill_session(pg_url, da)
+    deadline = time.monotonic() + 10
+    while a.is_leader:  # its keep-alive finds the session gone (within a ping) and it stops acting
+        assert time.monotonic() < deadline, "the leader whose session ended still leads"
+        await asyncio.sleep(0.1)
+        await da.round()
+    await db.round()
+    assert b.is_leader
+    await da.round()
+    assert not a.is_leader
+    await db.stop()  # a clean stop hands over at once
+    await da.round()
+    assert a.is_leader and not b.is_leader
+    await da.stop()
 
 
 def test_follower_takes_over_on_its_own_and_posts_the_missed_briefing(pg_url):
     """Two running replicas; the leader dies after 07:00 before posting; the other takes over and posts."""
     async def scenario():
         with time_machine.travel(datetime(2026, 12, 2, 15, 30, tzinfo=UTC), tick=True):
-            a = JobScheduler(make_parts(pg_url, None, **LALB), lock_retry_seconds=0.5)
-            b = JobScheduler(make_parts(pg_url, None, **LALB), lock_retry_seconds=0.5)
+            a = JobScheduler(make_parts(pg_url, None, **LALB))
+            b = JobScheduler(make_parts(pg_url, None, **LALB))
+            da, db = attached(a, retry_seconds=0.5), attached(b, retry_seconds=0.5)
             # `a` leads but is "hung" (no jobs run) until it dies; `b` starts as the follower.
             a._after_taking_over = lambda: None
             caught_up = signal_after(b, "_catch_up_job")  # what b runs once it has taken the lead
             a.start()
             b.start()
+            await da.start()
+            await db.start()
             try:
                 assert a.is_leader and not b.is_leader
-                _kill_session(pg_url, a)
+                _kill_session(pg_url, da)
                 a.shutdown()
+                await da.stop()
                 t0 = time.monotonic()
                 await ran(caught_up, "the follower's catch-up")
                 took = time.monotonic() - t0
                 assert b.is_leader
             finally:
                 b.shutdown()
+                await db.stop()
             return took, _briefing_rows(b.parts)
 
     took, rows = asyncio.run(scenario())
-    assert took < 5  # retry every 0.5 s here; every ~15 s in service, well within a minute
+    assert took < 5  # retry every 0.5 s here; every 3 s in service, well within 30 s
     assert len(rows) == 4
 
 
-def test_escalation_job_runs_only_on_the_leader(sqlite_url, clock):
+async def test_escalation_job_runs_only_on_the_leader(sqlite_url, clock):
     from tests.helpers import ConsoleUser
 
     parts = make_parts(sqlite_url, clock, **LALB,
@@ -262,15 +286,17 @@ def test_escalation_job_runs_only_on_the_leader(sqlite_url, clock):
         with parts.db.session() as s:
             return s.exec(select(OutboxRow).where(OutboxRow.kind == "escalation")).all()
 
+    duties = attached(sched)
     sched._escalate_job()  # not leading yet: a follower never acts
     assert escalations() == []
-    assert sched.try_lead() is True
+    await duties.round()
+    assert sched.is_leader
     sched._escalate_job()
     sched._escalate_job()
     assert [r.room for r in escalations()] == ["matrix:!d11:localhost"]
 
 
-def test_commands_and_jobs_run_while_a_replica_leads(pg_url, clock):
+async def test_commands_and_jobs_run_while_a_replica_leads(pg_url, clock):
     """Leadership is a lock of its own: holding it never blocks a command, nor the leader's own jobs."""
     import threading
 
@@ -278,7 +304,9 @@ def test_commands_and_jobs_run_while_a_replica_leads(pg_url, clock):
     from tests.helpers import ConsoleUser
 
     leader = JobScheduler(make_parts(pg_url, clock, **LALB), clock)
-    assert leader.try_lead() is True
+    duties = attached(leader)
+    await duties.round()
+    assert leader.is_leader
     assert len({locks.UPGRADE, locks.AUDIT_CHAIN, locks.SCHEDULER_LEADER}) == 3
     parts = make_parts(pg_url, clock, **LALB)
     alice = ConsoleUser(parts, "LALB", "alice", "CBP")
@@ -291,3 +319,4 @@ def test_commands_and_jobs_run_while_a_replica_leads(pg_url, clock):
     leader._escalate_job()
     leader._scan_job()
     leader.shutdown()
+    await duties.stop()

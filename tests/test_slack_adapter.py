@@ -15,7 +15,7 @@ from sqlmodel import func, select
 from watchfloor.bot.adapter import PermanentSendError, TransientSendError
 from watchfloor.bot.delivery import Delivery
 from watchfloor.bot.runner import Service
-from watchfloor.bot.slack import SlackAdapter
+from watchfloor.bot.slack.adapter import SlackAdapter
 from watchfloor.commands.message import ChatMessage
 from watchfloor.storage.tables import ConflictRow, OperationRow, OutboxRow
 from tests.fixtures.slack_api import (

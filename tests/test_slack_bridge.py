@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import select
 
 from watchfloor.bot.delivery import Delivery
-from watchfloor.bot.matrix import MatrixAdapter
+from watchfloor.bot.matrix.adapter import MatrixAdapter
 from watchfloor.bot.runner import Service
-from watchfloor.bot.slack import SlackAdapter
+from watchfloor.bot.slack.adapter import SlackAdapter
 from watchfloor.storage.tables import OutboxRow
 from tests.fixtures.slack_api import apost_signed, event_body
 from tests.helpers import make_parts

@@ -7,7 +7,7 @@ from pyais import encode_dict
 from sqlmodel import select
 
 from tests.helpers import ConsoleUser, make_parts
-from watchfloor.bot.demo import seed
+from watchfloor.bot.cli.demo import seed
 from watchfloor.commands.ais_ingest import AisIngest
 from watchfloor.commands.vessel_import import import_noa
 from watchfloor.ioc.zones import get_zone

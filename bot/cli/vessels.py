@@ -1,6 +1,6 @@
 """`watchfloor import noa` and `watchfloor import ais`: the command-line side (arguments, progress, output).
 
-Registered by bot/cli.py, which imports this module only when one of these commands runs.
+Registered by bot/cli/__init__.py, which imports this module only when one of these commands runs.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _lines_in(file: Path) -> int:
 
 
 def import_ais(file: Path, parts) -> None:
-    from watchfloor.bot.progress import TerminalProgress
+    from watchfloor.bot.cli.progress import TerminalProgress
     from watchfloor.commands.vessel_import import import_ais as do_import
 
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_sdk.errors import SlackApiError
 
-from .adapter import PermanentSendError, PlatformAuthError, TransientSendError
+from watchfloor.bot.adapter import PermanentSendError, PlatformAuthError, TransientSendError
 
 # The token is not (or no longer) accepted: every message would fail the same way.
 AUTH_ERRORS = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"}

@@ -18,13 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import metrics
+from watchfloor.bot import metrics
+from watchfloor.bot.web.keys import ADAPTERS, DELIVERY, DUTIES, PARTS
 
 CHECK_TIMEOUT = 5.0
-PARTS: web.AppKey[Any] = web.AppKey("parts", object)
-ADAPTERS: web.AppKey[dict[str, Any]] = web.AppKey("adapters", dict)
-DELIVERY: web.AppKey[Any] = web.AppKey("delivery", object)
-DUTIES: web.AppKey[Any] = web.AppKey("duties", object)
 
 
 async def start_health(parts: Any, adapters: Iterable[Any] | Mapping[str, Any] | None, port: int,
@@ -40,7 +37,7 @@ async def start_health(parts: Any, adapters: Iterable[Any] | Mapping[str, Any] |
     app[DUTIES] = duties
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    from .cop_web import add_routes  # the common operating picture (issue 18) shares this server
+    from watchfloor.bot.web.cop import add_routes  # the common operating picture shares this server
     add_routes(app)
     runner = web.AppRunner(app, access_log=None)  # probes every few seconds would drown the useful events
     await runner.setup()

@@ -10,7 +10,7 @@ from typing import Any
 
 from watchfloor.commands.message import ChatMessage
 
-from .matrix_markup import NameOf, readable
+from watchfloor.bot.matrix.markup import NameOf, readable
 
 HTML_FORMAT = "org.matrix.custom.html"
 _REPLY_FALLBACK = re.compile(r"\A(?:> [^\n]*\n)+\n", re.MULTILINE)

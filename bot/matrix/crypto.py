@@ -31,7 +31,7 @@ from nio.store import SqliteStore
 from watchfloor.config import MatrixConfig
 from watchfloor.storage.kv import kv_get, kv_set
 
-from .matrix_check import les_rooms, unencrypted_les_warning
+from watchfloor.bot.matrix.check import les_rooms, unencrypted_les_warning
 
 log = logging.getLogger("watchfloor.matrix")
 

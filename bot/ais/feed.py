@@ -1,6 +1,6 @@
 """The live AIS feed: NMEA sentences from UDP datagrams, or from a TCP feed server (reconnecting with backoff).
 
-Lines are decoded in a process of their own (bot/ais_worker.py), so a busy feed does not slow down command
+Lines are decoded in a process of their own (bot/ais/worker.py), so a busy feed does not slow down command
 handling; what it sends back goes into the same `AisIngest` as `watchfloor import ais` (which decodes in its own
 process), and every few seconds the changes are taken in the event loop and written in a worker thread. Nothing a
 feed sends can stop the bot: bad sentences are counted by outcome (`watchfloor_ais_sentences_total{outcome}`) and
@@ -18,11 +18,9 @@ from prometheus_client import Counter
 
 from watchfloor.commands.ais_ingest import AisIngest
 from watchfloor.ioc.reports import DROPPED, MALFORMED, OUTCOMES
-from watchfloor.storage import locks
-from watchfloor.storage.session_lock import SessionLock
 
-from . import metrics
-from .ais_worker import DecodeWorker
+from watchfloor.bot import metrics
+from watchfloor.bot.ais.worker import DecodeWorker
 
 log = logging.getLogger("watchfloor.ais")
 
@@ -56,8 +54,7 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 class AisFeed:
     def __init__(self, parts, config, *, wake: Callable[[], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), backoff: tuple[float, float] = (0.5, 30.0),
-                 lock_retry: float = 3.0):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), backoff: tuple[float, float] = (0.5, 30.0)):
         self.parts = parts
         self.config = config
         self.scheme, self.host, self.port = parse_listen(config.listen)
@@ -70,17 +67,23 @@ class AisFeed:
         self.connections = 0    # TCP connections made (the first and every reconnect)
         self._changed = asyncio.Event()
         self._transport = None
-        self._tasks: list[asyncio.Task] = []
         self._listening: list[asyncio.Task] = []
         self._flush_lock = asyncio.Lock()
         self.leading = False
-        self.lock_retry = lock_retry
-        self._lock = SessionLock(parts.db, locks.AIS_FEED_LEADER, "watchfloor-ais")
+        self._duty_held: Callable[[], bool] | None = None  # None: not attached to the duties, listens once started
+
+    def attach(self, duties) -> None:
+        """Listen while this replica holds the `ais` duty (bot/duties.py): another replica takes the feed over
+        when this one dies, freezes or is cut off from the database."""
+        from watchfloor.bot.duties import AIS
+
+        duties.add(AIS, on_take=self._listen, on_lose=self._unlisten)
+        self._duty_held = lambda: duties.held(AIS)
 
     @property
     def holds(self) -> bool:
-        """Receiving the feed, and on PostgreSQL the lock's lease still good (see storage/session_lock.py)."""
-        return self.leading and (not self.parts.db.is_postgres or self._lock.held)
+        """Receiving the feed, and the duty's lease still good (see bot/duties.py)."""
+        return self.leading and (self._duty_held is None or self._duty_held())
 
     @property
     def address(self) -> tuple[str, int]:
@@ -90,10 +93,8 @@ class AisFeed:
         return self.host, self.port
 
     async def start(self) -> None:
-        """Receive the feed; with several replicas on PostgreSQL, only the one holding the feed's lock does."""
-        if self.parts.db.is_postgres:
-            self._tasks.append(asyncio.create_task(self._lead(), name="ais-leader"))
-        else:
+        """Receive the feed now; attached to the duties, it listens when the `ais` duty is taken instead."""
+        if self._duty_held is None:
             await self._listen()
 
     async def _listen(self) -> None:
@@ -114,6 +115,8 @@ class AisFeed:
         log.info("AIS feed on %s://%s:%s", self.scheme, *self.address)
 
     async def _unlisten(self) -> None:
+        if not self.leading:
+            return  # given up already (cleanup, then the duties stopping)
         self.leading = False
         for task in self._listening:
             task.cancel()
@@ -127,24 +130,6 @@ class AisFeed:
             await self.flush_now()
         except Exception:
             log.exception("last AIS flush failed")
-
-    async def _lead(self) -> None:
-        """Take the feed's lock (a session lock on a connection of its own), keep checking it is still held;
-        a replica whose session died stops receiving, and another takes over within `lock_retry` seconds."""
-        try:
-            while True:
-                if not self.leading:
-                    if await asyncio.to_thread(self._lock.acquire):
-                        log.info("this replica receives the AIS feed")
-                        await self._listen()
-                elif not await asyncio.to_thread(self._lock.alive):
-                    log.warning("lost the AIS feed lock: its database session ended")
-                    await self._unlisten()
-                await asyncio.sleep(self.lock_retry)
-        finally:
-            if self.leading:
-                await self._unlisten()
-            await asyncio.to_thread(self._lock.release)
 
     def lines(self, lines) -> None:
         """Hand received lines to the decoding process (their results come back to `_decoded`)."""
@@ -239,9 +224,5 @@ class AisFeed:
             delay = min(delay * 2, self.backoff[1])
 
     async def cleanup(self) -> None:
-        """Stop receiving, write what is still in memory and let another replica take the feed."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.leading:
-            await self._unlisten()
+        """Stop receiving and write what is still in memory; the duties then let another replica take the feed."""
+        await self._unlisten()

@@ -16,7 +16,7 @@ from watchfloor.storage.outbox import origin_of
 from watchfloor.storage.outbox import payload as row_payload
 from watchfloor.storage.tables import OutboxRow
 
-from .slack_markup import MAX_TEXT, escape
+from watchfloor.bot.slack.markup import MAX_TEXT, escape
 
 log = logging.getLogger("watchfloor.slack")
 

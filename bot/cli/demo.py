@@ -110,7 +110,7 @@ def seed(parts, now: datetime | None = None) -> DemoResult:
         if handled.error:
             raise DemoError(f"{user}: {text}\n  -> {handled.error}")
         result.replies += [for_clearance(payload(r), sender.clearance)["text"] for r in handled.rows]
-    from .demo_ships import seed_ships
+    from watchfloor.bot.cli.demo_ships import seed_ships
 
     result.vessels, result.notices = seed_ships(parts, now)
     with parts.db.session() as s:

@@ -36,12 +36,12 @@ from watchfloor.storage.outage import unreachable
 from watchfloor.storage.outbox import origin_of
 from watchfloor.templates import render
 
-from .adapter import (OUTBOX_EVENT_TYPE, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError,
+from watchfloor.bot.adapter import (OUTBOX_EVENT_TYPE, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError,
                       outbox_mark)
-from .slack_alerts import ACK_REACTIONS, SlackAlerts, conflicts_of_alert
-from .slack_errors import classify
-from .slack_markup import MAX_TEXT, escape, readable
-from .slack_names import SlackNames
+from watchfloor.bot.slack.alerts import ACK_REACTIONS, SlackAlerts, conflicts_of_alert
+from watchfloor.bot.slack.errors import classify
+from watchfloor.bot.slack.markup import MAX_TEXT, escape, readable
+from watchfloor.bot.slack.names import SlackNames
 
 log = logging.getLogger("watchfloor.slack")
 
@@ -373,7 +373,7 @@ class SlackAdapter:
                     raise PermanentSendError("edit without the message to change")
                 await self.client.chat_update(channel=channel, ts=target_id, **self._content(payload))
                 if payload.get("conflicts") is not None:
-                    # An alert shown as it stands now: a later change (bot/slack_alerts.py) starts from it.
+                    # An alert shown as it stands now: a later change (bot/slack/alerts.py) starts from it.
                     await self._kv(f"slack:alert:{room}:{target_id}", json.dumps(payload.get("blocks") or []))
                 return target_id
             if kind == "reply":

@@ -28,6 +28,7 @@ from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import cop
 from watchfloor.storage.audit import append as audit_append
 from watchfloor.templates import localtime
+from watchfloor.bot.web.keys import PARTS
 
 COOKIE = "wf_cop"
 POLL_S = 0.25       # how often an open stream looks for changes: well inside the 2 s a change may take to show
@@ -83,7 +84,6 @@ def _csp(parts) -> str:
 async def _headers(request: web.Request, handler):
     response = await handler(request)
     if request.path.startswith("/cop/"):
-        from .health import PARTS
 
         response.headers["Content-Security-Policy"] = _csp(request.app[PARTS])
         response.headers["X-Content-Type-Options"] = "nosniff"
@@ -95,7 +95,6 @@ async def _headers(request: web.Request, handler):
 
 
 def _parts(request: web.Request):
-    from .health import PARTS
 
     return request.app[PARTS]
 

@@ -26,11 +26,11 @@ from watchfloor.config import MatrixConfig
 from watchfloor.storage.kv import kv_get, kv_set
 from watchfloor.storage.outage import unreachable
 
-from .adapter import (OUTBOX_KEY, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError,
+from watchfloor.bot.adapter import (OUTBOX_KEY, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError,
                       outbox_mark)
-from .matrix_crypto import ENCRYPTED, Crypto, make_client
-from .matrix_direct import DirectRooms
-from .matrix_events import chat_message, message_content
+from watchfloor.bot.matrix.crypto import ENCRYPTED, Crypto, make_client
+from watchfloor.bot.matrix.direct import DirectRooms
+from watchfloor.bot.matrix.events import chat_message, message_content
 
 log = logging.getLogger("watchfloor.matrix")
 

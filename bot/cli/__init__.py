@@ -207,7 +207,7 @@ def import_ops(
     """Bulk-load operations; every row validated, all or nothing."""
     import time
 
-    from watchfloor.bot.progress import TerminalProgress
+    from watchfloor.bot.cli.progress import TerminalProgress
     from watchfloor.commands.importer import ImportError_, import_ops as do_import
 
     if zone is not None:
@@ -232,7 +232,7 @@ def import_noa(
     config: ConfigOpt = None,
 ) -> None:
     """Load notices of arrival; every row validated, all or nothing."""
-    from watchfloor.bot.cli_vessels import import_noa as run_import
+    from watchfloor.bot.cli.vessels import import_noa as run_import
 
     run_import(file, _zone(zone), _parts(config, db))
 
@@ -245,7 +245,7 @@ def import_ais(
     config: ConfigOpt = None,
 ) -> None:
     """Load a recorded AIS feed, processed as the live feed is, in each record's own time."""
-    from watchfloor.bot.cli_vessels import import_ais as run_import
+    from watchfloor.bot.cli.vessels import import_ais as run_import
 
     run_import(file, _parts(config, db))
 
@@ -287,7 +287,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) 
         raise typer.Exit(1)
     warnings = config_warnings(settings)
     if settings.matrix is not None:
-        from watchfloor.bot.matrix_check import homeserver_warnings
+        from watchfloor.bot.matrix.check import homeserver_warnings
 
         warnings += homeserver_warnings(settings)
     for w in warnings:
@@ -301,7 +301,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) 
 @app.command()
 def demo(db: DbOpt = None) -> None:
     """Fill a fresh database with a realistic day in two zones (LALB, NY), to try every feature."""
-    from watchfloor.bot.demo import DemoError, next_steps, operations_in, seed
+    from watchfloor.bot.cli.demo import DemoError, next_steps, operations_in, seed
     from watchfloor.bot.wiring import build
     from watchfloor.config import ConfigError, load_settings
     from watchfloor.storage.db import default_url

@@ -1,0 +1,3 @@
+from watchfloor.bot.cli import main
+
+main()

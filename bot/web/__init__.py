@@ -1,0 +1,1 @@
+"""The HTTP server: /healthz, /metrics and the common operating picture (/cop/...)."""
