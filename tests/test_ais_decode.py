@@ -1,6 +1,8 @@
 """AIS sentences to reports: multi-part messages reassembled, times from tag blocks, bad lines counted."""
 from __future__ import annotations
 
+import pytest
+
 from datetime import UTC, datetime
 
 from pyais import encode_dict
@@ -9,6 +11,8 @@ from pyais.util import compute_checksum
 from watchfloor.ioc.ais import (
     CHECKSUM, IGNORED, MALFORMED, OK, ORPHAN, PART, UNKNOWN_TYPE, Decoder, PositionReport, StaticReport,
 )
+
+pytestmark = pytest.mark.calendar_free  # every decode is given its receive time
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 STATIC = {"type": 5, "mmsi": 366123456, "imo": 9074729, "callsign": "WDC1234", "shipname": "EVER GIVEN",

@@ -1,6 +1,8 @@
 """The AIS hot path: tracks in memory, batched writes, one approach notice per entry, restart from storage."""
 from __future__ import annotations
 
+import pytest
+
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -154,6 +156,7 @@ def test_a_gap_opens_when_the_ship_speeds_up_and_closes_when_it_turns_away(sqlit
     assert "(AIS, 200 nm at 12 kn)" in raised  # the alert says which ETA opened the gap, and its source
 
 
+@pytest.mark.calendar_free
 def test_tracks_answer_to_a_name_only_when_one_track_has_it():
     from datetime import UTC, datetime
 

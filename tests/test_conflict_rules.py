@@ -89,6 +89,7 @@ def test_each_rule_on_one_pair():
     assert {f.kind for f in both} == {"overlap", "same-vessel"}
 
 
+@pytest.mark.calendar_free
 def test_gap_rule():
     now = T0
     t = Target(id=1, zone="LALB", vessel_key="imo:9074729", eta=now + timedelta(hours=5), priority="high")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -25,19 +27,28 @@ def console(db_url: str, who: list[str], *lines: str) -> subprocess.CompletedPro
     return out
 
 
+def _tomorrow_in_lalb() -> tuple[str, str, str]:
+    """The consoles run on the real clock: tomorrow in Los Angeles, as typed (2026-12-02), as shown (Wed 02 Dec),
+    and the zone's abbreviation that day (PST or PDT)."""
+    la = ZoneInfo("America/Los_Angeles")
+    day = datetime.now(la).date() + timedelta(days=1)
+    return day.isoformat(), f"{day:%a %d %b}", datetime.combine(day, time(14), la).strftime("%Z")
+
+
 def test_two_agencies_one_database_conflict_alert_and_supervisor(db_url):
+    day, shown, tz = _tomorrow_in_lalb()
     # alice stays in the room while bob works, as two people at two terminals would
     alice = subprocess.Popen([*CLI, *ALICE, "--db", db_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env())
     try:
-        alice.stdin.write('!op log boarding vessel=IMO9074729 at=33.74,-118.27 start=2026-12-01T14:00 end=2h '
+        alice.stdin.write(f'!op log boarding vessel=IMO9074729 at=33.74,-118.27 start={day}T14:00 end=2h '
                           'contact="CBP desk"\n')
         alice.stdin.flush()
         first = alice.stdout.readline()
         assert first.startswith("OP-1 logged: OP-1 CBP boarding · IMO9074729 · 33.7400,-118.2700 ±500 m · "
-                                "Tue 01 Dec 14:00 PST – 16:00 PST · contact CBP desk"), first
+                                f"{shown} 14:00 {tz} – 16:00 {tz} · contact CBP desk"), first
         bob = console(db_url, BOB, "!op list all",
-                      "!op log patrol at=33.741,-118.271 radius=1nm start=2026-12-01T15:00 end=2026-12-01T17:00",
+                      f"!op log patrol at=33.741,-118.271 radius=1nm start={day}T15:00 end={day}T17:00",
                       "!conflicts", "!conflicts ack CF-1")
         assert "OP-1 CBP boarding" in bob.stdout
         assert "OP-2 logged" in bob.stdout and "CF-1" in bob.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from sqlmodel import select
 
 from watchfloor.bot.adapter import MessageLimits, PermanentSendError, TransientSendError
 from watchfloor.bot.delivery import Delivery
-from watchfloor.bot.matrix_events import message_content
-from watchfloor.bot.slack import SlackAdapter
+from watchfloor.bot.matrix.events import message_content
+from watchfloor.bot.slack.adapter import SlackAdapter
 from watchfloor.commands.importer import import_ops
 from watchfloor.commands.message import ChatMessage
 from watchfloor.storage.tables import OutboxRow
@@ -32,13 +33,16 @@ def settings(api_url: str | None = None) -> dict:
     return out
 
 
-def overlapping_ops(parts, tmp_path: Path, n: int, agencies: list[str]) -> None:
-    """`n` operations at one place and time, by the given agencies in turn: every pair of agencies conflicts."""
+def overlapping_ops(parts, tmp_path: Path, n: int, agencies: list[str]) -> str:
+    """`n` operations at one place and time, by the given agencies in turn: every pair of agencies conflicts.
+    Returns their start, as typed."""
     rows = ["type,agency,vessel,at,radius,start,end,mark,note,contact"]
-    rows += [f'patrol,{agencies[i % len(agencies)]},,"33.74,-118.27",,2026-12-05T14:00,2h,,,' for i in range(n)]
+    start = f"{parts.engine.clock() + timedelta(days=1):%Y-%m-%dT%H:%MZ}"  # tomorrow on the parts' clock
+    rows += [f'patrol,{agencies[i % len(agencies)]},,"33.74,-118.27",,{start},2h,,,' for i in range(n)]
     path = tmp_path / "ops.csv"
     path.write_text("\n".join(rows) + "\n")
     import_ops(parts.engine, path, "LALB")
+    return start
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +174,8 @@ async def test_a_listing_of_400_conflicts_reaches_slack_as_several_messages_with
 async def test_an_alert_with_more_blocks_than_slack_takes_keeps_every_conflict_and_button(sqlite_url, clock,
                                                                                          tmp_path, slack_api):
     parts = make_parts(sqlite_url, clock, **settings(slack_api.base_url))
-    overlapping_ops(parts, tmp_path, 45, ["USCG"])  # one agency: no conflicts among them
-    ConsoleUser(parts, "LALB", "carl", "CBP").say('!op log boarding at=33.74,-118.27 start=2026-12-05T14:00 end=2h')
+    start = overlapping_ops(parts, tmp_path, 45, ["USCG"])  # one agency: no conflicts among them
+    ConsoleUser(parts, "LALB", "carl", "CBP").say(f'!op log boarding at=33.74,-118.27 start={start} end=2h')
     with parts.db.session() as s:
         (alert,) = s.exec(select(OutboxRow).where(OutboxRow.room == SLACK_WATCH, OutboxRow.kind == "alert")).all()
     refs = sorted(set(REF.findall(json.loads(alert.payload)["text"])), key=lambda r: int(r[3:]))

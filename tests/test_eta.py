@@ -1,6 +1,8 @@
 """ETAs with a source: AIS only when moving toward the zone, fresh; else the notice of arrival's; else typed."""
 from __future__ import annotations
 
+import pytest
+
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -8,6 +10,8 @@ from hypothesis import strategies as st
 
 from watchfloor.ioc.eta import AIS, NOA, TYPED, Eta, ais_eta, bearing_deg, best_eta
 from watchfloor.ioc.geo import distance_m
+
+pytestmark = pytest.mark.calendar_free  # every ETA is computed at a `now` the test gives
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 lats = st.floats(-70, 70)

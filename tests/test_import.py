@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 import subprocess
 import sys
 
 import pytest
+import time_machine
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -22,6 +24,13 @@ GOOD_CSV = HEADER + (
     'escort,HSI,"EVER GIVEN",,,2026-12-06T09:00Z,90m,,,\n'
     "dive,PD,366123456,\"33.70,-118.20\",200m,2026-12-07T08:00-08:00,1h30m,LES,,\n"
 )
+
+
+@pytest.fixture(autouse=True)
+def on_a_fixed_day():
+    """The rows are dated: they are imported on 2026-12-01 (time-machine), whatever day the suite runs."""
+    with time_machine.travel(datetime(2026, 12, 1, 15, 0, tzinfo=UTC), tick=True):
+        yield
 
 
 def run(*args):
@@ -157,8 +166,10 @@ def test_import_subprocess_exit_codes(tmp_path):
 
 
 def _ops_csv(path, n: int) -> None:
+    # Run by a process on the real clock: the days are the 28 after today.
+    days = [datetime.now(UTC).date() + timedelta(days=1 + d) for d in range(28)]
     lines = ["type,agency,at,start,end"]
-    lines += [f"patrol,USCG,\"33.{i % 90:02d},-118.2\",2026-12-{1 + i % 28:02d}T{i % 24:02d}:00,1h" for i in range(n)]
+    lines += [f"patrol,USCG,\"33.{i % 90:02d},-118.2\",{days[i % 28]}T{i % 24:02d}:00,1h" for i in range(n)]
     path.write_text("\n".join(lines) + "\n")
 
 

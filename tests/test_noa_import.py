@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+import time_machine
 from sqlmodel import select
 from typer.testing import CliRunner
 
@@ -14,6 +16,13 @@ HEAD = "vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted\
 GOOD = (HEAD + "Ever Given,IMO9074729,366123456,WDC1234,Panama,2026-12-03T06:00,Shanghai,yes,25,2026-11-29T10:00\n"
         "MAERSK ALFA,9074729,,OXYZ2,Denmark,2026-12-02T18:00Z,Busan,no,20,\n"
         "PACIFIC DAWN,,538001234,V7AB3,Marshall Islands,2026-12-04T09:30-08:00,Yokohama,,,\n")
+
+
+@pytest.fixture(autouse=True)
+def on_a_fixed_day():
+    """The notices are dated: they are imported on 2026-12-01 (time-machine), whatever day the suite runs."""
+    with time_machine.travel(datetime(2026, 12, 1, 15, 0, tzinfo=UTC), tick=True):
+        yield
 
 
 def _run(tmp_path, db_url, body: str, zone: str = "LALB"):

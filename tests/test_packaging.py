@@ -33,7 +33,7 @@ def test_the_wheel_holds_one_top_level_package_with_its_data(wheel):
                    "watchfloor/ioc/data/cotp_zones.csv", "watchfloor/ioc/data/agencies.csv",
                    "watchfloor/storage/migrations/env.py", "watchfloor/storage/migrations/script.py.mako",
                    "watchfloor/storage/migrations/versions/0001_initial_schema.py",
-                   "watchfloor/bot/cli.py", "watchfloor/commands/engine.py"):
+                   "watchfloor/bot/cli/__init__.py", "watchfloor/commands/engine.py"):
         assert needed in names, needed
     migrations = sorted(n for n in names if n.startswith("watchfloor/storage/migrations/versions/0"))
     assert len(migrations) == len(list((ROOT / "storage/migrations/versions").glob("0*.py")))
@@ -42,10 +42,16 @@ def test_the_wheel_holds_one_top_level_package_with_its_data(wheel):
 
 
 def test_the_wheel_installs_into_a_fresh_venv_and_runs(wheel, tmp_path):
-    # The dependencies come from this interpreter's site-packages (no network); watchfloor itself from the wheel.
+    # The dependencies come from this interpreter's own site-packages (no network): a venv's when the tests run
+    # in one, as README's command does (`system_site_packages` would give the base interpreter's, without them).
+    # A path in a .pth file is only added to sys.path: the .pth files in it (the checkout's editable install)
+    # stay inert, so watchfloor comes from the wheel alone.
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
+    (own_site,) = env_dir.glob("lib/python*/site-packages")
+    packages = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    (own_site / "dependencies.pth").write_text("\n".join(packages) + "\n")
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
                            str(wheel)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -151,7 +151,7 @@ def posts(api: MockSlackApi, marker: str) -> list:
 
 
 def log_op(n: int) -> str:
-    return f"!op log patrol at=33.7{n:02d},-118.27 start=2030-12-01T14:00 end=2h"
+    return f"!op log patrol at=33.7{n:02d},-118.27 start=+2h end=2h"
 
 
 @pytest.fixture

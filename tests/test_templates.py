@@ -89,6 +89,7 @@ def test_withheld_item_renders_only_ref_and_marking():
     assert r.text == "OP-12 (LES, details withheld)"
 
 
+@pytest.mark.calendar_free
 def test_buttons_belong_to_their_own_render():
     # The environment is shared between renders; buttons must not pile up from one message into the next.
     cf = {"ref": "CF-1", "kind": "overlap", "status": "open", "marking": "UNCLASS", "acked_by": "", "resolution": "",

@@ -42,6 +42,7 @@ def shift_near(tz, now: datetime) -> timedelta:
         now.astimezone(tz).utcoffset() - (now - timedelta(days=1)).astimezone(tz).utcoffset())
 
 
+@pytest.mark.calendar_free
 @given(NOWS, st.sampled_from(ZONES), HOURS, MINUTES)
 @settings(max_examples=400, deadline=None)
 def test_a_bare_time_of_day_is_its_occurrence_nearest_to_now(now, tz, hh, mm):
@@ -60,6 +61,7 @@ def test_a_bare_time_of_day_is_its_occurrence_nearest_to_now(now, tz, hh, mm):
     assert all(abs(other - now) >= abs(t - now) for other in occurrences(time(hh, mm), tz, now))
 
 
+@pytest.mark.calendar_free
 @given(NOWS, st.sampled_from(ZONES), HOURS, MINUTES)
 @settings(max_examples=400, deadline=None)
 def test_an_end_time_of_day_is_the_first_after_the_start_wrapping_past_midnight(start, tz, hh, mm):
@@ -77,6 +79,7 @@ def test_an_end_time_of_day_is_the_first_after_the_start_wrapping_past_midnight(
     assert timedelta(0) <= end - start < timedelta(hours=25)
 
 
+@pytest.mark.calendar_free
 @given(NOWS, HOURS, MINUTES)
 @settings(max_examples=300, deadline=None)
 def test_a_bare_start_is_never_taken_in_the_past_beyond_ten_minutes(now, hh, mm):
@@ -98,6 +101,7 @@ def test_bare_starts_a_watch_officer_would_mean(said_at, raw, expected):
     assert parse_start(raw, LA, said_at) == expected
 
 
+@pytest.mark.calendar_free
 def test_a_bare_start_in_the_past_is_refused_with_how_to_write_it():
     with pytest.raises(CommandError) as e:
         parse_start("02:00", LA, utc(2026, 12, 1, 11, 0))  # said at 03:00 PST
@@ -105,12 +109,14 @@ def test_a_bare_start_in_the_past_is_refused_with_how_to_write_it():
                             "start=2026-12-01T02:00; for the coming one, start=2026-12-02T02:00")
 
 
+@pytest.mark.calendar_free
 def test_a_dated_start_in_the_past_is_taken_and_said():
     notes: list[str] = []
     assert parse_start("2026-12-01T01:30", LA, utc(2026, 12, 1, 11, 0), notes) == utc(2026, 12, 1, 9, 30)
     assert notes == ["start: Tue 01 Dec 01:30 PST is in the past (1 h 30 min ago); taken as given"]
 
 
+@pytest.mark.calendar_free
 def test_the_hour_clocks_repeat_is_taken_at_its_first_occurrence_and_said():
     notes: list[str] = []
     at_2000_pdt = utc(2026, 11, 1, 3, 0)  # Sat 31 Oct 20:00 PDT; clocks go back at 02:00 PDT on Sun 01 Nov
@@ -120,6 +126,7 @@ def test_the_hour_clocks_repeat_is_taken_at_its_first_occurrence_and_said():
     assert parse_time("eta", "2026-11-01T01:30-08:00", LA, at_2000_pdt) == utc(2026, 11, 1, 9, 30)
 
 
+@pytest.mark.calendar_free
 def test_the_hour_clocks_skip_is_refused_in_one_line():
     with pytest.raises(CommandError) as e:
         parse_start("02:30", LA, utc(2026, 3, 8, 7, 0))  # Sat 07 Mar 23:00 PST; 02:00 becomes 03:00

@@ -34,6 +34,7 @@ def utc(*a) -> datetime:
     ("+30m", NOW + timedelta(minutes=30)),
     ("now", NOW),
 ])
+@pytest.mark.calendar_free
 def test_times(raw, expected):
     assert parse_time("start", raw, LA, NOW) == expected
 
@@ -46,12 +47,14 @@ def test_times(raw, expected):
     ("+0h", "start: duration must be longer than zero"),
     ("", "start: is empty"),
 ])
+@pytest.mark.calendar_free
 def test_bad_times_name_the_field(raw, reason):
     with pytest.raises(CommandError) as e:
         parse_time("start", raw, LA, NOW)
     assert e.value.line.startswith(reason)
 
 
+@pytest.mark.calendar_free
 def test_spring_forward_gap_is_refused_but_the_hour_after_is_fine():
     assert parse_time("start", "2026-03-08T03:00", LA, NOW) == utc(2026, 3, 8, 10, 0)
     with pytest.raises(CommandError):
@@ -62,6 +65,7 @@ def test_spring_forward_gap_is_refused_but_the_hour_after_is_fine():
     assert parse_time("start", "2026-03-08T02:30", get_zone("HON").tz, NOW) == utc(2026, 3, 8, 12, 30)
 
 
+@pytest.mark.calendar_free
 @pytest.mark.parametrize("raw,delta", [("2h", timedelta(hours=2)), ("90m", timedelta(minutes=90)),
                                        ("1h30m", timedelta(minutes=90)), ("45min", timedelta(minutes=45)),
                                        ("1d", timedelta(days=1))])
@@ -71,6 +75,7 @@ def test_end_durations_count_from_start(raw, delta):
     assert parse_duration("end", raw) == delta
 
 
+@pytest.mark.calendar_free
 def test_end_as_a_time():
     assert parse_end("2026-12-01T17:00", utc(2026, 12, 1, 22), LA, NOW) == utc(2026, 12, 2, 1, 0)
     assert parse_end("17:00", utc(2026, 12, 1, 22), LA, NOW) == utc(2026, 12, 2, 1, 0)
