@@ -111,11 +111,13 @@ class _Line:
 
 
 def _tag_block(body: bytes, out: _Line) -> str | None:
-    """Read a tag block's text (between its backslashes) into `out`; an outcome if it is bad."""
+    """Read a tag block's text (between its backslashes) into `out`; an outcome if it is bad.
+
+    Its own checksum (after its own `*`) is not verified, as pyais does not: generators commonly get it wrong
+    (pyais's `compute_checksum` drops the first character, expecting a `!`), and the sentence's checksum still
+    guards the report itself."""
     star = body.rfind(b"*")
     if star >= 0:
-        if not _checksum_ok(body[:star], body[star + 1:]):
-            return CHECKSUM
         body = body[:star]
     for field in body.split(b","):
         key = field[:2]
@@ -337,9 +339,11 @@ class Decoder:
             if parsed.outcome is not None:
                 return parsed.outcome, []
             sentence, station, group = parsed.sentence, parsed.station, parsed.group
-            ts = parsed.tag
-            if ts is None and group is not None and group[0] > 1:
-                ts = self._groups.get(group[1])
+            ts = None
+            if group is not None and group[0] > 1:
+                ts = self._groups.get(group[1])  # the message's time is its first part's, whatever this one says
+            if ts is None:
+                ts = parsed.tag
             if ts is None:
                 ts = parsed.nais
             if ts is None:

@@ -241,13 +241,25 @@ def import_noa(
 def import_ais(
     file: Annotated[Path, typer.Argument(help="NMEA lines (optionally timestamped or tag blocks) or the national "
                                               "AIS archive CSV", exists=True, dir_okay=False)],
+    at: Annotated[Optional[str], typer.Option("--at", help="when the file was recorded, for lines that carry no "
+                                                           "time of their own (UTC unless it has an offset)")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Load a recorded AIS feed, processed as the live feed is, in each record's own time."""
-    from watchfloor.bot.cli.vessels import import_ais as run_import
+    from zoneinfo import ZoneInfo
 
-    run_import(file, _parts(config, db))
+    from watchfloor.bot.cli.vessels import import_ais as run_import
+    from watchfloor.commands.errors import CommandError
+    from watchfloor.commands.values import parse_time
+
+    when = None
+    if at is not None:
+        try:
+            when = parse_time("at", at, ZoneInfo("UTC"), datetime.now(UTC))
+        except CommandError as e:
+            fail(e.line)
+    run_import(file, _parts(config, db), at=when)
 
 
 @conflicts_app.command("scan")
