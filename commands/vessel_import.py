@@ -251,31 +251,32 @@ def _archive_header(line: bytes) -> dict[str, int] | None:
     return {what: cells.index(name) for what, names in ARCHIVE_COLUMNS.items() for name in names if name in cells}
 
 
-def _sniff(file: Path) -> tuple[dict[str, int] | None, float | None]:
-    """Whether the file is the archive CSV (its header's columns) or NMEA lines, and for NMEA the first time a
-    line carries of its own (None: none does). Reads only as far as it needs to."""
+def _sniff(file: Path) -> tuple[str, dict[str, int] | None, float | None]:
+    """What the file is: "csv" (the archive's, with its header's columns), "nmea" (with the first time a line
+    carries of its own, None if none does) or "empty" (nothing but comments and blank lines). Reads only as far
+    as it needs to."""
     from watchfloor.ioc.ais import own_time
 
     with file.open("rb") as fh:
         first = True
         for line in _records(fh):
             if line is None:
-                continue
+                break  # an overlong first line: not a header
             if first:
                 line, first = line.removeprefix(_BOM), False
             if _skippable(line):
                 continue
             header = _archive_header(line)
             if header is not None:
-                return header, None
+                return "csv", header, None
             break
         else:
-            return None, None
+            return "empty", None, None
         fh.seek(0)
         for line in _records(fh):
             if line is not None and (t := own_time(line)) is not None:
-                return None, t
-    return None, None
+                return "nmea", None, t
+    return "nmea", None, None
 
 
 def import_ais(db, directory, file: Path, progress: Callable[[int], None] | None = None,
@@ -294,9 +295,11 @@ def import_ais(db, directory, file: Path, progress: Callable[[int], None] | None
     from .ais_ingest import AisIngest
 
     try:
-        header, first_time = _sniff(file)
+        kind, header, first_time = _sniff(file)
     except OSError as e:
         raise VesselImportError([f"file: cannot read {file.name}: {type(e).__name__}"]) from None
+    if kind == "empty":
+        raise VesselImportError([f"file: no records in {file.name}, only comments and blank lines"])
     if header is not None:
         missing = [name for what, name in _ARCHIVE_NEEDS.items() if what not in header]
         if missing:
