@@ -153,6 +153,7 @@ def test_an_archive_row_at_lat_91_lon_181_is_no_position_but_keeps_the_ships_nam
     assert (dawn.name, dawn.imo, dawn.lat, dawn.position_at, positions) == ("PACIFIC DAWN", "9074729", None, None, 0)
 
 
+@pytest.mark.calendar_free  # refused at its header, before any row's time is read
 def test_an_archive_csv_without_a_needed_column_is_refused_naming_it(tmp_path, sqlite_url):
     out = run(sqlite_url, write(tmp_path, "MMSI,BaseDateTime,LAT\n538001234,2017-12-01T00:00:03,33.1\n", "a.csv"))
     assert out.exit_code == 1 and "header: no LON column" in out.output
