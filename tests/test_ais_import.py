@@ -215,3 +215,22 @@ def test_an_overlong_line_is_malformed_and_the_rest_is_read(tmp_path, sqlite_url
     assert out.exit_code == 0, out.output
     assert "dropped 1 (malformed 1)" in out.output
     assert set(stored(sqlite_url)[0]) == {"366123456", "366000001"}
+
+
+def test_a_long_line_is_never_read_whole():
+    """A recording with a line of megabytes (a binary file, a log gone wrong): read in bounded pieces."""
+    from io import BytesIO
+
+    from watchfloor.commands.vessel_import import _records
+
+    class Reads(BytesIO):
+        biggest = 0
+
+        def readline(self, size=-1):
+            line = super().readline(size)
+            Reads.biggest = max(Reads.biggest, len(line))
+            return line
+
+    f = Reads(b"a\r\n" + b"x" * 5_000_000 + b"\nb\n" + b"y" * 1024 + b"\n" + b"z" * 1025)
+    assert list(_records(f)) == [b"a", None, b"b", b"y" * 1024, None]
+    assert Reads.biggest <= 1 << 16
