@@ -15,7 +15,6 @@ The parts of a multi-sentence message all take the time of its first part.
 """
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -48,9 +47,8 @@ _LAST_UNIX = 253402300799.0
 
 def unix_time(value: float) -> float | None:
     """A unix time as recorders write it: seconds, or milliseconds (above 1e11, which as seconds would be the
-    year 5138) or microseconds (above 1e14). None for NaN, infinities and what no datetime can hold."""
-    if not math.isfinite(value):
-        return None
+    year 5138) or microseconds (above 1e14). None for NaN, infinities and what no datetime can hold (NaN fails
+    every comparison, so the range check below refuses it too)."""
     if value > 1e14:
         value /= 1e6
     elif value > 1e11:
