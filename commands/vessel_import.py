@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -175,8 +174,6 @@ def import_noa(db, file: Path, zone: Zone, now: datetime | None = None) -> list[
     return import_notices(db, file, zone, now).ids
 
 
-
-
 # --- recorded AIS feeds -------------------------------------------------------------------------------------
 
 # The national AIS archive's (MarineCadastre) columns by what they hold. Header spellings change by year
@@ -211,7 +208,7 @@ class AisImportResult:
             return None
         reasons = {k: v for k, v in self.outcomes.items() if v and k not in ("ok", "part", "skipped")}
         if not reasons:
-            return "no records in it, only comments and blank lines" if self.lines else "it is empty"
+            return "no records in it, only comments and blank lines" if self.lines else "no records in it"
         worst, n = max(sorted(reasons.items()), key=lambda kv: kv[1])
         return f"nothing usable: {n} of {self.lines} records {worst} ({_WHY.get(worst, worst)})"
 
@@ -400,10 +397,7 @@ def _num(row: dict[str, str], key: str) -> float | None:
     value = (row.get(key) or "").strip()
     if not value:
         return None
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(key)
-    return number
+    return float(value)  # "nan" and "inf" too: no range or reading check lets them through
 
 
 def _reading(value: float | None, below: float) -> float | None:
