@@ -203,7 +203,8 @@ def read_line(line: bytes) -> _Line:
             out.outcome = CHECKSUM
             return out
         out.gatehouse = _gatehouse(s[:star])
-        out.outcome = IGNORED if out.gatehouse is not None else MALFORMED
+        # a type 1 line without a date is malformed; another Gatehouse message type times nothing
+        out.outcome = MALFORMED if out.gatehouse is None and s[:8] == b"$PGHP,1," else IGNORED
     out.sentence = s
     return out
 
