@@ -269,3 +269,124 @@ async def test_a_5xx_refusal_is_counted_and_not_retried_a_4xx_is_retried(sqlite_
     # The retried message is the same message: the Message-ID of its outbox row.
     assert smtp_server.to(HARBOR)[0].message["Message-ID"] == harbor.remote_id == message_id(harbor.id, posted_at,
                                                                                              SENDER)
+
+
+# --- configuration and the command line --------------------------------------------------------------------
+
+BAD_EMAIL_CONFIG = """
+[email]
+smtp = "smtp://wf:hunter2@relay.ioc.example:587"
+sender = "watchfloor"
+
+[[zone]]
+code = "LALB"
+watch_email = ["lalb-watch.ioc.example"]
+
+[[zone]]
+code = "NY"
+
+[[agency]]
+code = "PORTPD"
+email = ["ops@portpd.example", "ops.portpd.example"]
+
+[[agency]]
+code = "CBP"
+email = ["OPS@portpd.example"]
+email_zones = ["LALB", "HON"]
+"""
+
+
+def test_config_check_names_each_email_problem_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "wf.toml"
+    path.write_text(BAD_EMAIL_CONFIG)
+    out = subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", "config", "check", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stderr == ""
+    lines = out.stdout.strip().splitlines()
+    assert sorted(lines[:-1]) == sorted([
+        "email.smtp: not an SMTP URL (smtp://host:587 for STARTTLS, smtps://host:465 for TLS; the user and password "
+        "go in WATCHFLOOR_EMAIL__USER and WATCHFLOOR_EMAIL__PASSWORD)",
+        "email.sender: 'watchfloor' is not an e-mail address: no '@' (e.g. \"watchfloor <wf@ioc.example>\")",
+        "zone[0].watch_email[0]: 'lalb-watch.ioc.example' is not an e-mail address: no '@' (name@domain)",
+        "agency[0].email[1]: 'ops.portpd.example' is not an e-mail address: no '@' (name@domain)",
+        "agency[0].email_zones: missing (the config has 2 zones: say whose briefings go to these addresses, "
+        "e.g. email_zones = [\"LALB\"])",
+        "agency[1].email[0]: 'OPS@portpd.example' is also an address of PORTPD; an address belongs to one agency",
+        "agency[1].email_zones[1]: zone HON is not configured ([[zone]])",
+    ])
+    assert lines[-1] == f"{path}: 7 problems"
+    assert "hunter2" not in out.stdout  # a password written into the URL is not repeated
+
+
+def _cli(*args, env=None, timeout=120):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "watchfloor.bot.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _config_file(tmp_path, smtp) -> str:
+    """The settings of `config` as a file, the relay's password left to the environment as the README says."""
+    email = smtp.settings()
+    lines = ["[email]", f'smtp = "{email["smtp"]}"', f'sender = "{email["sender"]}"', f'user = "{email["user"]}"',
+             f'ca_file = "{email["ca_file"]}"', "", "[[zone]]", 'code = "LALB"', 'watch_rooms = ["slack:CWATCH"]', ""]
+    for a in config(smtp)["agency"]:
+        lines += ["[[agency]]", f'code = "{a["code"]}"', f"clearance = {a['clearance']!r}".replace("'", '"'),
+                  f"email = {a.get('email', [])!r}".replace("'", '"'), ""]
+    path = tmp_path / "wf.toml"
+    path.write_text("\n".join(lines))
+    return str(path)
+
+
+def test_brief_email_sends_one_briefing_now_as_the_address_s_agency_reads_it(sqlite_url, tmp_path, smtp_server):
+    from datetime import datetime
+
+    parts = make_parts(sqlite_url, None, **config(smtp_server))
+    ConsoleUser(parts, "LALB", "alice", "CBP").say(
+        '!op log surveillance vessel="SHADOW RUNNER" at=33.74,-118.27 start=+1h end=2h mark=LES')
+    ConsoleUser(parts, "LALB", "pat", "PORTPD").say("!op log escort at=33.70,-118.20 start=+1h end=2h mark=FOUO")
+    parts.db.dispose()
+    path = _config_file(tmp_path, smtp_server)
+
+    out = _cli("brief", "--zone", "LALB", "--email", PORTPD, "--config", path, "--db", sqlite_url,
+               env={"WATCHFLOOR_EMAIL__PASSWORD": PASSWORD})
+    day = datetime.now(get_zone("LALB").tz).strftime("%a %d %b")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"sent to {PORTPD} (as PORTPD reads it): [FOUO] LALB briefing {day}"
+    [got] = smtp_server.wait_for(1)
+    assert got.rcpt_tos == [PORTPD] and got.login == USER and got.tls
+    assert got.message.get_payload()[1].get_payload()[1].get_content_type() == "image/png"
+    assert "OP-2" in every_part(got) and not LES_WORDS.search(every_part(got).replace("OP-1", "")) \
+        and "SHADOW RUNNER" not in every_part(got)
+
+    # An address of no agency: what UNCLASS may read.
+    out = _cli("brief", "--zone", "LALB", "--email", "someone@else.example", "--config", path, "--db", sqlite_url,
+               env={"WATCHFLOOR_EMAIL__PASSWORD": PASSWORD})
+    assert out.stdout.strip() == f"sent to someone@else.example (at UNCLASS: the address is in no agency): " \
+                                 f"[UNCLASS] LALB briefing {day}"
+    assert "OP-2" not in every_part(smtp_server.wait_for(2)[1])
+
+
+def test_brief_email_says_in_one_line_what_went_wrong(sqlite_url, tmp_path, smtp_server):
+    path = _config_file(tmp_path, smtp_server)
+    env = {"WATCHFLOOR_EMAIL__PASSWORD": PASSWORD}
+    out = _cli("brief", "--zone", "LALB", "--email", "ops.portpd.example", "--config", path, "--db", sqlite_url,
+               env=env)
+    assert (out.returncode, out.stderr.strip()) == (2, "email: 'ops.portpd.example' is not an e-mail address: no "
+                                                       "'@' (name@domain)")
+    smtp_server.refuse(HARBOR, 550, "5.1.1 mailbox unavailable")
+    out = _cli("brief", "--zone", "LALB", "--email", HARBOR, "--config", path, "--db", sqlite_url, env=env)
+    assert (out.returncode, out.stderr.strip()) == (1, f"email: not sent to {HARBOR}: 550 5.1.1 mailbox unavailable")
+    out = _cli("brief", "--zone", "LALB", "--email", PORTPD, "--config", path, "--db", sqlite_url,
+               env={"WATCHFLOOR_EMAIL__PASSWORD": "wrong"})
+    assert out.returncode == 1 and out.stderr.startswith(f"email: not sent to {PORTPD}: the relay refuses our login: 535")
+    smtp_server.stop()
+    out = _cli("brief", "--zone", "LALB", "--email", PORTPD, "--config", path, "--db", sqlite_url, env=env)
+    assert out.returncode == 1 and out.stderr.startswith(f"email: not sent to {PORTPD}: cannot reach the relay")
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert smtp_server.messages == []

@@ -56,8 +56,13 @@ class EmailAdapter:
         if created.tzinfo is None:  # SQLite hands back naive UTC
             created = created.replace(tzinfo=UTC)
         msgid = message_id(payload["outbox_id"], created, self.config.sender)
-        await self.send_message(build_message(self.config.sender, address, payload, msgid=msgid, date=created),
-                                address)
+        try:
+            await self.send_message(build_message(self.config.sender, address, payload, msgid=msgid, date=created),
+                                    address)
+        except Refused as e:
+            metrics.record_email_refused(e.code)
+            log.warning("e-mail to %s refused for good (%s): %s", address, e.what, e)
+            raise
         return msgid
 
     async def send_message(self, msg, address: str) -> None:
@@ -135,13 +140,20 @@ class EmailAdapter:
             raise TransientSendError(f"cannot reach the relay: {_short(e)}") from None
         return client
 
-    def _refused(self, address: str, code: int, text: str, what: str) -> None:
-        """A refusal with a reply code: 5xx is for good (logged, counted, not retried), anything else later."""
+    @staticmethod
+    def _refused(address: str, code: int, text: str, what: str) -> None:
+        """A refusal with a reply code: 5xx is for good (Refused: not retried), anything else later."""
         if code >= 500:
-            metrics.record_email_refused(code)
-            log.warning("e-mail to %s refused for good (%s): %s %s", address, what, code, _short(text))
-            raise PermanentSendError(f"{code} {_short(text)}")
+            raise Refused(code, what, f"{code} {_short(text)}")
         raise TransientSendError(f"{code} {_short(text)}")
+
+
+class Refused(PermanentSendError):
+    """The relay refused the address or the message for good (a 5xx reply)."""
+
+    def __init__(self, code: int, what: str, reason: str):
+        super().__init__(reason)
+        self.code, self.what = code, what
 
 
 def _short(e: Any) -> str:
