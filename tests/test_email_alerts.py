@@ -129,3 +129,46 @@ async def test_watch_email_after_five_minutes_of_every_chat_platform_down_once_e
     assert sched.watch_email() == 0
     await deliver_all()
     assert len(smtp_server.to(WATCH_EMAIL)) == 2
+
+
+async def test_no_watch_email_while_another_chat_platform_still_takes_the_zone_s_alerts(sqlite_url, clock,
+                                                                                        smtp_server, slack_api,
+                                                                                        synapse):
+    """Slack is down for good, but the zone's Matrix watch room gets its alerts: the watch reads them there."""
+    from tests.matrix_harness import make_world
+    from tests.test_slack_adapter import slack_settings
+    from watchfloor.bot.delivery import Delivery
+    from watchfloor.bot.matrix.adapter import MatrixAdapter
+    from watchfloor.bot.runner import Service
+    from watchfloor.bot.slack.adapter import SlackAdapter
+
+    world = make_world(synapse, joint=1)
+    settings = dict(world.settings, email=smtp_server.settings(), slack=slack_settings(slack_api.base_url)["slack"])
+    settings["zone"][0].update(watch_rooms=[f"matrix:{world.watch}", "slack:CWATCH"], watch_email=[WATCH_EMAIL])
+    parts = make_parts(sqlite_url, clock, **settings)
+    matrix = MatrixAdapter(parts, parts.settings.matrix, sync_timeout_ms=5000, retry_cap=1.0)
+    service = Service(parts, [matrix], delivery=Delivery(parts, [matrix], poll_interval=0.1))
+    slack = SlackAdapter(parts, parts.settings.slack)
+    sched = JobScheduler(parts, clock)
+    await service.start()
+    try:
+        slack_api.down = True
+        say(parts, "CBP", "!op log boarding at=33.74,-118.27 start=2026-12-01T09:00 end=2h")
+        say(parts, "USCG", "!op log patrol at=33.74,-118.27 start=2026-12-01T10:00 end=2h")  # CF-1
+        service.delivery.wake()
+        await deliver(parts, slack)
+
+        def matrix_alert_sent() -> bool:
+            return any(r.kind == "alert" and r.status == outbox.SENT for r in rows(parts, "matrix:"))
+
+        from tests.test_slack_adapter import until
+
+        await until(matrix_alert_sent, timeout=20, what="the alert in the Matrix watch room")
+        clock.advance(minutes=6)
+        await deliver(parts, slack)
+        assert [r.status for r in rows(parts, "slack:CWATCH")] == [outbox.PENDING]  # Slack down for 6 minutes
+        assert sched.watch_email() == 0
+        assert not any(r.room == f"email:{WATCH_EMAIL}" for r in rows(parts))
+    finally:
+        await service.stop()
+        parts.db.dispose()
