@@ -4,7 +4,7 @@ given only what its agency may read, exactly once across replicas and restarts."
 from __future__ import annotations
 
 import asyncio
-import base64
+import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -266,6 +266,10 @@ async def test_a_5xx_refusal_is_counted_and_not_retried_a_4xx_is_retried(sqlite_
     assert harbor.status == outbox.SENT and harbor.attempts == 1
     assert smtp_server.answers_to(HARBOR) == ["451 4.3.0 try again later", "250 OK"]
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted([CBP, PORTPD, HARBOR])
+    # The zone's watch is told in chat, once: nobody reads the bounce otherwise.
+    [told] = [json.loads(r.payload) for r in rows(parts, "slack:CWATCH") if r.kind == "notice"]
+    assert told["delivery_failure"] and f"email:{PORTPD_NIGHT}" in told["text"] and "550" in told["text"]
+    assert "check the address with its agency" in told["text"]
     # The retried message is the same message: the Message-ID of its outbox row.
     assert smtp_server.to(HARBOR)[0].message["Message-ID"] == harbor.remote_id == message_id(harbor.id, posted_at,
                                                                                              SENDER)
