@@ -25,6 +25,12 @@ BANNERS = {
 }
 
 
+# Counts of items withheld from a reader ("2 operations withheld"): a stub too. (A target's `covered_withheld`,
+# "covered (details withheld)", is not one: it names no item and keeps a reader from going out for nothing, as in
+# every chat room.)
+_WITHHELD_COUNTS = ("withheld_ops",)
+
+
 class AboveClearance(Exception):
     """The data for an e-mail holds an item its reader may not see: the e-mail is not made."""
 
@@ -40,6 +46,8 @@ def marking_inside(data: Any, clearance: Iterable[Marking | str], stubs: bool = 
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
+            if not stubs and any(node.get(key) for key in _WITHHELD_COUNTS):
+                raise AboveClearance("items withheld would be counted")
             if "marking" in node and "ref" in node:
                 if node.get("withheld"):
                     if not stubs:

@@ -169,6 +169,27 @@ async def test_subject_and_banner_carry_the_highest_marking_inside(sqlite_url, c
         assert f'role="banner"' in html and f">{banner}</div>" in html
 
 
+def test_an_email_holding_anything_above_its_clearance_is_never_stored(sqlite_url, clock, smtp_server, caplog):
+    """The last check before the outbox (templates/mail.py): should a caller hand an address data built for a
+    higher clearance, or with "withheld" stubs, that e-mail is not made at all (and the error is logged)."""
+    from watchfloor.commands.posting import post
+
+    parts = make_parts(sqlite_url, clock, **config(smtp_server))
+    the_day(parts)
+    [room] = [r for r in parts.directory.email_rooms("LALB") if r.id == f"email:{PORTPD}"]
+    zone = get_zone("LALB")
+    with parts.db.session() as s:
+        for wrong in (frozenset(Marking), None):  # everything shown; or PORTPD's clearance with LES stubs listed
+            data = (lambda c, w=wrong: build_briefing(s, parts.directory, zone, clock.now, w)) if wrong else \
+                (lambda c: build_briefing(s, parts.directory, zone, clock.now, c, show_withheld=True))
+            assert post(s, room, "briefing", "briefing.j2", data, clock.now) is None
+        assert post(s, room, "briefing", "briefing.j2",
+                    lambda c: build_briefing(s, parts.directory, zone, clock.now, c, show_withheld=False),
+                    clock.now) is not None  # what it may read goes
+    assert [r.room for r in rows(parts)] == [f"email:{PORTPD}"]
+    assert any("not e-mailed to email:ops@portpd.example: OP-1" in r.getMessage() for r in caplog.records)
+
+
 async def test_handover_digest_goes_to_the_addresses_too(sqlite_url, clock, smtp_server):
     parts = make_parts(sqlite_url, clock, **config(smtp_server, handover_times=["07:00", "19:00"]))
     the_day(parts)
@@ -273,6 +294,29 @@ async def test_a_5xx_refusal_is_counted_and_not_retried_a_4xx_is_retried(sqlite_
     # The retried message is the same message: the Message-ID of its outbox row.
     assert smtp_server.to(HARBOR)[0].message["Message-ID"] == harbor.remote_id == message_id(harbor.id, posted_at,
                                                                                              SENDER)
+
+
+async def test_a_message_whose_answer_was_lost_is_sent_again_as_the_same_message(sqlite_url, clock, smtp_server):
+    """SMTP cannot be asked what it took: after a lost answer the row is sent again, and the copy is recognisable
+    (the same Message-ID, the same Date), so the recipient's server or client can drop it."""
+    parts = make_parts(sqlite_url, clock, **config(smtp_server))
+    the_day(parts)
+    posted_at = clock.now
+    JobScheduler(parts, clock).post_briefing("LALB", clock.now)
+    smtp_server.lose_answers(1)
+    adapter = EmailAdapter(parts.settings.email)
+    await deliver(parts, adapter)
+    clock.advance(minutes=1)
+    await deliver(parts, adapter)
+
+    assert len(smtp_server.messages) == 5  # one address twice, the others once each
+    [twice] = [a for a in (CBP, PORTPD, PORTPD_NIGHT, HARBOR) if len(smtp_server.to(a)) == 2]
+    [row] = [r for r in rows(parts) if r.room == f"email:{twice}"]
+    copies = [m.message for m in smtp_server.to(twice)]
+    assert copies[0]["Message-ID"] == copies[1]["Message-ID"] == row.remote_id == message_id(row.id, posted_at,
+                                                                                              SENDER)
+    assert copies[0]["Date"] == copies[1]["Date"] and row.attempts == 1
+    assert [r.status for r in rows(parts)] == [outbox.SENT] * 4
 
 
 # --- configuration and the command line --------------------------------------------------------------------
