@@ -38,8 +38,9 @@ async def test_an_alert_goes_to_the_involved_agency_that_asked_and_to_no_other(s
     await deliver(parts, EmailAdapter(parts.settings.email))
 
     # CBP asked for its alerts; PORTPD is involved but did not ask; HARBOR asked but is not involved.
-    [alert] = smtp_server.wait_for(1)
-    assert alert.rcpt_tos == [CBP]
+    got = smtp_server.wait_for(1)
+    assert [m.rcpt_tos for m in got] == [[CBP]]
+    alert = got[0]
     msg = alert.message
     assert msg["Subject"] == "[UNCLASS] LALB alert: CF-1 overlap"
     text = msg.get_body(("plain",)).get_content()
