@@ -6,11 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, timedelta
-
-import pytest
 from sqlmodel import select
 
 from tests.fixtures.smtp import PASSWORD, SENDER, USER, smtp_cert, smtp_server  # noqa: F401  (fixtures)
@@ -21,7 +17,6 @@ from watchfloor.bot.email.adapter import EmailAdapter
 from watchfloor.bot.email.message import message_id
 from watchfloor.bot.scheduler import JobScheduler
 from watchfloor.commands.briefing import build_briefing
-from watchfloor.commands.jobs import escalate_due
 from watchfloor.ioc.markings import Marking
 from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import outbox

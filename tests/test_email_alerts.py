@@ -11,7 +11,7 @@ from sqlmodel import select
 from tests.fixtures.slack_api import slack_api  # noqa: F401  (fixture)
 from tests.fixtures.smtp import smtp_cert, smtp_server  # noqa: F401  (fixtures)
 from tests.helpers import ConsoleUser, make_parts
-from tests.test_email import ALL, CBP, HARBOR, PORTPD, config, deliver, every_part, rows
+from tests.test_email import CBP, config, deliver, every_part, rows
 from watchfloor.bot.email.adapter import EmailAdapter
 from watchfloor.bot.scheduler import JobScheduler
 from watchfloor.commands.jobs import escalate_due
