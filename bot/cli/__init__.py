@@ -157,10 +157,13 @@ def brief(
     at: Annotated[Optional[str], typer.Option("--at", help="briefing time, zone local unless it has an offset, "
                                                            "e.g. 2026-12-01T07:00 (default: now)")] = None,
     picture: Annotated[Optional[Path], typer.Option("--picture", help="also write the timeline PNG here")] = None,
+    email: Annotated[Optional[str], typer.Option("--email", help="send it now to this address, as the agency "
+                                                                 "it belongs to would get it (to check [email])")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too)."""
+    """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too; with --email,
+    send it to that address instead)."""
     from watchfloor.commands.briefing import build_briefing
     from watchfloor.commands.errors import CommandError
     from watchfloor.commands.values import parse_time
@@ -168,12 +171,20 @@ def brief(
     from watchfloor.templates import render
 
     z = _zone(zone)
+    if email is not None:
+        from watchfloor.config import email_problem
+
+        if email_problem(email):
+            fail(f"email: {email_problem(email)}")
     parts = _parts(config, db)
     now = datetime.now(UTC)
     try:
         when = parse_time("at", at, z.tz, now) if at else now
     except CommandError as e:
         fail(e.line)
+    if email is not None:
+        _email_briefing(parts, z, when, email)
+        return
     with parts.db.session() as s:
         data = build_briefing(s, parts.directory, z, when, ALL_MARKINGS)
     typer.echo(render("briefing.j2", **data).text)
@@ -188,6 +199,24 @@ def brief(
             picture.write_bytes(drawn.png)
             typer.echo(f"picture: {picture}")
     parts.db.dispose()
+
+
+def _email_briefing(parts, zone, when, address: str) -> None:
+    """`brief --email`: the briefing sent now, straight to the relay (not through the outbox: the answer is the
+    point), as the agency owning the address would get it; an address of no agency gets what UNCLASS may read."""
+    import asyncio
+
+    from watchfloor.bot.email.send_now import BriefingNotSent, send_briefing_now
+
+    if parts.settings.email is None:
+        fail("email: there is no [email] section in the configuration (smtp, sender)")
+    try:
+        line = asyncio.run(send_briefing_now(parts, zone, when, address))
+    except BriefingNotSent as e:
+        parts.db.dispose()
+        fail(f"email: {e}", 1)
+    parts.db.dispose()
+    typer.echo(line)
 
 
 @app.command()
@@ -304,7 +333,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) 
         warnings += homeserver_warnings(settings)
     for w in warnings:
         typer.echo(f"warning: {w}")
-    platforms = [name for name in ("slack", "matrix") if getattr(settings, name) is not None]
+    platforms = [name for name in ("slack", "matrix", "email") if getattr(settings, name) is not None]
     typer.echo(f"{file}: ok ({len(settings.zone)} zones, {len(settings.district)} districts, "
                f"{len(settings.agency)} agencies, platforms: {', '.join(platforms) or 'none'}"
                f"{f', service port {settings.service.port}' if settings.service.port else ''})")
