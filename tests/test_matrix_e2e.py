@@ -314,11 +314,12 @@ async def _past(adapter, rounds: int) -> bool:
 
 async def test_another_replica_of_the_bot_gets_the_room_keys_it_asks_for(synapse, sqlite_url, tmp_path):
     """Each replica is its own device. One that starts after a message was said cannot read it until it has the
-    room key: the running replica answers its key request (our own account's device), and people's clients need
-    not be online."""
+    room key: the running replica answers its key request (our own account's device, registered in the database
+    as every replica registers itself at start), and people's clients need not be online."""
     from nio import MegolmEvent, RoomMessageText
 
     from watchfloor.bot.matrix.crypto import trust_own_devices
+    from watchfloor.storage import devices
 
     from tests.matrix_harness import Person
 
@@ -342,7 +343,11 @@ async def test_another_replica_of_the_bot_gets_the_room_keys_it_asks_for(synapse
             replica = E2EUser(synapse, Person(bot_id, login["access_token"], "replica 2", "WFREPLICA2"),
                               str(tmp_path / "replica2"))
             await replica.sync()
-            trust_own_devices(replica.client)  # what the bot's own upkeep does on every replica
+            keys = replica.client.olm.account.identity_keys
+            with bot.parts.db.session() as s:  # what its start does (bot/matrix/crypto.py `register`)
+                devices.register(s, bot_id, "WFREPLICA2", keys["curve25519"], keys["ed25519"], bot.parts.engine.clock())
+                registered = devices.replicas(s, bot_id)
+            trust_own_devices(replica.client, registered)  # what the bot's own upkeep does on every replica
             [event] = [e for r, e in replica.seen if r == room and getattr(e, "event_id", None) == said]
             assert isinstance(event, MegolmEvent)  # unreadable to the new device
             await replica.client.request_room_key(event)
