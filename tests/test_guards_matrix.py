@@ -106,7 +106,8 @@ async def test_a_device_logged_in_with_the_bots_password_from_outside_gets_no_ro
             plain = await wait_for(lambda: _readable(replica, asked[replica]), 30, interval=0.5)
             assert plain.body == OP  # the replica was answered ...
             await _rounds(bot, QUIET_ROUNDS)
-            assert await _readable(intruder, asked[intruder]) is None  # ... the intruder, asking with it, was not
+            leaked = await _readable(intruder, asked[intruder])  # ... the intruder, asking with it, was not
+            assert leaked is None, f"the intruder was given Alice's room key and read {leaked.body[:40]!r}"
 
             # What the bot says from now on is not shared with the intruder's device either.
             await alice.say(room, "!help")
@@ -154,7 +155,8 @@ async def test_another_users_device_asking_the_bot_for_a_room_key_gets_nothing(s
                                 "session_id": event.session_id}}
             await mallory.client.to_device(ToDeviceMessage("m.room_key_request", bot_id, "*", request))
             await _rounds(bot, QUIET_ROUNDS)
-            assert await _readable(mallory, event) is None
+            leaked = await _readable(mallory, event)
+            assert leaked is None, f"Mallory was given Alice's room key and read {leaked.body[:40]!r}"
     finally:
         await alice.close()
         if mallory is not None:
