@@ -64,18 +64,17 @@ def test_a_request_not_stored_in_time_is_not_acknowledged_and_its_retry_to_anoth
     body = request(1)
     with claims_locked(pg_url):
         status, took = timed(first.events_url, body)
-        assert status == 503, f"answered {status} after {took:.1f} s though nothing was stored: Slack would not " \
-                              "send it again, and the kill below loses it"
-        assert took < 3.0  # within Slack's 3 s, or Slack counts a timeout (and retries) anyway
         first.kill()  # before it could store anything
     alive = [other]
     wait_until(lambda: one_holder_each(alive), "the other replica holds every duty", 30, group)
-    status, _ = retry(other.events_url, body)
-    assert status == 200
-    wait_until(lambda: posts(api, "OP-1 logged"), "the answer", 15, group)
+    if status != 200:  # what Slack does with a request not acknowledged: send it again (here, to the other)
+        assert retry(other.events_url, body)[0] == 200
+    wait_until(lambda: posts(api, "OP-1 logged"), f"the answer (the first replica answered {status} after "
+               f"{took:.1f} s, then was killed)", 15, group)
     time.sleep(1.5)  # a second answer, if there were one, would be here by now
     assert len(posts(api, "OP-1 logged")) == 1
     assert operations(pg_url) == 1
+    assert status == 503 and took < 3.0  # within Slack's 3 s: Slack counts a later answer a timeout anyway
 
 
 def test_a_slow_replica_and_slacks_retries_to_another_do_the_command_once(replicas, api, pg_url):
