@@ -1,8 +1,10 @@
 """Room keys go only where they belong, against a real Synapse with real matrix-nio clients:
 
-- a device that logs in with the bot's password from outside (not a replica: nothing of it in the database) is
-  answered no key request and the bot shares no room key with it, while a registered replica asking at the
-  same moment gets its key (bot/matrix/crypto.py `is_replica`, `trust_own_devices`);
+- each replica is its own device: one that starts after a message was said cannot read it until it has the room
+  key, and the running replica answers its key request (people's clients need not be online: they answer no
+  other user's device); a device that logs in with the bot's password from outside (not a replica: nothing of
+  it in the database) and asks at the same moment is answered nothing, and the bot shares no room key with it
+  (bot/matrix/crypto.py `is_replica`, `trust_own_devices`);
 - another user's device asking the bot for a room key gets nothing (their own clients hold their keys);
 - the sender of a message the bot cannot read is told once, however many rounds pass and however many replicas
   find it overdue at once (bot/matrix/crypto.py `overdue`, `tell`)."""
@@ -77,7 +79,8 @@ async def _at_least(bot: Bot, rounds: int) -> bool:
     return bot.adapter._syncs >= rounds
 
 
-async def test_a_device_logged_in_with_the_bots_password_from_outside_gets_no_room_key(synapse, sqlite_url, tmp_path):
+async def test_a_replica_gets_the_room_keys_it_asks_for_and_a_device_logged_in_from_outside_none(
+        synapse, sqlite_url, tmp_path):
     world = make_world(synapse, joint=1)
     bot_id = world.bot_user["user_id"]
     alice = E2EUser(synapse, world.alice, str(tmp_path / "alice"))

@@ -6,28 +6,21 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from sqlalchemy import event
 from sqlmodel import select
 
 from watchfloor.storage import outbox
 from watchfloor.storage.tables import OutboxRow
 from tests.helpers import ConsoleUser, make_parts
+from tests.test_listing_queries import counted
 
 
 @contextmanager
 def selects(parts):
-    """The SELECT statements the database is sent meanwhile."""
-    seen: list[str] = []
-
-    def capture(_conn, _cursor, statement, _params, _context, _many):
-        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
-            seen.append(statement)
-
-    event.listen(parts.db.engine, "before_cursor_execute", capture)
-    try:
+    """The SELECT statements the database is sent meanwhile (the reads; writes grow with what is written)."""
+    with counted(parts) as statements:
+        seen: list[str] = []
         yield seen
-    finally:
-        event.remove(parts.db.engine, "before_cursor_execute", capture)
+        seen.extend(s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH")))
 
 
 def test_heads_of_reads_every_room_in_one_query_and_keeps_the_order_per_room(db_url, clock):
