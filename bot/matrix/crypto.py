@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -41,6 +42,7 @@ log = logging.getLogger("watchfloor.matrix")
 
 ENCRYPTED = "m.room.encrypted"
 _KEEP_FOR = timedelta(days=1)  # an unreadable message is still tried this long after its sender was told
+_ASK_WAIT = 120.0  # seconds a key request of a device not (yet) known as one of our replicas is kept
 
 
 def make_client(config: MatrixConfig) -> AsyncClient:
@@ -69,7 +71,8 @@ class Crypto:
         self.pending: dict[str, dict[str, Any]] | None = None  # event id -> {room, source, seen, told}
         self._dirty = False
         self._store_lost = False
-        self._asked: list[RoomKeyRequest] = []  # our other devices' key requests, answered at the next upkeep
+        # Our other devices' key requests (with when they came), answered at the next upkeep.
+        self._asked: list[tuple[float, RoomKeyRequest]] = []
         # The replicas' devices as the database lists them (device id -> its keys), read at each upkeep; none
         # until read: nobody is trusted before we know.
         self.replicas: dict[str, tuple[str, str]] = {}
@@ -151,25 +154,28 @@ class Crypto:
             return
         if getattr(event, "session_id", None) is None:
             return  # a cancellation: nothing to share
-        self._asked.append(event)
+        self._asked.append((time.monotonic(), event))
         self.client.olm.users_for_key_query.add(event.sender)  # a replica that just started is not known yet
 
     def _answer_own_devices(self) -> None:
         """Share the asked-for room keys with our replicas' devices; a device whose keys we have not fetched yet
         waits for the next upkeep, one with no Olm session yet gets one claimed and is answered after it. A device
-        that is not one of our replicas is not answered."""
+        that is not one of our replicas is not answered: its request waits a while (a replica registered after our
+        last look at the database is answered at the next), then is dropped."""
         waiting = []
-        for event in self._asked:
+        now = time.monotonic()
+        for asked, event in self._asked:
             device = self.client.device_store.active_user_devices and next(
                 (d for d in self.client.device_store.active_user_devices(event.sender)
                  if d.id == event.requesting_device_id), None)
-            if device is None:
-                waiting.append(event)
-                continue
-            trust_own_devices(self.client, self.replicas)
-            if not is_replica(device, self.replicas):
-                log.warning("matrix: device %s of the bot's account asked for room keys; it is not one of our "
-                            "replicas (not registered in the database): not answered", device.id)
+            if device is not None:
+                trust_own_devices(self.client, self.replicas)
+            if device is None or not is_replica(device, self.replicas):
+                if now - asked < _ASK_WAIT:
+                    waiting.append((asked, event))
+                elif device is not None:
+                    log.warning("matrix: device %s of the bot's account asked for room keys; it is not one of our "
+                                "replicas (not registered in the database): not answered", device.id)
                 continue
             try:
                 self.client.continue_key_share(event)
