@@ -35,6 +35,17 @@ from .watch_alerts import alert_watch, carried, edit_alerts, nobody_on_watch_for
 
 
 @dataclass
+class AlertFacts:
+    """What an alert shows of its conflicts besides the conflict rows: their operations, targets (with endorsing
+    agencies and best ETAs), and who is on watch in the zone."""
+    ops: dict
+    targets: dict
+    endorsers: dict
+    etas: dict
+    on_watch: list
+
+
+@dataclass
 class Changes:
     raised: list[ConflictRow] = field(default_factory=list)
     closed: list[ConflictRow] = field(default_factory=list)
@@ -344,11 +355,24 @@ class Deconfliction:
         notify("escalations", due)
         return list(due)
 
+    def alert_facts(self, s: Session, zone: str, rows, now: datetime, watch: bool = True) -> AlertFacts:
+        """What alerts showing `rows` (conflicts of one zone) read, in a fixed number of queries however many
+        conflicts and alerts: `edit_alerts` reads it once for every alert it edits."""
+        op_rows = ops_repo.by_ids(s, {i for cf in rows for i in (cf.op_a, cf.op_b) if i is not None})
+        loaded = targets_repo.with_endorsers(s, {cf.target_id for cf in rows if cf.target_id})
+        targets = {tid: target for tid, (target, _) in loaded.items()}
+        etas = best_etas(s, list(targets.values()), now)  # the ETA the gap rule used
+        # Alerts and escalations call the zone's supervisors on watch by name, so their phones notify.
+        on_watch = watch_repo.on_watch(s, zone, now) if watch else []
+        return AlertFacts(op_rows, targets, {tid: agencies for tid, (_, agencies) in loaded.items()}, etas,
+                          on_watch)
+
     def _post_alert(self, s: Session, room: Room, zone: str, raised, closed, now, cause, kind: str,
                     target_id: str | None = None, escalation: bool = False,
-                    dedupe_key: str | None = None) -> OutboxRow | None:
+                    dedupe_key: str | None = None, facts: AlertFacts | None = None) -> OutboxRow | None:
         """Post an alert; with kind "edit" and `target_id`, the alert posted as that message, shown as it is now.
-        Returns the row stored (None: nothing to tell this room, or `dedupe_key` used already)."""
+        Returns the row stored (None: nothing to tell this room, or `dedupe_key` used already).
+        `facts`: read already (`alert_facts`) for these conflicts, or read here."""
         if not room.show_withheld:
             # A room configured to hide withheld items is not told they exist, not even by an alert.
             raised = [c for c in raised if may_show(c.marking, room.clearance)]
@@ -357,13 +381,11 @@ class Deconfliction:
                 return None
         tz = get_zone(zone).tz
         all_rows = list(raised) + list(closed)
-        op_rows = ops_repo.by_ids(s, {i for cf in all_rows for i in (cf.op_a, cf.op_b) if i is not None})
-        targets = {cf.target_id: s.get(TargetRow, cf.target_id) for cf in all_rows if cf.target_id}
-        etas = best_etas(s, [t for t in targets.values() if t is not None], now)  # the ETA the gap rule used
-        endorse = {tid: targets_repo.endorsers(s, tid) for tid in targets}
+        if facts is None:
+            facts = self.alert_facts(s, zone, all_rows, now, watch=bool(raised))
+        op_rows, targets, endorse, etas = facts.ops, facts.targets, facts.endorsers, facts.etas
         holders = self.detail_rooms
-        # Alerts and escalations call the zone's supervisors on watch by name, so their phones notify.
-        on_watch = watch_repo.on_watch(s, zone, now) if raised else []
+        on_watch = facts.on_watch if raised else []
 
         def data(clearance):
             def view(cf):
