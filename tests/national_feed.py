@@ -159,6 +159,7 @@ class FeedResult:
     udp_datagrams: int = 0
     udp_errors: int = 0
     probes: list[tuple[int, int, float]] = field(default_factory=list)  # (mmsi, tag second, wall time sent)
+    per_second: dict[int, int] = field(default_factory=dict)  # sentences sent in each wall-clock second
     pool_seconds: float = 0.0
 
 
@@ -284,6 +285,8 @@ def feed_main(plan: FeedPlan, ctl) -> None:
                 except OSError:
                     result.udp_errors += 1
         result.sent += len(lines)
+        second = int(time.time())
+        result.per_second[second] = result.per_second.get(second, 0) + len(lines)
 
     bursts: list[list[float]] = []  # [monotonic start, index in result.bursts] of this sending's bursts
 
