@@ -288,8 +288,8 @@ class National:
         first = datetime.now(UTC) + timedelta(seconds=s.setup_allowance + idle_guess, minutes=s.briefing_in)
         first = (first + timedelta(minutes=1)).replace(second=0, microsecond=0)
         self.planned_load = first.timestamp() - s.briefing_in * 60
-        set_briefings(self.roster, first, s.briefing_spread)
-        self.first_briefing = first.timestamp()
+        self.briefings_due = set_briefings(self.roster, first, s.briefing_spread)
+        self.first_briefing = self.briefings_due[0]
         tcp_port = free_port()
         udp_ports = [free_port(socket.SOCK_DGRAM) for _ in range(s.replicas)]
         listens = []

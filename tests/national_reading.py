@@ -18,6 +18,9 @@ if TYPE_CHECKING:  # the run this reads (tests/national_load.py imports this mod
     from tests.national_load import National, Scale
 
 
+SETTLE = 30.0  # seconds after the last briefing and after the kill before memory is judged
+
+
 def percentile(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
@@ -428,13 +431,18 @@ class Reading:
         bursts = ", ".join(f"{n:,} in {took:.2f} s" if took else f"{n:,} (unfinished)" for _, n, took in f.bursts)
         L(f"sent {f.sent:,} sentences in {f.seconds:.0f} s ({f.sent / max(f.seconds, 1):,.0f}/s); bursts: "
           f"{bursts or 'none'}; TCP: {len(f.tcp_connections)} connections, {f.tcp_written:,} written, "
-          f"{f.tcp_no_client:,} with no client connected, {f.tcp_slow_dropped:,} not written (client too far "
+          f"{f.tcp_no_client:,} with no client connected (a UDP replica holding the feed), {f.tcp_slow_dropped:,} not written (client too far "
           f"behind); UDP: {f.udp_datagrams:,} datagrams to {len(run.udp_ports)} ports")
         L(f"counted by the holders (watchfloor_ais_sentences_total): {total:,.0f} — "
           + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(counted.items()) if v))
         kernel = sum(run.udp_drops.values())
+        nobody = 0
+        if run.kill and "ais" in run.kill[2]:  # sent after the kill, before the next holder listened
+            until = run.kill[0] + run.takeovers.get("ais", 0.0)
+            nobody = sum(n for sec, n in f.per_second.items() if run.kill[0] <= sec + 0.5 <= until)
         L(f"dropped: {counted.get('dropped', 0):,.0f} by the bot (its decoding process overloaded or restarted), "
-          f"{kernel:,} by the kernel on the UDP feed ports (/proc/net/udp)")
+          f"{kernel:,} by the kernel on the UDP feed ports (/proc/net/udp), ~{nobody:,} sent while nobody held "
+          f"the feed (kill → takeover); not accounted for: {f.sent - total - kernel - nobody:,.0f}")
         if run.ais_gauges:
             L("AIS gauges (max over the run): " + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(run.ais_gauges.items())))
         else:
@@ -482,20 +490,24 @@ class Reading:
                              f"{_ms(max(xs))} over {len(xs)} messages")
 
     def _memory_figures(self, rep: Report) -> None:
-        """Resident memory per replica and decoding process, each sample; flat = after the warm-up it grows by at
-        most flat_mb or flat_pct."""
+        """Resident memory per replica and decoding process, each sample. Judged flat when, over the samples after
+        the warm-up, it grows by at most flat_mb or flat_pct. Growth that is no leak is left out of the judgement:
+        a process's first `warmup` seconds, and SETTLE seconds after the last briefing fell due (the first one a
+        replica renders imports matplotlib) and after the SIGKILL (the survivors take the duties: a Matrix
+        client, the feed's tracks)."""
         run, s = self.run, self.s
         L = rep.lines.append
-        L(f"-- memory (RSS, MB) every {s.sample_every:g} s from the loaded phase's start; judged after "
-          f"{s.warmup:g} s")
+        settled = max([s.warmup] + [t - run.load_start + SETTLE for t in run.briefings_due]
+                      + ([run.kill[0] - run.load_start + SETTLE] if run.kill else []))
+        L(f"-- memory (RSS, MB) every {s.sample_every:g} s from the loaded phase's start; judged from {settled:.0f} s "
+          f"(warm-up {s.warmup:g} s, {SETTLE:g} s after the last briefing and the kill)")
         series: dict[tuple[str, int, str], list[tuple[float, float]]] = defaultdict(list)
         for t, name, pid, role, mb in run.rss:
             if t >= run.load_start - 1:
                 series[(name, pid, role)].append((t - run.load_start, mb))
         for (name, pid, role), xs in sorted(series.items()):
             L(f"{name} {role} (pid {pid}): " + " ".join(f"{mb:.0f}" for _, mb in xs))
-            first_t = xs[0][0]
-            judged = [(t, mb) for t, mb in xs if t >= max(s.warmup, first_t + s.warmup)]
+            judged = [(t, mb) for t, mb in xs if t >= max(settled, xs[0][0] + s.warmup)]
             if len(judged) < 2:
                 continue
             base, last = judged[0][1], judged[-1][1]
@@ -503,12 +515,12 @@ class Reading:
             flat = grew <= max(s.flat_mb, base * s.flat_pct / 100)
             rep.memory.append((name, role, pid, base, last))
             rep.memory_flat &= flat
-            L(f"   after the warm-up: {base:.0f} → {last:.0f} MB ({grew:+.0f} MB over "
-              f"{judged[-1][0] - judged[0][0]:.0f} s): {'flat' if flat else 'GROWS'}")
+            L(f"   judged: {base:.0f} → {last:.0f} MB ({grew:+.0f} MB over {judged[-1][0] - judged[0][0]:.0f} s): "
+              f"{'flat' if flat else 'GROWS'}")
         if rep.memory:
             rep.goals.append(("memory flat after the warm-up (each replica and decoding process)", rep.memory_flat))
         else:
-            L("   (no process lived past the warm-up with two samples: not judged)")
+            L("   (no process lived long enough after the warm-up for two samples: not judged)")
 
     def _db_figures(self, rep: Report) -> None:
         run = self.run

@@ -127,15 +127,18 @@ def roster(zones: int, agencies: int, members: int, matrix_share: float, seed: i
     return Roster(rooms, federal + local, districts)
 
 
-def set_briefings(r: Roster, first: datetime, spread_minutes: float) -> None:
+def set_briefings(r: Roster, first: datetime, spread_minutes: float) -> list[float]:
     """Each zone's briefing_time: zone i fires `first` + i/(n-1) of the spread (whole minutes), in its own time
-    zone (so the config's "HH:MM" differs from zone to zone while the instants are a few minutes apart)."""
+    zone (so the config's "HH:MM" differs from zone to zone while the instants are a few minutes apart). Returns
+    the instants (unix times), soonest first."""
     from datetime import timedelta
 
+    due = set()
     for i, z in enumerate(r.zones):
-        offset = round(i * spread_minutes / max(1, len(r.zones) - 1))
-        at = (first + timedelta(minutes=offset)).astimezone(get_zone(z.code).tz)
-        z.briefing = f"{at:%H:%M}"
+        at = first + timedelta(minutes=round(i * spread_minutes / max(1, len(r.zones) - 1)))
+        z.briefing = f"{at.astimezone(get_zone(z.code).tz):%H:%M}"
+        due.add(at.timestamp())
+    return sorted(due)
 
 
 # ---- the Matrix side, real on the homeserver ----------------------------------------------------------------------
