@@ -63,18 +63,18 @@ class Scale:
     burst: int = 20_000           # AIS sentences in one second, every burst_every seconds
     burst_every: float = 120.0
     commands_per_minute: float = 300.0
-    duration: float = 600.0       # seconds of the loaded phase
-    kill_at: float | None = 300.0  # seconds into the loaded phase; None: no kill
+    duration: float = 540.0       # seconds of the loaded phase
+    kill_at: float | None = 270.0  # seconds into the loaded phase (as the last briefings fall due); None: no kill
     kill_duty: str = "ais"        # the SIGKILL hits the holder of this duty
     restart_after: float = 10.0
     idle_commands: int = 150      # at least this many in the idle phase (more while waiting for the load's time)
-    briefing_in: float = 3.0      # minutes into the loaded phase for the first zone's briefing
+    briefing_in: float = 2.5      # minutes into the loaded phase for the first zone's briefing
     briefing_spread: float = 2.0  # minutes over which the zones' briefings are spread
     setup_allowance: float = 150.0  # seconds the replicas get to start, to place the briefings after the idle phase
     matrix_share: float = 0.5     # of the members, those on Matrix
     feed: str = "mixed"           # mixed (first holder on TCP, the others UDP) | tcp | udp
     probe_rate: float = 2.0       # position probes a second
-    sample_every: float = 60.0    # memory and database size samples
+    sample_every: float = 30.0    # memory and database size samples
     warmup: float = 300.0         # memory is judged flat over the samples after this many seconds of load
     flat_mb: float = 30.0         # ... when it grows by at most this many MB
     flat_pct: float = 10.0        # ... or by at most this share of what it held after the warm-up
@@ -255,6 +255,8 @@ class National:
         self.duties_seen: dict[str, dict[str, bool]] = {}
         self.ais_counts: dict[tuple[str, int], dict[str, float]] = {}   # (replica, pid) -> outcome -> count
         self.ais_gauges: dict[str, float] = {}                          # other watchfloor_ais_* series: max seen
+        self.ais_first_count: dict[tuple[str, int], float] = {}         # when a replica first counted a sentence
+        self.table_sizes: list[dict[str, int]] = []                     # at the load's start and end
         self.udp_drops: dict[tuple[int, str], int] = {}                 # (port, socket inode) -> kernel drops
         self.rss: list[tuple[float, str, int, str, float]] = []         # (t, replica, pid, role, MB)
         self.cpu: list[tuple[float, str, float]] = []                   # (t, process, CPU seconds so far)
@@ -385,6 +387,8 @@ class National:
                     self.duties_seen[r.name] = duties
                     if counts:
                         self.ais_counts[(r.name, r.proc.pid)] = counts
+                        if sum(counts.values()) > 0:
+                            self.ais_first_count.setdefault((r.name, r.proc.pid), asked)
                     if self.kill is not None and r.name != self.kill[1] and asked > self.kill[0]:
                         for d in self.kill[2]:
                             if d not in self.takeovers and duties.get(d):
@@ -556,6 +560,7 @@ class National:
     def load(self) -> None:
         """The feed, the commands at their rate, the briefings, the SIGKILL; for `duration` seconds."""
         s = self.s
+        self.table_sizes.append(self._table_sizes())
         self.feed.sending(True)
         self.load_start = time.time()
         late = self.load_start - self.planned_load
@@ -586,9 +591,15 @@ class National:
                 time.sleep(max(0.0, min(0.05, next_cmd - time.monotonic())))
             self.feed.sending(False)
             self.load_end = time.time()
+        self.table_sizes.append(self._table_sizes())
         if restart_at is not None:
             victim.start()
         self.log(f"load: {sum(c.phase == 'load' for c in self.commands)} commands in {s.duration:.0f} s")
+
+    def _table_sizes(self) -> dict[str, int]:
+        with _pg(self.pg_url) as conn:
+            return dict(conn.execute("SELECT relname, pg_total_relation_size(relid) "
+                                     "FROM pg_catalog.pg_statio_user_tables").fetchall())
 
     def _kill(self) -> Replica:
         with self._lock:

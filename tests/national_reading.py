@@ -111,9 +111,6 @@ class Reading:
                 "payload::json->>'user', (payload::json->'image') IS NOT NULL FROM outbox")}
             self.conflicts = conn.execute(
                 "SELECT id, zone_code, kind, escalated_at IS NOT NULL FROM conflict ORDER BY id").fetchall()
-            self.tables = conn.execute(
-                "SELECT relname, pg_total_relation_size(relid) FROM pg_catalog.pg_statio_user_tables "
-                "ORDER BY 2 DESC LIMIT 5").fetchall()
         self.posts: list[Post] = []
         self.ephemeral: list[tuple[str, str, str, float]] = []  # Slack: (channel, user, text, time)
         self.pictures: Counter = Counter()                      # room -> pictures shown
@@ -437,8 +434,10 @@ class Reading:
           + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(counted.items()) if v))
         kernel = sum(run.udp_drops.values())
         nobody = 0
-        if run.kill and "ais" in run.kill[2]:  # sent after the kill, before the next holder listened
-            until = run.kill[0] + run.takeovers.get("ais", 0.0)
+        if run.kill and "ais" in run.kill[2]:
+            # Sent after the kill, before the next holder counted its first sentence (/metrics, every second).
+            later = [t for (name, _), t in run.ais_first_count.items() if t > run.kill[0]]
+            until = min(later, default=run.kill[0])
             nobody = sum(n for sec, n in f.per_second.items() if run.kill[0] <= sec + 0.5 <= until)
         L(f"dropped: {counted.get('dropped', 0):,.0f} by the bot (its decoding process overloaded or restarted), "
           f"{kernel:,} by the kernel on the UDP feed ports (/proc/net/udp), ~{nobody:,} sent while nobody held "
@@ -530,8 +529,12 @@ class Reading:
             (t0, b0), (t1, b1) = xs[0], xs[-1]
             per_hour = (b1 - b0) / max(1.0, t1 - t0) * 3600
             rep.lines.append(f"{b0 / 1e6:.0f} MB → {b1 / 1e6:.0f} MB over {t1 - t0:.0f} s of load: "
-                             f"{per_hour / 1e6:,.0f} MB/hour; largest tables: "
-                             + ", ".join(f"{n} {b / 1e6:.0f} MB" for n, b in self.tables))
+                             f"{per_hour / 1e6:,.0f} MB/hour")
+        if len(run.table_sizes) == 2:
+            before, after = run.table_sizes
+            grew = sorted(((after[t] - before.get(t, 0), t) for t in after), reverse=True)[:6]
+            rep.lines.append("grown most in the load (table with its indexes and TOAST): " + ", ".join(
+                f"{t} +{g / 1e6:.1f} MB (now {after[t] / 1e6:.1f})" for g, t in grew))
         else:
             rep.lines.append("not enough samples (run longer than sample_every)")
 
