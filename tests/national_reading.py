@@ -108,7 +108,7 @@ class Reading:
             self.rows = {row[0]: row for row in conn.execute(
                 "SELECT id, room, kind, status, created_at, sent_at, dedupe_key, payload::json->>'reply_to', "
                 "payload::json->>'ephemeral', payload::json->'conflicts', payload::json->>'text', "
-                "payload::json->>'user', (payload::json->'image') IS NOT NULL FROM outbox")}
+                "payload::json->>'user', (payload::json->'image') IS NOT NULL, payload::json->>'zone' FROM outbox")}
             self.conflicts = conn.execute(
                 "SELECT id, zone_code, kind, escalated_at IS NOT NULL FROM conflict ORDER BY id").fetchall()
         self.posts: list[Post] = []
@@ -314,31 +314,32 @@ class Reading:
         return alerts, escalations
 
     def briefings(self) -> tuple[Check, Check]:
-        """Every zone's briefing once in each of its rooms (the text, and its timeline picture)."""
+        """Every zone's briefing once in each of its rooms: the posts shown of the zone's briefing rows (whatever
+        their dedupe keys), each reading as a morning briefing; and its timeline picture once."""
         texts, pictures = Check("briefings in each zone room"), Check("briefing pictures in each zone room")
         shown = self._shown()
         for z in self.r.zones:
             for room in z.rooms("joint") + z.rooms("watch"):
-                rows = [row for row in self.rows.values() if row[2] == "briefing" and row[1] == room
-                        and (row[6] or "").startswith(f"briefing:{z.code}:")]
-                n = sum(shown.get((row[0], 1), 0) for row in rows)
-                words = [p for p in self.posts if p.room == room.split(":", 1)[1] and "Morning briefing" in p.text
-                         and not p.edit]
+                rows = {row[0]: row for row in self.rows.values()
+                        if row[2] == "briefing" and row[1] == room and row[13] == z.code}
+                posts = [p for p in self.posts if p.row in rows and p.page == 1 and not p.edit]
                 texts.expected += 1
-                if n == 1 and len(words) == 1:
+                if len(posts) == 1 and "Morning briefing" in posts[0].text:
                     texts.once += 1
-                elif n == 0 or not words:
+                elif not posts:
                     texts.lost.append(f"{z.code} {room}")
+                elif len(posts) > 1:
+                    texts.doubled.append(f"{z.code} {room} x{len(posts)}")
                 else:
-                    texts.doubled.append(f"{z.code} {room} x{max(n, len(words))}")
-                want = sum(1 for row in rows if row[12])
+                    texts.lost.append(f"{z.code} {room}: shown, but not as a morning briefing")
+                want = sum(1 for rid in {p.row for p in posts} if rows[rid][12])
                 got = self.pictures.get(room.split(":", 1)[1], 0)
-                pictures.expected += want
-                if got == want:
-                    pictures.once += want
-                elif got < want:
+                pictures.expected += 1 if want else 0
+                if want and got == 1:
+                    pictures.once += 1
+                elif want and got == 0:
                     pictures.lost.append(f"{z.code} {room}")
-                else:
+                elif got > 1:
                     pictures.doubled.append(f"{z.code} {room} x{got}")
         pictures.note = "uploaded pictures carry no outbox mark (README, Known limits)"
         return texts, pictures
