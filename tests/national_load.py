@@ -259,7 +259,7 @@ class National:
         self.table_sizes: list[dict[str, int]] = []                     # at the load's start and end
         self.udp_drops: dict[tuple[int, str], int] = {}                 # (port, socket inode) -> kernel drops
         self.rss: list[tuple[float, str, int, str, float]] = []         # (t, replica, pid, role, MB)
-        self.cpu: list[tuple[float, str, float]] = []                   # (t, process, CPU seconds so far)
+        self.cpu: list[tuple[float, str, int, float]] = []              # (t, what, pid, CPU seconds so far)
         self.loadavg: list[tuple[float, str]] = []
         self.db_size: list[tuple[float, int]] = []
         self.probe_seen: dict[str, dict[tuple[int, int], float]] = {"history": {}, "track": {}}
@@ -421,13 +421,13 @@ class National:
                     if mb is not None:
                         with self._lock:
                             self.rss.append((now, r.name, pid, role, mb))
-                            self.cpu.append((now, f"{r.name} {role} (pid {pid})", cpu or 0.0))
+                            self.cpu.append((now, f"{r.name} {role} (pid {pid})", pid, cpu or 0.0))
             others = [("synapse", [self.synapse.proc.pid] if self.synapse.proc else []),
                       ("postgresql (all its processes)", _pids_named("postgres")),
                       ("the AIS feed process", [self.feed.proc.pid]), ("this driver", [os.getpid()])]
             with self._lock:
                 for name, pids in others:
-                    self.cpu.append((now, name, sum(_cpu_seconds(p) or 0.0 for p in pids)))
+                    self.cpu += [(now, name, pid, _cpu_seconds(pid) or 0.0) for pid in pids]
                 self.loadavg.append((now, " ".join(Path("/proc/loadavg").read_text().split()[:3])))
             try:
                 with _pg(self.pg_url) as conn:

@@ -540,18 +540,22 @@ class Reading:
             rep.lines.append("not enough samples (run longer than sample_every)")
 
     def _cpu_figures(self, rep: Report) -> None:
-        """Where the machine's CPU went in the loaded phase: each process's share of one core."""
+        """Where the machine's CPU went in the loaded phase: each process's (or group's: PostgreSQL's backends)
+        share of one core, from the CPU time each pid used between its first and last sample in the phase."""
         run = self.run
         first, last = {}, {}
-        for t, name, cpu in run.cpu:
+        for t, name, pid, cpu in run.cpu:
             if run.load_start - 1 <= t <= run.load_end + 1:
-                first.setdefault(name, (t, cpu))
-                last[name] = (t, cpu)
-        shares = []
-        for name, (t0, c0) in first.items():
-            t1, c1 = last[name]
-            if t1 > t0:
-                shares.append((100 * (c1 - c0) / (t1 - t0), name))
+                first.setdefault((name, pid), (t, cpu))
+                last[(name, pid)] = (t, cpu)
+        used: dict[str, float] = defaultdict(float)
+        span: dict[str, list[float]] = {}
+        for key, (t0, c0) in first.items():
+            t1, c1 = last[key]
+            used[key[0]] += c1 - c0
+            lo, hi = span.get(key[0], (t0, t1))
+            span[key[0]] = (min(lo, t0), max(hi, t1))
+        shares = [(100 * used[name] / (hi - lo), name) for name, (lo, hi) in span.items() if hi > lo]
         loads = [a for t, a in run.loadavg if run.load_start - 1 <= t <= run.load_end + 1]
         rep.lines.append("-- CPU in the loaded phase (% of one core; the machine has "
                          f"{os.cpu_count()}), load average {loads[0] if loads else '?'} → {loads[-1] if loads else '?'}")
