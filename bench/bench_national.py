@@ -28,7 +28,7 @@ Small scale, for developing it on a shared machine (~3 minutes):
 
     python bench/bench_national.py --zones 3 --agencies 10 --members 90 --vessels 2000 --rate 300 --burst 3000 \\
         --burst-every 60 --commands-per-minute 60 --duration 150 --kill-at 75 --idle-commands 30 --briefing-in 1 \\
-        --briefing-spread 1 --setup-allowance 60 --sample-every 15 --warmup 45
+        --briefing-spread 0 --setup-allowance 60 --sample-every 15 --warmup 45
 
 The short version CI runs is tests/test_national_short.py; the driver is tests/national_load.py (with
 tests/national_world.py and tests/national_feed.py). Exits 1 if anything was lost or doubled or the run itself
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fixtures.postgres import temporary_database  # noqa: E402
 from tests.fixtures.slack_api import MockSlackApi  # noqa: E402
 from tests.fixtures.synapse import FAST_CONFIG, SynapseServer  # noqa: E402
-from tests.national_load import National, Scale  # noqa: E402
+from tests.national_load import Scale, run_national  # noqa: E402
 
 HELP = {
     "zones": "COTP zones configured (the first ones are far apart, in different time zones)",
@@ -107,13 +107,7 @@ def main() -> int:
                                 extra_config=FAST_CONFIG if args.synapse_config == "fast" else None)
         synapse.start()
         try:
-            run = National(scale, synapse, api, url, work, log=lambda m: print(m, flush=True))
-            try:
-                run.setup()
-                run.start()
-                report = run.run()
-            finally:
-                run.close()
+            run, report = run_national(scale, synapse, api, url, work, log=lambda m: print(m, flush=True))
             for r in run.group:
                 n = r.log.read_text(errors="replace").count("Traceback") if r.log.exists() else 0
                 if n:

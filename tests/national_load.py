@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.fixtures.slack_api import MockSlackApi, event_body, post_signed
+from tests.fixtures.slack_api import MockSlackApi, event_body
 from tests.national_feed import FeedPlan, FeedProcess, FeedResult, fleet, nm_between, probe_mmsis
 from tests.national_reading import Reading, Report, pg as _pg
 from tests.national_world import SECRET, Person, Roster, make_matrix, replica_config, roster, set_briefings
-from tests.test_replicas import Replica, free_port, wait_until
+from tests.test_replicas import Replica, free_port, hand_over, wait_until
 
 DUTIES = ("scheduler", "matrix", "delivery:slack", "ais")
 OP_TYPES = ("boarding", "inspection", "patrol", "escort", "surveillance", "security-zone", "dive", "exercise")
@@ -255,7 +255,6 @@ class National:
         self.duties_seen: dict[str, dict[str, bool]] = {}
         self.ais_counts: dict[tuple[str, int], dict[str, float]] = {}   # (replica, pid) -> outcome -> count
         self.ais_gauges: dict[str, float] = {}                          # other watchfloor_ais_* series: max seen
-        self.ais_first_count: dict[tuple[str, int], float] = {}         # when a replica first counted a sentence
         self.table_sizes: list[dict[str, int]] = []                     # at the load's start and end
         self.udp_drops: dict[tuple[int, str], int] = {}                 # (port, socket inode) -> kernel drops
         self.rss: list[tuple[float, str, int, str, float]] = []         # (t, replica, pid, role, MB)
@@ -387,8 +386,6 @@ class National:
                     self.duties_seen[r.name] = duties
                     if counts:
                         self.ais_counts[(r.name, r.proc.pid)] = counts
-                        if sum(counts.values()) > 0:
-                            self.ais_first_count.setdefault((r.name, r.proc.pid), asked)
                     if self.kill is not None and r.name != self.kill[1] and asked > self.kill[0]:
                         for d in self.kill[2]:
                             if d not in self.takeovers and duties.get(d):
@@ -516,23 +513,7 @@ class National:
         body = event_body({"type": "message", "channel": cmd.room, "user": cmd.sender.slack_id, "text": cmd.text,
                            "ts": ts, "event_ts": ts, "channel_type": "channel"}, event_id=f"EvNat{cmd.n}")
         cmd.sent_at = time.time()
-        deadline, retry = time.monotonic() + 120, 0
-        while time.monotonic() < deadline:
-            live = self.live()
-            if not live:
-                time.sleep(0.2)
-                continue
-            to = self.rng.choice(live)
-            headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-            try:
-                status, _ = post_signed(to.events_url, body, SECRET, extra_headers=headers, timeout=3)
-            except OSError:
-                status = 0
-            if status == 200:
-                return
-            retry += 1
-            time.sleep(0.1)
-        raise RuntimeError("no replica took the Slack event in 120 s")
+        hand_over(body, self.live, self.rng, secret=SECRET)
 
     def _answered(self, conn, cmd: Command) -> bool:
         row = conn.execute("SELECT status FROM outbox WHERE kind = 'reply' AND payload::json->>'reply_to' = %s",
@@ -648,6 +629,18 @@ class National:
             t.join(timeout=10)
         self.log(f"drained in {drained:.0f} s; reading the rooms")
         return Reading(self).report()
+
+
+def run_national(scale: Scale, synapse, api: MockSlackApi, pg_url: str, workdir: Path, log=print
+                 ) -> tuple[National, Report]:
+    """The whole run: set up, start, idle, load, drain, read; the replicas and the feed stopped whatever happens."""
+    run = National(scale, synapse, api, pg_url, workdir, log=log)
+    try:
+        run.setup()
+        run.start()
+        return run, run.run()
+    finally:
+        run.close()
 
 
 def _rss_mb(pid: int) -> float | None:

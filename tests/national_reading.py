@@ -52,6 +52,16 @@ class Check:
     def ok(self) -> bool:
         return not self.lost and not self.doubled
 
+    def count(self, shown: int, what: str) -> None:
+        """One expected thing, shown `shown` times."""
+        self.expected += 1
+        if shown == 1:
+            self.once += 1
+        elif shown == 0:
+            self.lost.append(what)
+        else:
+            self.doubled.append(f"{what} x{shown}")
+
     def line(self) -> str:
         bad = "" if self.ok else f" — lost {self.lost[:8]} doubled {self.doubled[:8]}"
         return (f"{self.name}: {self.once}/{self.expected} once, lost {len(self.lost)}, doubled {len(self.doubled)}"
@@ -210,14 +220,7 @@ class Reading:
                 elif status == "pending":
                     c.lost.append(f"row {rid} still pending ({kind} to {room})")
                 continue
-            c.expected += 1
-            n = shown.get((rid, 1), 0)
-            if n == 1:
-                c.once += 1
-            elif n == 0:
-                c.lost.append(f"row {rid} ({kind} to {room})")
-            else:
-                c.doubled.append(f"row {rid} x{n} ({kind} to {room})")
+            c.count(shown.get((rid, 1), 0), f"row {rid} ({kind} to {room})")
         for (rid, page), n in shown.items():
             if page > 1 and n > 1:
                 c.doubled.append(f"row {rid} page {page} x{n}")
@@ -253,14 +256,8 @@ class Reading:
             if cmd.failed:
                 c.lost.append(f"#{cmd.n} never handed over: {cmd.failed}")
                 continue
-            c.expected += 1
             got = by_reply.get(cmd.event_id, [])
-            if len(got) == 1:
-                c.once += 1
-            elif not got:
-                c.lost.append(f"#{cmd.n} {cmd.platform} {cmd.text[:40]!r}")
-            else:
-                c.doubled.append(f"#{cmd.n} x{len(got)}")
+            c.count(len(got), f"#{cmd.n} {cmd.platform} {cmd.text[:40]!r}")
             if got:
                 start = cmd.sent_at
                 if cmd.platform == "matrix" and cmd.event_id in self.matrix_events:
@@ -292,25 +289,14 @@ class Reading:
             if z is None:
                 continue
             for room in z.rooms("watch"):
-                alerts.expected += 1
-                n = listed.get((room, "alert", cid), 0)
-                if n == 1:
-                    alerts.once += 1
-                elif n == 0:
-                    alerts.lost.append(f"CF-{cid} in {room}")
-                else:
-                    alerts.doubled.append(f"CF-{cid} x{n} in {room}")
+                alerts.count(listed.get((room, "alert", cid), 0), f"CF-{cid} in {room}")
             d = self.r.districts[get_zone(zone).district]
             for room in (f"slack:{d['slack']}", f"matrix:{d['matrix']}"):
                 n = listed.get((room, "escalation", cid), 0)
                 if escalated:
-                    escalations.expected += 1
-                    if n == 1:
-                        escalations.once += 1
-                    elif n == 0:
-                        escalations.lost.append(f"CF-{cid} in {room}")
-                if n > 1 or (n and not escalated):
-                    escalations.doubled.append(f"CF-{cid} x{n} in {room}")
+                    escalations.count(n, f"CF-{cid} in {room}")
+                elif n:
+                    escalations.doubled.append(f"CF-{cid} x{n} in {room}, never escalated")
         return alerts, escalations
 
     def briefings(self) -> tuple[Check, Check]:
@@ -323,24 +309,16 @@ class Reading:
                 rows = {row[0]: row for row in self.rows.values()
                         if row[2] == "briefing" and row[1] == room and row[13] == z.code}
                 posts = [p for p in self.posts if p.row in rows and p.page == 1 and not p.edit]
-                texts.expected += 1
-                if len(posts) == 1 and "Morning briefing" in posts[0].text:
-                    texts.once += 1
-                elif not posts:
-                    texts.lost.append(f"{z.code} {room}")
-                elif len(posts) > 1:
-                    texts.doubled.append(f"{z.code} {room} x{len(posts)}")
-                else:
+                readable = [p for p in posts if "Morning briefing" in p.text]
+                texts.count(len(readable), f"{z.code} {room}")
+                if len(readable) < len(posts):
                     texts.lost.append(f"{z.code} {room}: shown, but not as a morning briefing")
                 want = sum(1 for rid in {p.row for p in posts} if rows[rid][12])
                 got = self.pictures.get(room.split(":", 1)[1], 0)
-                pictures.expected += 1 if want else 0
-                if want and got == 1:
-                    pictures.once += 1
-                elif want and got == 0:
-                    pictures.lost.append(f"{z.code} {room}")
-                elif got > 1:
-                    pictures.doubled.append(f"{z.code} {room} x{got}")
+                if want:
+                    pictures.count(got, f"{z.code} {room}")
+                elif got:
+                    pictures.doubled.append(f"{z.code} {room} x{got}, no briefing with a picture shown")
         pictures.note = "uploaded pictures carry no outbox mark (README, Known limits)"
         return texts, pictures
 
@@ -436,9 +414,10 @@ class Reading:
         kernel = sum(run.udp_drops.values())
         nobody = 0
         if run.kill and "ais" in run.kill[2]:
-            # Sent after the kill, before the next holder counted its first sentence (/metrics, every second).
-            later = [t for (name, _), t in run.ais_first_count.items() if t > run.kill[0]]
-            until = min(later, default=run.kill[0])
+            # Sent after the kill and before the next holder listened: until the first probe sent after the kill
+            # that was stored (probes go every 1/probe_rate s).
+            stored = [t for m, st, t in f.probes if t > run.kill[0] and (m, st) in run.probe_seen["history"]]
+            until = min(stored, default=run.kill[0])
             nobody = sum(n for sec, n in f.per_second.items() if run.kill[0] <= sec + 0.5 <= until)
         L(f"dropped: {counted.get('dropped', 0):,.0f} by the bot (its decoding process overloaded or restarted), "
           f"{kernel:,} by the kernel on the UDP feed ports (/proc/net/udp), ~{nobody:,} sent while nobody held "

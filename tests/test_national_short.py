@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures.slack_api import MockSlackApi
-from tests.national_load import National, Scale
+from tests.national_load import Scale, run_national
 
 pytestmark = [pytest.mark.postgres, pytest.mark.synapse]
 
@@ -27,13 +27,7 @@ SHORT = Scale(zones=2, agencies=6, members=24, vessels=1000, rate=200, burst=200
 def test_two_zones_under_feed_commands_briefings_and_a_sigkill_lose_and_double_nothing_memory_flat(
         tmp_path, pg_url, synapse):
     with MockSlackApi() as api:
-        run = National(SHORT, synapse, api, pg_url, tmp_path, log=print)
-        try:
-            run.setup()
-            run.start()
-            report = run.run()
-        finally:
-            run.close()
+        run, report = run_national(SHORT, synapse, api, pg_url, tmp_path)
     print("\n" + report.summary())
     assert run.kill is not None and run.takeovers, report.summary()
     assert report.ok(), report.summary()
