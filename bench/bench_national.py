@@ -15,8 +15,10 @@ decoding process every `--sample-every` seconds (flat after `--warmup`); databas
 doubled messages, as the rooms show them: every command answered once, every conflict alerted once in each watch
 room, every escalation once per district room, every briefing once per room, every outbox row shown once.
 
-The full national run (all defaults; about 15 minutes on the project's 2-core machine: ~3 minutes of set-up and
-idle baseline, 10 minutes of load, ~1 minute of drain and reading):
+The full national run (all defaults; about 15 minutes on the project's 2-core machine: ~1.5 minutes filling the
+homeserver (974 accounts, 83 rooms, 1,011 joins: 151 s at a load average of 8), ~2.5 minutes for the replicas' start
+and the idle baseline, 8 minutes of load with the briefings due 2 to 4 minutes in and the SIGKILL at 4, ~1 minute of
+drain and reading; the first run also encodes the fleet, ~40 s, cached under ~/.cache/watchfloor/bench-national):
 
     python bench/bench_national.py
 

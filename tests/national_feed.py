@@ -243,7 +243,7 @@ def feed_main(plan: FeedPlan, ctl) -> None:
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     targets = [("127.0.0.1", p) for p in plan.udp_ports]
-    ctl.send(("ready", len(pool)))
+    ctl.send(("ready", len(pool), result.pool_seconds))
 
     visits = [0] * len(pool)
     cursor = 0
@@ -340,7 +340,7 @@ def feed_main(plan: FeedPlan, ctl) -> None:
 
 
 class FeedProcess:
-    """The parent's handle: `start()` (pool ready), `sending(True/False)`, `finish()` → FeedResult."""
+    """The parent's handle: `launch()`, `ready()` (fleet encoded), `sending(True/False)`, `finish()` → FeedResult."""
 
     def __init__(self, plan: FeedPlan):
         self.plan = plan
@@ -348,12 +348,17 @@ class FeedProcess:
         self._ctl, child = ctx.Pipe()
         self.proc = ctx.Process(target=feed_main, args=(plan, child), name="national-ais-feed", daemon=True)
         self.pool_size = 0
+        self.pool_seconds = 0.0
 
-    def start(self, timeout: float = 600.0) -> None:
+    def launch(self) -> None:
+        """Start the process: it binds the TCP feed server's port and encodes its fleet."""
         self.proc.start()
+
+    def ready(self, timeout: float = 600.0) -> None:
+        """Wait until the fleet is encoded (or loaded from the cache)."""
         if not self._ctl.poll(timeout):
             raise RuntimeError(f"the AIS feed process was not ready within {timeout:g} s")
-        what, self.pool_size = self._ctl.recv()
+        what, self.pool_size, self.pool_seconds = self._ctl.recv()
         assert what == "ready", what
 
     def sending(self, on: bool) -> None:

@@ -63,19 +63,19 @@ class Scale:
     burst: int = 20_000           # AIS sentences in one second, every burst_every seconds
     burst_every: float = 120.0
     commands_per_minute: float = 300.0
-    duration: float = 540.0       # seconds of the loaded phase
-    kill_at: float | None = 270.0  # seconds into the loaded phase (as the last briefings fall due); None: no kill
+    duration: float = 480.0       # seconds of the loaded phase
+    kill_at: float | None = 240.0  # seconds into the loaded phase (as the last briefings fall due); None: no kill
     kill_duty: str = "ais"        # the SIGKILL hits the holder of this duty
     restart_after: float = 10.0
-    idle_commands: int = 150      # at least this many in the idle phase (more while waiting for the load's time)
-    briefing_in: float = 2.5      # minutes into the loaded phase for the first zone's briefing
+    idle_commands: int = 120      # at least this many in the idle phase (more while waiting for the load's time)
+    briefing_in: float = 2.0      # minutes into the loaded phase for the first zone's briefing
     briefing_spread: float = 2.0  # minutes over which the zones' briefings are spread
     setup_allowance: float = 150.0  # seconds the replicas get to start, to place the briefings after the idle phase
     matrix_share: float = 0.5     # of the members, those on Matrix
     feed: str = "mixed"           # mixed (first holder on TCP, the others UDP) | tcp | udp
     probe_rate: float = 2.0       # position probes a second
     sample_every: float = 30.0    # memory and database size samples
-    warmup: float = 300.0         # memory is judged flat over the samples after this many seconds of load
+    warmup: float = 270.0         # memory is judged flat over the samples after this many seconds of load
     flat_mb: float = 30.0         # ... when it grows by at most this many MB
     flat_pct: float = 10.0        # ... or by at most this share of what it held after the warm-up
     drain_timeout: float = 180.0
@@ -268,6 +268,7 @@ class National:
         self.load_start = self.load_end = 0.0
         self.planned_load = 0.0
         self.feed_result: FeedResult | None = None
+        self.feed: FeedProcess | None = None
         self.threads: list[threading.Thread] = []
 
     # ---------------------------------------------------------------------------------------- setup
@@ -275,6 +276,21 @@ class National:
     def setup(self) -> None:
         s = self.s
         t0 = time.monotonic()
+        # The feed process first: it encodes its fleet (pyais; cached between runs) while the homeserver is filled.
+        tcp_port = free_port()
+        udp_ports = [free_port(socket.SOCK_DGRAM) for _ in range(s.replicas)]
+        listens = []
+        for i in range(s.replicas):
+            tcp = s.feed == "tcp" or (s.feed == "mixed" and i == 0)
+            listens.append(f"tcp://127.0.0.1:{tcp_port}" if tcp else f"udp://127.0.0.1:{udp_ports[i]}")
+        self.udp_ports = {f"r{i}": udp_ports[i] for i in range(s.replicas) if listens[i].startswith("udp")}
+        self.listens = {f"r{i}": listens[i] for i in range(s.replicas)}
+        self.feed = FeedProcess(FeedPlan(vessels=s.vessels, rate=s.rate, burst=s.burst, burst_every=s.burst_every,
+                                         tcp_port=tcp_port, udp_ports=list(self.udp_ports.values()),
+                                         probe_rate=s.probe_rate, probes=max(70, int(s.probe_rate * 75)),
+                                         seed=s.seed, cache=str(CACHE)))
+        self.feed.launch()
+        self.probes = probe_mmsis(self.feed.plan.probes)
         self.roster = roster(s.zones, s.agencies, s.members, s.matrix_share, s.seed)
         make_matrix(self.synapse, self.roster, log=self.log)
         self.log(f"world: {len(self.roster.zones)} zones, {len(self.roster.agencies)} agencies, "
@@ -291,14 +307,6 @@ class National:
         self.planned_load = first.timestamp() - s.briefing_in * 60
         self.briefings_due = set_briefings(self.roster, first, s.briefing_spread)
         self.first_briefing = self.briefings_due[0]
-        tcp_port = free_port()
-        udp_ports = [free_port(socket.SOCK_DGRAM) for _ in range(s.replicas)]
-        listens = []
-        for i in range(s.replicas):
-            tcp = s.feed == "tcp" or (s.feed == "mixed" and i == 0)
-            listens.append(f"tcp://127.0.0.1:{tcp_port}" if tcp else f"udp://127.0.0.1:{udp_ports[i]}")
-        self.udp_ports = {f"r{i}": udp_ports[i] for i in range(s.replicas) if listens[i].startswith("udp")}
-        self.listens = {f"r{i}": listens[i] for i in range(s.replicas)}
         (self.dir / "replicas").mkdir(parents=True, exist_ok=True)
         for i in range(s.replicas):
             setup = replica_config(self.roster, i, api_url=self.api.base_url, homeserver=self.synapse.base_url,
@@ -306,17 +314,12 @@ class National:
             r = Replica(self.dir / "replicas", f"r{i}", self.pg_url, None, setup)
             r.config.write_text(r.config.read_text().replace("{slack_port}", str(r.slack_port)))
             self.group.append(r)
-        self.feed = FeedProcess(FeedPlan(vessels=s.vessels, rate=s.rate, burst=s.burst, burst_every=s.burst_every,
-                                         tcp_port=tcp_port, udp_ports=list(self.udp_ports.values()),
-                                         probe_rate=s.probe_rate, probes=max(70, int(s.probe_rate * 75)),
-                                         seed=s.seed, cache=str(CACHE)))
-        self.probes = probe_mmsis(self.feed.plan.probes)
 
     def start(self, timeout: float = 240.0) -> None:
         """The feed process (its fleet encoded), the first replica (it takes every duty), then the others."""
         t0 = time.monotonic()
-        self.feed.start()
-        self.log(f"AIS fleet of {self.s.vessels:,} vessels ready in {time.monotonic() - t0:.0f} s")
+        self.feed.ready()
+        self.log(f"AIS fleet of {self.s.vessels:,} vessels ready ({self.feed.pool_seconds:.0f} s to encode or load)")
         first, rest = self.group[0], self.group[1:]
         first.start()
         wait_until(lambda: all((first.duties() or {}).get(d) for d in DUTIES), "the first replica holds every duty",
@@ -352,7 +355,8 @@ class National:
         self._stop.set()
         for r in self.group:
             r.close()
-        self.feed.close()
+        if self.feed is not None:
+            self.feed.close()
 
     # ---------------------------------------------------------------------------------------- watching
 
