@@ -86,9 +86,11 @@ HELP = {
 def parse(argv=None) -> tuple[Scale, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    choices = {"feed": ("mixed", "tcp", "udp"), "kill_duty": ("ais", "scheduler", "matrix", "delivery:slack")}
     for f in fields(Scale):
         kind = float if f.name == "kill_at" else type(f.default)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=HELP[f.name])
+        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=HELP[f.name],
+                        choices=choices.get(f.name))
     ap.add_argument("--synapse-db", default="sqlite-tmpfs", help="the homeserver's own storage")
     ap.add_argument("--synapse-config", choices=("fast", "test"), default="fast",
                     help="fast: push rules, user directory and stats off (the homeserver's own work per event that "
