@@ -270,6 +270,7 @@ class National:
         self.feed_result: FeedResult | None = None
         self.feed: FeedProcess | None = None
         self.threads: list[threading.Thread] = []
+        self.slack_retries = 0  # Slack requests sent again (no answer, or not 200: a replica killed, or busy)
 
     # ---------------------------------------------------------------------------------------- setup
 
@@ -517,7 +518,11 @@ class National:
         body = event_body({"type": "message", "channel": cmd.room, "user": cmd.sender.slack_id, "text": cmd.text,
                            "ts": ts, "event_ts": ts, "channel_type": "channel"}, event_id=f"EvNat{cmd.n}")
         cmd.sent_at = time.time()
-        hand_over(body, self.live, self.rng, secret=SECRET)
+        hand_over(body, self.live, self.rng, secret=SECRET, on_retry=self._retried)
+
+    def _retried(self) -> None:
+        with self._lock:
+            self.slack_retries += 1
 
     def _answered(self, conn, cmd: Command) -> bool:
         row = conn.execute("SELECT status FROM outbox WHERE kind = 'reply' AND payload::json->>'reply_to' = %s",

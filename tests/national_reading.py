@@ -388,6 +388,7 @@ class Reading:
         self._db_figures(rep)
         self._takeover_figures(rep)
         self._cpu_figures(rep)
+        L(f"Slack requests sent again to another replica (no answer, or not 200): {run.slack_retries}")
         L(f"conflicts raised: {len(self.conflicts)} ({dict(Counter(k for _, _, k, _ in self.conflicts))}), "
           f"escalated {sum(1 for c in self.conflicts if c[3])}; commands by kind: "
           f"{dict(Counter(c.kind for c in run.commands))}")
