@@ -414,7 +414,7 @@ def _bar(r, conflicts: tuple[str, ...], h0: datetime, h1: datetime, now: datetim
     and the horizon (to the minute): after a change, the operations it did not touch come from here.
 
     Its label goes inside the bar when it fits, else right of it, else (at the timeline's end) left of it: never
-    cut off. What the bar and its label cover decides which line it takes (`lay_out`)."""
+    cut off. What the bar and its label cover decides which line it takes (`lines_for`)."""
     span = (h1 - h0).total_seconds()
     x0, x1 = _x(r.start_at, h0, span), _x(r.end_at, h0, span)
     x1 = max(x1, x0 + 2.0)
@@ -437,19 +437,22 @@ def _bar(r, conflicts: tuple[str, ...], h0: datetime, h1: datetime, now: datetim
                round(late_w, 1), label, label_x, label_end, label_ink, left, right)
 
 
-def lay_out(bars: list[Bar]) -> tuple[list[tuple[Bar, int]], int]:
-    """Each bar of one agency on the first line where neither it nor its label meets another's: two operations
-    that overlap in time are never drawn over each other. (bar, line) pairs and the number of lines."""
+def lines_for(extents: list[tuple[float, float]], gap: float = 0.0) -> tuple[list[int], int]:
+    """The line each of one agency's items goes on: the first where neither it nor its label meets another's
+    (`extents`: what each covers across the timeline, label included), so two operations that overlap in time
+    are never drawn over each other. The page's timeline and the briefing's picture both lay out with this.
+    Each item's line, and the number of lines."""
     ends: list[float] = []
-    out = []
-    for bar in sorted(bars, key=lambda b: (b.left, b.ref)):
-        line = next((i for i, end in enumerate(ends) if end + 2 <= bar.left), len(ends))
+    lines = [0] * len(extents)
+    for i in sorted(range(len(extents)), key=lambda i: extents[i]):
+        left, right = extents[i]
+        line = next((n for n, end in enumerate(ends) if end + gap <= left), len(ends))
         if line == len(ends):
-            ends.append(bar.right)
+            ends.append(right)
         else:
-            ends[line] = bar.right
-        out.append((bar, line))
-    return out, max(1, len(ends))
+            ends[line] = right
+        lines[i] = line
+    return lines, max(1, len(ends))
 
 
 def timeline(s: Session, zone: Zone, clearance, now: datetime, lookback: timedelta, rows=None,
@@ -469,9 +472,10 @@ def timeline(s: Session, zone: Zone, clearance, now: datetime, lookback: timedel
         by_agency.setdefault(bar.agency, []).append(bar)
     top, placed, agencies = 22, [], []
     for agency in sorted(by_agency):
-        lines, count = lay_out(by_agency[agency])
+        mine = by_agency[agency]
+        lines, count = lines_for([(bar.left, bar.right) for bar in mine], gap=2)
         agencies.append({"code": agency, "y": top, "h": count * ROW_H, "color": colours[agency]})
-        placed += [(bar, top + line * ROW_H + 3) for bar, line in lines]
+        placed += [(bar, top + line * ROW_H + 3) for bar, line in zip(mine, lines)]
         top += count * ROW_H
     hours = []
     t = h0.replace(minute=0) + timedelta(hours=1)

@@ -126,9 +126,9 @@ async def test_geojson_is_lon_lat_polygons_and_leaves_out_what_the_viewer_may_no
                 for leak in ("OP-1", "LES", "informant", "33.7,", "-118.2,"):
                     assert leak not in raw, leak
                 assert "OP-1" not in html and "LES" not in html and "informant" not in html
-                assert "Operations today (1)" in html
+                assert "Operations in the watch (1)" in html
             else:
-                assert "OP-1" in html and "Operations today (2)" in html
+                assert "OP-1" in html and "Operations in the watch (2)" in html
 
 
 async def test_calendar_feed_keeps_uids_raises_sequence_marks_cancelled_and_answers_304(sqlite_url, clock):
@@ -160,7 +160,7 @@ async def test_calendar_feed_keeps_uids_raises_sequence_marks_cancelled_and_answ
             async with http.get(base + feed) as r:
                 cancelled = Calendar.from_ical(await r.read()).walk("VEVENT")[0]
             assert (str(cancelled["uid"]), int(cancelled["sequence"]), str(cancelled["status"])) == (uid, 2, "CANCELLED")
-            assert "ended" in port.say("!cop revoke")
+            assert port.say("!cop revoke").startswith("Ended: 1 calendar feed.")
             async with http.get(base + feed) as r:
                 assert r.status == 401 and "BEGIN:VCALENDAR" not in await r.text()
 
@@ -214,6 +214,7 @@ async def test_the_event_stream_sends_a_change_for_a_visible_op_and_nothing_for_
 
                 first = await next_event(3)
                 assert first and "event: change" in first
+                assert "event: traffic" in (await next_event(1) or "")  # and the (empty) traffic, both at first
                 cbp.say(LES_OP)
                 assert await next_event(1.5) is None  # an LES change sends nothing to an uncleared viewer
                 cbp.say(PLAIN_OP)
@@ -243,6 +244,8 @@ async def test_targets_sit_at_their_vessels_last_ais_position_and_the_approach_a
             await _login(http, base, link_path(cbp.say("!cop")))
             async with http.get(f"{base}/cop/LALB/ops.geojson") as r:
                 data = await r.json(content_type=None)
+            async with http.get(f"{base}/cop/LALB/traffic.geojson") as r:
+                data["features"] += (await r.json(content_type=None))["features"]
     by_kind = {}
     for f in data["features"]:
         by_kind.setdefault(f["properties"]["kind"], []).append(f)
