@@ -12,9 +12,10 @@ FEED = re.compile(r"(https?://\S+/cop/[A-Z]+/ops\.ics\?token=[A-Za-z0-9_-]+)")
 
 
 @asynccontextmanager
-async def cop_server(db_url: str, clock=None, base_url: str = "http://127.0.0.1", **service):
-    """Parts for LALB and the server on a free port; `base` is where it answers (links carry `base_url`)."""
-    parts = make_parts(db_url, clock, zone=[{"code": "LALB"}], service={"base_url": base_url, **service})
+async def cop_server(db_url: str, clock=None, base_url: str = "http://127.0.0.1", zones=("LALB",), **service):
+    """Parts for the zones (LALB) and the server on a free port; `base` is where it answers (links carry
+    `base_url`)."""
+    parts = make_parts(db_url, clock, zone=[{"code": z} for z in zones], service={"base_url": base_url, **service})
     runner = await start_health(parts, [], 0, host="127.0.0.1")
     try:
         yield parts, f"http://127.0.0.1:{bound_port(runner)}"
@@ -36,5 +37,5 @@ def feed_path(reply: str) -> str:
     return "/cop/" + m.group(1).split("/cop/", 1)[1]
 
 
-def person(parts, name: str, agency: str, role: str | None = None) -> ConsoleUser:
-    return ConsoleUser(parts, "LALB", name, agency, role)
+def person(parts, name: str, agency: str | None, role: str | None = None, zone: str = "LALB") -> ConsoleUser:
+    return ConsoleUser(parts, zone, name, agency, role)

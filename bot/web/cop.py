@@ -58,7 +58,7 @@ class _ServerLog(logging.LoggerAdapter):
     def exception(self, msg, *args, exc_info=True, **kwargs):
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 500) < 500:
-            self.logger.warning("refused a malformed request (%s %s): %s", exc.code, msg % args if args else msg,
+            self.logger.warning("%s: refused with %s, %s", msg % args if args else msg, exc.code,
                                 str(exc.message or exc)[:160].replace("\n", " "))
             return
         super().exception(msg, *args, exc_info=exc_info, **kwargs)
@@ -124,8 +124,8 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"  # a login link's token must not travel on
     response.headers["X-Frame-Options"] = "DENY"
-    if not request.path.startswith(("/cop/static/", "/cop/land/")):
-        response.headers.setdefault("Cache-Control", "no-store")
+    if response.status >= 400 or not request.path.startswith(("/cop/static/", "/cop/land/")):
+        response.headers.setdefault("Cache-Control", "no-store")  # only the package's own files are kept
 
 
 @web.middleware
