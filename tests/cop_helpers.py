@@ -12,10 +12,12 @@ FEED = re.compile(r"(https?://\S+/cop/[A-Z]+/ops\.ics\?token=[A-Za-z0-9_-]+)")
 
 
 @asynccontextmanager
-async def cop_server(db_url: str, clock=None, base_url: str = "http://127.0.0.1", zones=("LALB",), **service):
+async def cop_server(db_url: str, clock=None, base_url: str = "http://127.0.0.1", zones=("LALB",), agency=(),
+                     **service):
     """Parts for the zones (LALB) and the server on a free port; `base` is where it answers (links carry
     `base_url`)."""
-    parts = make_parts(db_url, clock, zone=[{"code": z} for z in zones], service={"base_url": base_url, **service})
+    parts = make_parts(db_url, clock, zone=[{"code": z} for z in zones], agency=list(agency),
+                       service={"base_url": base_url, **service})
     runner = await start_health(parts, [], 0, host="127.0.0.1")
     try:
         yield parts, f"http://127.0.0.1:{bound_port(runner)}"

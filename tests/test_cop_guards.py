@@ -172,8 +172,11 @@ def test_two_openings_of_one_link_at_once_make_one_session_on_postgresql(pg_url,
 
 async def _stream_ends(stream, within: float) -> float:
     t0 = time.monotonic()
-    while await asyncio.wait_for(stream.content.readline(), within) != b"":
-        pass
+    try:
+        while await asyncio.wait_for(stream.content.readline(), within) != b"":
+            pass
+    except asyncio.TimeoutError:
+        pytest.fail(f"the live stream was still open {time.monotonic() - t0:.1f} s after its session ended")
     return time.monotonic() - t0
 
 
@@ -226,7 +229,9 @@ async def test_a_consoles_link_shows_what_the_console_shows(sqlite_url, clock):
     """The console runs in a process of its own: the server's configuration does not know its sender."""
     from tests.helpers import make_parts
 
-    console = make_parts(sqlite_url, clock, zone=[{"code": "LALB"}], agency=[{"code": "HARBOR", "members": []}],
+    # the console's own configuration clears HARBOR for LES; the server's (the one that counts) does not
+    console = make_parts(sqlite_url, clock, zone=[{"code": "LALB"}],
+                         agency=[{"code": "HARBOR", "clearance": ["UNCLASS", "FOUO", "LES"]}],
                          service={"base_url": "http://127.0.0.1", "port": 8080})
     cbp = person(console, "carol", "CBP")
     assert "OP-1" in cbp.say(LES_OP)
@@ -234,7 +239,8 @@ async def test_a_consoles_link_shows_what_the_console_shows(sqlite_url, clock):
     links = {"CBP": cbp.say("!cop"), "HARBOR": person(console, "hal", "HARBOR").say("!cop"),
              "NEWPD": person(console, "nick", "NEWPD").say("!cop")}
     console.db.dispose()
-    async with cop_server(sqlite_url, clock) as (parts, base):
+    async with cop_server(sqlite_url, clock, agency=[{"code": "HARBOR", "clearance": ["UNCLASS", "FOUO"]}]) as (parts,
+                                                                                                          base):
         assert parts.directory.sender("console:carol").agency is None  # the server has never heard of carol
         shown = {}
         for agency, reply in links.items():
@@ -246,8 +252,8 @@ async def test_a_consoles_link_shows_what_the_console_shows(sqlite_url, clock):
                 async with http.get(f"{base}/cop/LALB") as r:
                     page = await r.text()
                     assert f"({agency})" in page
-    # CBP's console sees LES; an agency the server configures without LES, and one it has never heard of (the
-    # console gives those UNCLASS and FOUO), see the FOUO one only
+    # CBP's console sees LES; an agency the server clears without LES (whatever the console thought), and one
+    # it has never heard of (the console gives those UNCLASS and FOUO), see the FOUO one only
     assert shown == {"CBP": ["OP-1", "OP-2"], "HARBOR": ["OP-2"], "NEWPD": ["OP-2"]}
 
 
