@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,9 @@ class Picture:
     png: bytes
     lanes: list[str]
     filename: str
+    # where each bar's label and the plot lie across the picture, in pixels: a label is never cut at the edge
+    labels: dict[str, tuple[float, float]] = field(default_factory=dict)
+    plot: tuple[float, float] = (0.0, 0.0)
 
     def attachment(self) -> dict[str, str]:
         """The outbox payload's `image`, which the Slack and Matrix adapters upload."""
@@ -170,7 +173,11 @@ def timeline(data: dict[str, Any], colours: dict[str, str] | None = None) -> Pic
             "Title": f"{zone.code} {day:%Y-%m-%d}", "Lanes": ",".join(agencies),
             "Colours": ",".join(f"{a}={colours[a]}" for a in agencies),
             "Lines": ",".join(f"{agency}={count}" for agency, *_, count in rows)})
-    return Picture(buf.getvalue(), agencies, f"briefing-{zone.code}-{day:%Y-%m-%d}.png")
+        renderer = fig.canvas.get_renderer()
+        box = ax.get_window_extent(renderer)
+        labels = {t.get_text(): (t.get_window_extent(renderer).x0, t.get_window_extent(renderer).x1)
+                  for t in ax.texts if t.get_text().startswith("OP-")}
+    return Picture(buf.getvalue(), agencies, f"briefing-{zone.code}-{day:%Y-%m-%d}.png", labels, (box.x0, box.x1))
 
 
 def picture_dir() -> Path:

@@ -41,3 +41,27 @@ def feed_path(reply: str) -> str:
 
 def person(parts, name: str, agency: str | None, role: str | None = None, zone: str = "LALB") -> ConsoleUser:
     return ConsoleUser(parts, zone, name, agency, role)
+
+
+def seed_traffic(parts, zone: str, n: int, now, seed: int = 24, minutes_ago: tuple[float, float] = (0.5, 25)):
+    """`n` vessels heard between `minutes_ago` before `now`, scattered over the zone's approach area (50 nm), with
+    names, speeds, courses, destinations and ETAs as AIS gives them."""
+    import math
+    import random
+    from datetime import timedelta
+
+    from watchfloor.ioc.zones import get_zone
+    from watchfloor.storage.vessel_tables import VesselRow
+
+    rnd, z = random.Random(seed), get_zone(zone)
+    with parts.db.session() as s:
+        for i in range(n):
+            bearing, dist_nm = rnd.uniform(0, 2 * math.pi), 48 * math.sqrt(rnd.random())
+            lat = z.lat + dist_nm / 60 * math.cos(bearing)
+            lon = z.lon + dist_nm / 60 * math.sin(bearing) / math.cos(math.radians(z.lat))
+            heard = now - timedelta(minutes=rnd.uniform(*minutes_ago))
+            s.add(VesselRow(mmsi=str(366_000_000 + seed * 10_000 + i), name=f"VESSEL {seed}-{i}", lat=lat, lon=lon,
+                            sog=round(rnd.uniform(0, 18), 1), cog=round(rnd.uniform(0, 359), 1),
+                            destination=rnd.choice(["LONG BEACH", "LOS ANGELES", "NEW YORK", "NEWARK", ""]),
+                            ais_eta=now + timedelta(hours=rnd.uniform(1, 30)), position_at=heard, updated_at=heard))
+

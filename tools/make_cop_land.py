@@ -49,35 +49,40 @@ def gshhg_dir() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _index() -> list[tuple[int, float, float, int, int]]:
-    """(level, south, north, offset, bytes) of every GSHHG `f` polygon. Levels: 1 land, 2 lake, 3 island in a
-    lake, 4 pond on such an island (5 and 6 are Antarctic ice lines, not shores here)."""
-    out = []
-    for line in (gshhg_dir() / "gshhsmeta_f.dat").read_text().splitlines():
-        f = line.split()
-        out.append((int(f[0]), float(f[3]), float(f[4]), int(f[5]), int(f[6])))
-    return out
+def _points():
+    """Every polygon's points, as one memory-mapped (n, 2) float32 array of lon, lat."""
+    import numpy as np
+
+    return np.memmap(gshhg_dir() / "gshhs_f.dat", dtype="<f4", mode="r").reshape(-1, 2)
+
+
+@lru_cache(maxsize=1)
+def _index() -> list[tuple[int, float, float, float, float, int, int]]:
+    """(level, west, south, east, north, first point, points) of every GSHHG `f` polygon. Levels: 1 land, 2 lake,
+    3 island in a lake, 4 pond on such an island (5 and 6 are Antarctic ice lines, not shores here)."""
+    import numpy as np
+
+    meta = [line.split() for line in (gshhg_dir() / "gshhsmeta_f.dat").read_text().splitlines()]
+    starts = np.array([int(f[5]) // 8 for f in meta])
+    lons = np.ascontiguousarray(_points()[:, 0])
+    west, east = np.minimum.reduceat(lons, starts), np.maximum.reduceat(lons, starts)  # files hold them in order
+    return [(int(f[0]), float(w), float(f[3]), float(e), float(f[4]), int(f[5]) // 8, int(f[6]) // 8)
+            for f, w, e in zip(meta, west, east) if int(f[0]) <= 4]
 
 
 def polygons(west: float, south: float, east: float, north: float) -> Iterator[tuple[int, "object"]]:
     """(level, points as an (n, 2) float array of lon, lat) of every polygon meeting the box; longitudes moved by
     360° where that brings a polygon onto the box."""
-    import numpy as np
-
-    with open(gshhg_dir() / "gshhs_f.dat", "rb") as data:
-        for level, s, n, offset, size in _index():
-            if level > 4 or n < south or s > north:
-                continue
-            data.seek(offset)
-            pts = np.frombuffer(data.read(size), dtype="<f4").reshape(-1, 2).astype("f8")
-            for shift in (0.0, -360.0, 360.0):
-                lo, hi = pts[:, 0].min() + shift, pts[:, 0].max() + shift
-                if hi >= west and lo <= east:
-                    if shift:
-                        pts = pts.copy()
-                        pts[:, 0] += shift
-                    yield level, pts
-                    break
+    for level, w, s, e, n, first, count in _index():
+        if n < south or s > north:
+            continue
+        for shift in (0.0, -360.0, 360.0):
+            if e + shift >= west and w + shift <= east:
+                pts = _points()[first:first + count].astype("f8")
+                if shift:
+                    pts[:, 0] += shift
+                yield level, pts
+                break
 
 
 def level_at(lat: float, lon: float) -> int:
