@@ -67,7 +67,8 @@ class Viewer(Page):
 
 
 def settle(page) -> None:
-    """Until the map has finished moving and its canvases have drawn."""
+    """Until the map has finished moving and its canvases have drawn. (Every evaluate here returns nothing of the
+    map: Playwright would serialise the whole of it, coastline and all, for seconds.)"""
     page.evaluate("""() => new Promise(done => {
         const map = window.watchfloorMap;
         const after = () => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(done, 150)));
@@ -113,7 +114,7 @@ def test_the_coastline_draws_water_and_land_where_gshhg_has_them(browser, harbou
         for place, lat, lon, is_land in REFERENCE[zone]:
             assert (level_at(lat, lon) % 2 == 1) == is_land, f"GSHHG itself: {place}"
             assert served_land(lat, lon) == is_land, f"served coastline: {place}"
-            page.evaluate("([lat, lon]) => window.watchfloorMap.setView([lat, lon], 14, {animate: false})", [lat, lon])
+            page.evaluate("([lat, lon]) => { window.watchfloorMap.setView([lat, lon], 14, {animate: false}); }", [lat, lon])
             settle(page)
             r, g, b = colour_at(page, lat, lon)
             drawn_land = r > 215  # land #ece8d9, sea #b9d3e6
@@ -154,7 +155,7 @@ def test_the_scale_bar_is_in_nautical_miles_and_true(browser, harbours):  # noqa
     try:
         page = viewer.open_zone(person(parts, "carol", "CBP").say("!cop"), "LALB")
         for zoom in (9, 12, 15):
-            page.evaluate(f"window.watchfloorMap.setZoom({zoom}, {{animate: false}})")
+            page.evaluate(f"() => {{ window.watchfloorMap.setZoom({zoom}, {{animate: false}}); }}")
             settle(page)
             label = page.locator(".nm-scale").inner_text()
             assert label.endswith(" nm"), label
@@ -179,7 +180,7 @@ def test_each_label_sits_beside_its_circle_with_a_leader(browser, harbours):  # 
     try:
         page = viewer.open_zone(nina.say("!cop"), "NY")
         for zoom in (12, 13.5, 15):
-            page.evaluate(f"window.watchfloorMap.setView([40.666, -74.049], {zoom}, {{animate: false}})")
+            page.evaluate(f"() => {{ window.watchfloorMap.setView([40.666, -74.049], {zoom}, {{animate: false}}); }}")
             settle(page)
             placed = page.evaluate("""() => {
                 const map = window.watchfloorMap, out = [];
@@ -254,7 +255,7 @@ def test_vessels_heard_in_the_last_half_hour_point_along_their_course_and_say_wh
         kinds = {f["properties"].get("mmsi") or f["properties"]["id"]: f["properties"]["kind"] for f in data["features"]}
         assert kinds == {"366000001": "vessel", "366000002": "target", "366000003": "vessel", "TGT-1 track": "track"}
         page.locator(".tgt-label span", has_text="TGT-1 OCEAN PEARL").wait_for()
-        page.evaluate("window.watchfloorMap.setView([33.70, -118.20], 13, {animate: false})")
+        page.evaluate("() => { window.watchfloorMap.setView([33.70, -118.20], 13, {animate: false}); }")
         settle(page)
         # the marker points along its course (90°: east): drawn east of its position, not west
         x, y = page.evaluate("() => { const p = window.watchfloorMap.latLngToContainerPoint([33.70, -118.20]);"
