@@ -307,6 +307,7 @@
     }
     labels();
     legend();
+    shipsOnTop();
     el.dataset.ops = String(count);
     // When the frame with these shapes is drawn (the speed check under bench/ reads it).
     requestAnimationFrame(function () {
@@ -329,7 +330,17 @@
     Object.keys(traffic).forEach(function (key) {
       if (!seen[key]) { trafficLayer.removeLayer(traffic[key].layer); delete traffic[key]; }
     });
+    shipsOnTop();
     el.dataset.vessels = String(ships);
+    requestAnimationFrame(function () { el.dataset.trafficDrawnAt = String(performance.timeOrigin + performance.now()); });
+  }
+
+  // One canvas draws in the order shapes were added: the vessels go over the operations' circles, whichever
+  // came first.
+  function shipsOnTop() {
+    trafficLayer.eachLayer(function (l) {
+      if (l.bringToFront) { l.bringToFront(); } else if (l.eachLayer) { l.eachLayer(function (m) { if (m.bringToFront) { m.bringToFront(); } }); }
+    });
   }
 
   var generations = { map: 0, traffic: 0, panels: 0 }, versions = { map: '', traffic: '' };
