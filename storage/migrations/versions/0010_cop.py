@@ -1,14 +1,14 @@
 """The operating picture at harbour scale: who asked for a token (agency and clearance, so a console's link shows
 what the console shows), an index for revocations (open pages end at once), and each agency's colour per zone.
 
-Revision ID: 0010_cop
+Revision ID: 0010
 Revises: 0007
 """
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0010_cop"
+revision = "0010"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
