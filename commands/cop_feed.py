@@ -247,9 +247,11 @@ def approach_feature(zone: Zone, approach) -> str:
 
 
 def geojson(s: Session, zone: Zone, clearance, now: datetime, lookback: timedelta, approach=None,
-            rows=None, colours: dict[str, str] | None = None) -> str:
+            rows=None, colours: dict[str, str] | None = None, circles: bool = True) -> str:
     """The viewer's live operations and the approach area as RFC 7946 GeoJSON text (`rows`: from `picture_rows`,
-    read here when not given; `colours`: each agency's, from `agency_colours`).
+    read here when not given; `colours`: each agency's, from `agency_colours`). Each operation is its circle as a
+    polygon, or with `circles=False` its centre as a point (the page draws circles from centre and radius itself,
+    and needs no 33 points of each).
 
     Built as text from cached shapes: serialising 2,000 polygons again on every change was most of its time."""
     ops = live(picture_rows(s, zone, clearance, now, lookback) if rows is None else rows, now, lookback)
@@ -264,12 +266,13 @@ def geojson(s: Session, zone: Zone, clearance, now: datetime, lookback: timedelt
             lat, lon = where[row.vessel_key]
         if lat is not None:
             features.append(_op_feature(row, tuple(conflicted.get(row.id, ())), lat, lon, colours[row.agency_code],
-                                        is_overdue(row.status, row.end_at, now)))
+                                        is_overdue(row.status, row.end_at, now), circles))
     return '{"type":"FeatureCollection","features":[' + ",".join(features) + "]}"
 
 
 @functools.lru_cache(maxsize=8192)
-def _op_feature(row, conflicts: tuple[str, ...], lat: float, lon: float, color: str, overdue: bool) -> str:
+def _op_feature(row, conflicts: tuple[str, ...], lat: float, lon: float, color: str, overdue: bool,
+                circles: bool = True) -> str:
     """One operation's GeoJSON Feature text, for the row as read (every column the map shows) and what the
     viewer sees of its conflicts: after a change, the operations it did not touch come from here."""
     ref = op_ref(row.id)
@@ -278,8 +281,9 @@ def _op_feature(row, conflicts: tuple[str, ...], lat: float, lon: float, color: 
              "status": "overdue" if overdue else row.status, "vessel": vessel_label(row.vessel_key),
              "center": [round(lon, 6), round(lat, 6)], "radius_m": row.radius_m, "conflict": bool(conflicts),
              "conflicts": list(conflicts), "color": color}
-    return (f'{{"type":"Feature","id":{_json(ref)},"geometry":{_circle_json(lat, lon, row.radius_m)},'
-            f'"properties":{_json(props)}}}')
+    shape = _circle_json(lat, lon, row.radius_m) if circles else \
+        f'{{"type":"Point","coordinates":[{round(lon, 6)},{round(lat, 6)}]}}'
+    return f'{{"type":"Feature","id":{_json(ref)},"geometry":{shape},"properties":{_json(props)}}}'
 
 
 def _vessel_positions(s: Session, keys) -> dict[str, tuple[float, float]]:
@@ -389,7 +393,7 @@ class Bar:
     w: float
     late_x: float  # an overdue operation's time past its end, up to now (w 0: none)
     late_w: float
-    label: str
+    label_w: float  # the label ("OP-n", "OP-n overdue": the template writes it) is at most this wide
     label_x: float
     label_end: bool  # the label's text ends at label_x (placed left of its bar)
     label_ink: str
@@ -403,9 +407,13 @@ def _x(t: datetime, h0: datetime, span: float) -> float:
                  1)
 
 
-def _when(t: datetime, tz) -> str:
-    local = t.astimezone(tz)
-    return f"{local:%a %d %b} {local.hour:02d}:{local.minute:02d}"
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _when(local: datetime) -> str:
+    """Mon 07 Dec 14:00 (strftime's "%a %d %b %H:%M" in the C locale the bot runs in, at a fifth of its time)."""
+    return f"{_DAYS[local.weekday()]} {local.day:02d} {_MONTHS[local.month - 1]} {local.hour:02d}:{local.minute:02d}"
 
 
 @functools.lru_cache(maxsize=8192)
@@ -420,8 +428,8 @@ def _bar(r, conflicts: tuple[str, ...], h0: datetime, h1: datetime, now: datetim
     x1 = max(x1, x0 + 2.0)
     overdue = is_overdue(r.status, r.end_at, now)
     late_x, late_w = (x1, max(0.0, _x(now, h0, span) - x1)) if overdue else (x1, 0.0)
-    label = op_ref(r.id) + (" overdue" if overdue else "")
-    width = len(label) * LABEL_CHAR_W + 2 * LABEL_PAD
+    ref = op_ref(r.id)
+    width = (len(ref) + (8 if overdue else 0)) * LABEL_CHAR_W + 2 * LABEL_PAD  # the label: "OP-n[ overdue]"
     fill = CONFLICT_COLOR if conflicts else color
     drawn_right = late_x + late_w
     if x1 - x0 >= width:
@@ -430,11 +438,10 @@ def _bar(r, conflicts: tuple[str, ...], h0: datetime, h1: datetime, now: datetim
         label_x, label_end, label_ink, left, right = drawn_right + LABEL_PAD, False, "#111111", x0, drawn_right + width
     else:
         label_x, label_end, label_ink, left, right = x0 - LABEL_PAD, True, "#111111", x0 - width, drawn_right
-    end = r.end_at.astimezone(tz)
-    return Bar(op_ref(r.id), r.agency_code, r.type, vessel_label(r.vessel_key), place(r),
-               "overdue" if overdue else r.status, r.marking, _when(r.start_at, tz), _when(r.end_at, tz),
-               end.tzname() or "", bool(conflicts), ", ".join(conflicts), fill, x0, round(x1 - x0, 1), late_x,
-               round(late_w, 1), label, label_x, label_end, label_ink, left, right)
+    start, end = r.start_at.astimezone(tz), r.end_at.astimezone(tz)
+    return Bar(ref, r.agency_code, r.type, vessel_label(r.vessel_key), place(r), "overdue" if overdue else r.status,
+               r.marking, _when(start), _when(end), end.tzname() or "", bool(conflicts), ", ".join(conflicts), fill,
+               x0, round(x1 - x0, 1), late_x, round(late_w, 1), width, label_x, label_end, label_ink, left, right)
 
 
 def lines_for(extents: list[tuple[float, float]], gap: float = 0.0) -> tuple[list[int], int]:

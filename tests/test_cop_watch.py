@@ -80,7 +80,7 @@ async def test_overlapping_operations_of_one_agency_each_get_a_line_and_no_label
         for other, y2 in t["placed"]:
             if other is not bar and other.agency == bar.agency and y2 == y:
                 assert bar.right + 2 <= other.left or other.right + 2 <= bar.left, (bar.ref, other.ref)
-        width = len(bar.label) * cop_feed.LABEL_CHAR_W
+        width = bar.label_w - 2 * cop_feed.LABEL_PAD
         left = bar.label_x - width if bar.label_end else bar.label_x
         assert cop_feed.LABEL_W - 1 <= left and left + width <= cop_feed.TIMELINE_W, bar.ref
     five = next(bar for bar, _ in t["placed"] if bar.ref == "OP-5")

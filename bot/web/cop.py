@@ -11,6 +11,7 @@ import asyncio
 import gc
 import gzip
 import hashlib
+import html
 import logging
 import sys
 import threading
@@ -77,6 +78,7 @@ def _load(name: str) -> str:
 _ENV = Environment(loader=FunctionLoader(_load), autoescape=lambda name: not (name or "").startswith("cop/ics_"),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _ENV.filters["localtime"] = localtime
+_ENV.filters["x"] = html.escape  # escapes to a plain string: for the thousands of values of a long page
 
 
 def render(name: str, **data: Any) -> str:
@@ -368,16 +370,17 @@ def _area(parts, viewer: Viewer):
     return approach_areas(parts.settings).get(viewer.zone.code)
 
 
-def _geojson_data(parts, viewer: Viewer) -> tuple[bytes, str]:
-    """The viewer's GeoJSON as bytes, and its version (what the live stream's events are numbered by)."""
+def _geojson_data(parts, viewer: Viewer, circles: bool = False) -> tuple[bytes, str]:
+    """The viewer's GeoJSON as bytes, and its version (what the live stream's events are numbered by): as the
+    page asks for it (operations at their centres), or with `circles` as polygons (the feed's form)."""
     def build(s, now):
         rows = _rows(parts, viewer)
         colours = _colours(parts, viewer.zone.code, {r.agency_code for r in rows})
         body = cop_feed.geojson(s, viewer.zone, viewer.clearance, now, _lookback(parts), _area(parts, viewer), rows,
-                                colours)
+                                colours, circles)
         return body.encode(), cop_feed.fingerprint(body)
 
-    return _cached(parts, viewer, "geojson", build)
+    return _cached(parts, viewer, "geojson" if circles else "geojson-centres", build)
 
 
 def _traffic_data(parts, viewer: Viewer) -> tuple[bytes, str]:
@@ -392,7 +395,8 @@ async def _geojson(request: web.Request) -> web.Response:
     viewer = await _viewer(request, allow_feed_token=True)
     if viewer is None:
         return _denied("session")
-    body, version = await asyncio.to_thread(_geojson_data, _parts(request), viewer)
+    circles = request.query.get("geometry") != "centre"  # RFC 7946 polygons unless the page asks for centres
+    body, version = await asyncio.to_thread(_geojson_data, _parts(request), viewer, circles)
     # The page starts listening to the live stream from this version.
     return web.Response(body=body, content_type="application/geo+json", headers={"X-Version": version})
 

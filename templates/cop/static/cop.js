@@ -357,7 +357,8 @@
         });
       });
   }
-  function loadMap() { return load('map', '/cop/' + zone + '/ops.geojson', draw); }
+  // Operations at their centres: the page draws each circle from centre and radius.
+  function loadMap() { return load('map', '/cop/' + zone + '/ops.geojson?geometry=centre', draw); }
   function loadTraffic() { return load('traffic', '/cop/' + zone + '/traffic.geojson', drawTraffic); }
 
   // Containers whose children are matched one by one rather than replaced whole.
