@@ -391,3 +391,38 @@ async def test_the_event_stream_ends_when_its_session_does(sqlite_url, clock, mo
                 ended = False
                 while not ended:  # events, keepalives, then the end of the stream
                     ended = await asyncio.wait_for(stream.content.readline(), 3) == b""
+
+
+async def test_the_page_declares_an_icon_the_server_has(sqlite_url, clock):
+    async with cop_server(sqlite_url, clock) as (parts, base):
+        alice = person(parts, "alice", "CBP")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await _login(http, base, link_path(alice.say("!cop")))
+            async with http.get(f"{base}/cop/LALB") as page:
+                assert '<link rel="icon" href="/cop/static/favicon.svg" type="image/svg+xml">' in await page.text()
+            async with http.get(f"{base}/cop/static/favicon.svg") as icon:
+                assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+                assert (await icon.read()).startswith(b"<svg")
+
+
+async def test_the_event_stream_says_traffic_when_a_vessel_is_heard_and_nothing_about_operations(sqlite_url, clock):
+    from watchfloor.storage.vessel_tables import VesselRow
+
+    async with cop_server(sqlite_url, clock) as (parts, base):
+        alice = person(parts, "alice", "CBP")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await _login(http, base, link_path(alice.say("!cop")))
+            async with http.get(f"{base}/cop/LALB/traffic.geojson") as r:
+                traffic_version = r.headers["X-Version"]
+            async with http.get(f"{base}/cop/LALB/ops.geojson?geometry=centre") as r:
+                ops_version = r.headers["X-Version"]
+            async with http.get(f"{base}/cop/LALB/events", params={"since": f"{ops_version}.{traffic_version}"}) as stream:
+                assert (await asyncio.wait_for(stream.content.readline(), 2)).startswith(b"retry")
+                with parts.db.session() as s:  # a ship heard just now, inside the approach area
+                    s.add(VesselRow(mmsi="366123456", name="NEWLY HEARD", lat=33.70, lon=-118.25, sog=8.0, cog=90.0,
+                                    position_at=clock.now, updated_at=clock.now))
+                got = b""
+                while b"\n\n" not in got.split(b"event:", 1)[-1] or b"event:" not in got:
+                    got += await asyncio.wait_for(stream.content.readline(), 2)
+                assert b"event: traffic" in got and b"event: change" not in got
+
