@@ -162,10 +162,11 @@ async def test_the_briefing_picture_gives_overlapping_operations_their_own_lines
         cbp = person(parts, "carol", "CBP")
         cbp.say("!op log patrol at=33.60,-118.40 start=+1h end=3h")
         cbp.say("!op log boarding at=33.50,-118.10 start=+2h end=2h")
-        cbp.say(f"!op log escort at=33.45,-118.00 start={at(clock, -5)} end={at(clock, -1)}")  # overdue
-        cbp.say("!op log patrol at=33.40,-117.90 start=+16h50m end=10m")  # ends at midnight, by the right edge
-        with parts.db.session() as s:
-            data = build_briefing(s, parts.directory, parts.directory.configured_zones()[0], clock.now, ALL_MARKINGS)
+        cbp.say(f"!op log escort at=33.45,-118.00 start={at(clock, -6)} end={at(clock, -3)}")  # overdue at 05:00
+        cbp.say("!op log patrol at=33.40,-117.90 start=+15h40m end=15m")  # 22:40-22:55, by the right edge
+        with parts.db.session() as s:  # a briefing at 05:00 PST: its picture runs from 23:00 to 23:00
+            data = build_briefing(s, parts.directory, parts.directory.configured_zones()[0],
+                                  clock.now - timedelta(hours=2), ALL_MARKINGS)
     picture = timeline(data)
     info = Image.open(io.BytesIO(picture.png)).info
     assert info["Lines"] == "CBP=2"
