@@ -132,11 +132,12 @@ async def test_les_never_reaches_an_address_whose_agency_is_not_cleared(sqlite_u
 
     # The picture is drawn from what the address's agency may see: the same drawing as from PORTPD's clearance.
     from watchfloor.bot.timeline import timeline
+    from watchfloor.commands.cop_feed import agency_colours
 
     def drawn(clearance) -> bytes:
         with parts.db.session() as s:
-            return timeline(build_briefing(s, parts.directory, get_zone("LALB"), clock.now, clearance,
-                                           show_withheld=False)).png
+            data = build_briefing(s, parts.directory, get_zone("LALB"), clock.now, clearance, show_withheld=False)
+            return timeline(data, agency_colours(s, "LALB", data["by_agency"])).png  # the zone's colours
 
     def png(address) -> bytes:
         return got[address].message.get_payload()[1].get_payload()[1].get_content()
