@@ -15,6 +15,7 @@ from .briefing import local_day
 from .context import Context, dispatch
 from .errors import CommandError
 from .grammar import Token
+from .overdue import SHOWN_FOR as OVERDUE_SHOWN_FOR
 from .values import (parse_end, parse_marking, parse_position, parse_radius, parse_ref, parse_start, parse_text,
                      parse_vessel_field)
 from .views import op_view, record_withheld
@@ -195,11 +196,12 @@ def list_ops(ctx: Context) -> None:
     elif which == "all":
         rows = repo.listing(ctx.s, ctx.zone.code, limit=500, newest=True)
     elif which == "live":
-        rows = repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES, window=(now, now + timedelta(days=3650)),
-                            lookback=back, limit=500)
+        # Not over yet, and those past their end nobody closed (shown overdue until done, cancelled or moved).
+        rows = repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES,
+                            window=(now - OVERDUE_SHOWN_FOR, now + timedelta(days=3650)), lookback=back, limit=500)
     else:
         raise CommandError("filter", f"'{which[:24]}' is not one of today, active, all")
-    items = [op_view(r, ctx.room.clearance, ctx.sender.clearance) for r in rows]
+    items = [op_view(r, ctx.room.clearance, ctx.sender.clearance, now=now) for r in rows]
     record_withheld(ctx, "op list", items)
     if not ctx.room.show_withheld:
         items = [i for i in items if not i["withheld"]]
