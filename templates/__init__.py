@@ -139,7 +139,8 @@ def _env(mode_name: str) -> Environment:
     )
     env.globals.update(mode.globals())
     env.filters["localtime"] = localtime
-    env.filters["clock"] = lambda dt, tz: clock_time(dt, tz, _NOW.get())
+    # `day`: the time that sets the day instead of the message's `now` (an end shown beside its start).
+    env.filters["clock"] = lambda dt, tz, day=None: clock_time(dt, tz, day or _NOW.get())
     env.filters["person"] = mode.person
     env.filters["mention"] = mode.mention
     env.filters["plural"] = plural
