@@ -16,6 +16,7 @@ from watchfloor.storage.vessel_tables import ArrivalNoticeRow, VesselRow
 
 from .context import Context
 from .errors import CommandError
+from .ops import _words
 from .target_eta import annotate, tracks_of
 from .values import parse_vessel_field
 from .views import op_view, target_view
@@ -111,9 +112,13 @@ def vessel_command(ctx: Context) -> None:
 
 
 def arrivals_command(ctx: Context) -> None:
+    usage = "arrivals [24h|96h]"
     which = (ctx.cmd.action or "24h")
-    if which not in WINDOWS or len(ctx.cmd.words) > 1 or ctx.cmd.pairs:
-        raise CommandError("window", f"'{which[:24]}' is not 24h or 96h; usage: arrivals [24h|96h]")
+    if which not in WINDOWS:
+        raise CommandError("window", f"'{which[:24]}' is not 24h or 96h; usage: {usage}")
+    _words(ctx, 0, usage)  # say what is wrong: the window was right, a word after it is not
+    if ctx.cmd.pairs:
+        raise CommandError("window", f"arrivals takes no key=value, only 24h or 96h; usage: {usage}")
     zone = ctx.zone
     start, end = ctx.now, ctx.now + timedelta(hours=WINDOWS[which])
     found: list[Arrival] = []

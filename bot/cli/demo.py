@@ -122,6 +122,24 @@ def seed(parts, now: datetime | None = None) -> DemoResult:
     return result
 
 
+def free_demo_url(refused: str) -> str:
+    """A database URL the demo would take: `demo.db`, else `demo-2.db`, `demo-3.db`... beside the refused SQLite
+    file (in the current directory for another database), the first that does not exist yet."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(refused)
+        where = Path(url.database).parent if url.get_backend_name() == "sqlite" and url.database else Path()
+    except Exception:  # whatever it was, the suggestion stands on its own
+        where = Path()
+    n = 1
+    while (where / (name := "demo.db" if n == 1 else f"demo-{n}.db")).exists():
+        n += 1
+    return f"sqlite:///{where / name}"
+
+
 def next_steps(db_flag: str) -> list[str]:
     return [
         "Try it in the console room (each line is a chat message; Ctrl-D leaves):",
