@@ -52,6 +52,7 @@ def test_an_mmsi_is_labelled_wherever_a_vessel_shows(sqlite_url, clock):
     assert "· MMSI 366987654 ·" in hank.say("!op list")
     assert "TGT-1 MMSI 366987654" in hank.say("!target nominate 366987654 eta=+5h")
     assert "· 366987654 ·" not in hank.say("!brief")
+    assert hank.say("!vessel 366987654").startswith("MMSI 366987654 — not heard on AIS")
 
 
 # --- the command line ------------------------------------------------------------------------------------------
