@@ -90,19 +90,36 @@ def _zone(code: str):
     return zone
 
 
-def _parts(config: Path | None, db: str | None):
-    from watchfloor.bot.wiring import build
+def _settings(config: Path | None):
     from watchfloor.config import ConfigError, load_settings
 
     try:
-        settings = load_settings(config)
+        return load_settings(config)
     except ConfigError as e:
         fail("\n".join(e.problems))
+
+
+def _parts(config: Path | None, db: str | None):
+    from watchfloor.bot.wiring import build
+    from watchfloor.config import ConfigError
+
+    settings = _settings(config)
     database = _database(db or settings.database.url)
     try:
         return build(settings=settings, database=database)
     except ConfigError as e:
         fail("\n".join(e.problems))
+
+
+def _reading(config: Path | None, db: str | None):
+    """The database (at head) and the directory, for a command that only reads: no engine and no mirroring of
+    the configuration into the database, which `_parts` does for commands that act."""
+    from watchfloor.commands.directory import Directory
+
+    settings = _settings(config)
+    database = _database(db or settings.database.url)
+    database.upgrade()
+    return database, Directory(settings)
 
 
 @app.command()
@@ -174,15 +191,16 @@ def brief(
     from watchfloor.templates import render
 
     z = _zone(zone)
-    parts = _parts(config, db)
     now = datetime.now(UTC)
     try:
         when = parse_time("at", at, z.tz, now) if at else now
     except CommandError as e:
         fail(e.line)
-    with parts.db.session() as s:
-        data = build_briefing(s, parts.directory, z, when, ALL_MARKINGS)
-    typer.echo(render("briefing.j2", **data).text)
+    database, directory = _reading(config, db)
+    with database.session() as s:
+        data = build_briefing(s, directory, z, when, ALL_MARKINGS)
+    # Said on the briefing's day: its times on that day go without their date.
+    typer.echo(render("briefing.j2", now=when, **data).text)
     if picture is not None:
         from watchfloor.bot.timeline import timeline
 
@@ -193,7 +211,7 @@ def brief(
             picture.parent.mkdir(parents=True, exist_ok=True)
             picture.write_bytes(drawn.png)
             typer.echo(f"picture: {picture}")
-    parts.db.dispose()
+    database.dispose()
 
 
 @app.command()
