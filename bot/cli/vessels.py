@@ -20,7 +20,9 @@ def import_noa(file: Path, zone, parts) -> None:
         raise typer.Exit(1) from None
     finally:
         parts.db.dispose()
-    typer.echo(f"imported {len(ids)} notices of arrival into {zone.code}")
+    from watchfloor.templates import plural
+
+    typer.echo(f"imported {plural(len(ids), 'notice', 'notices')} of arrival into {zone.code}")
 
 
 def _lines_in(file: Path) -> int:
