@@ -22,7 +22,7 @@ def import_noa(file: Path, zone, parts) -> None:
         parts.db.dispose()
     from watchfloor.templates import plural
 
-    typer.echo(f"imported {plural(len(ids), 'notice', 'notices')} of arrival into {zone.code}")
+    typer.echo(f"imported {plural(len(ids), 'notice')} of arrival into {zone.code}")
 
 
 def _lines_in(file: Path) -> int:
