@@ -7,7 +7,7 @@ Every replica serves Slack requests and runs the commands they carry. The duties
 - `matrix`: Matrix sync and the delivery of Matrix outbox rows together. The replica holding it logs in (its own
   device and store_path), resumes from the sync token stored in the database, and sends; the others do not sync.
   Events are claimed by id, so a batch seen again after a takeover is not answered twice;
-- `delivery:<platform>`: the delivery of one other platform's outbox rows (`delivery:slack`).
+- `delivery:<platform>`: the delivery of one other platform's outbox rows (`delivery:slack`, `delivery:email`).
 
 Each is a session advisory lock held as a lease (storage/session_lock.py, used by this module alone): a replica
 killed, frozen or cut off loses it within the lease and another takes it at its next try (every RETRY_SECONDS),
@@ -38,7 +38,7 @@ RETRY_SECONDS = 3.0
 
 # Lock ids of the duties (storage/locks.py keeps every id apart).
 LOCKS = {SCHEDULER: locks.SCHEDULER_LEADER, AIS: locks.AIS_FEED_LEADER, MATRIX: locks.MATRIX_DUTY,
-         "delivery:slack": locks.SLACK_DELIVERY}
+         "delivery:slack": locks.SLACK_DELIVERY, "delivery:email": locks.EMAIL_DELIVERY}
 
 
 def delivery_duty(platform: str) -> str:

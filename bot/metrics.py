@@ -39,6 +39,8 @@ OUTBOX_DEAD = Counter("watchfloor_outbox_dead", "Messages the outbox gave up on 
 DUTY_HELD = Gauge("watchfloor_duty_held", "1 while this replica holds the duty (scheduler, ais, matrix, "
                   "delivery:<platform>); with several replicas on PostgreSQL exactly one holds each.", ["duty"],
                   registry=REGISTRY)
+EMAIL_REFUSED = Counter("watchfloor_email_refused", "E-mails the SMTP relay refused for good (a 5xx for the "
+                        "address or the message): logged, not retried; by reply code.", ["code"], registry=REGISTRY)
 PLATFORM_UP = Gauge("watchfloor_platform_up", "1 when the platform (or database) answered the last health "
                     "check.", ["platform"], registry=REGISTRY)
 
@@ -79,6 +81,10 @@ def set_platform_up(platform: str, up: bool) -> None:
 
 def record_dead(platform: str) -> None:
     OUTBOX_DEAD.labels(platform=platform).inc()
+
+
+def record_email_refused(code: int) -> None:
+    EMAIL_REFUSED.labels(code=str(code)).inc()
 
 
 def refresh_outbox(db: Any, now: datetime | None = None) -> None:

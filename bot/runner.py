@@ -139,6 +139,10 @@ def make_adapters(parts, settings: Settings) -> list[Adapter]:
             log.warning("[slack] is configured but this build has no Slack adapter; Slack is not served")
         else:
             adapters.append(slack.SlackAdapter(parts, settings.slack))
+    if settings.email is not None:
+        from watchfloor.bot.email.adapter import EmailAdapter
+
+        adapters.append(EmailAdapter(settings.email))
     return adapters
 
 
@@ -176,7 +180,7 @@ async def _main(settings: Settings) -> int:
 
     adapters = make_adapters(parts, settings)
     if not adapters:
-        log.warning("no platform configured ([matrix] or [slack]); only the scheduler runs")
+        log.warning("no platform configured ([matrix], [slack] or [email]); only the scheduler runs")
     from watchfloor.bot.duties import Duties
 
     duties = Duties(parts.db)

@@ -1,6 +1,6 @@
 """Scheduled work: each configured zone's morning briefing, the periodic gap scan, escalation, the nudge about
-operations past their end (commands/overdue.py), and pruning what is kept only for a while (`[retention] days`:
-sent messages, handled-message ids; never the audit trail).
+operations past their end (commands/overdue.py), the watch_email fallback, and pruning what is kept only for a while
+(`[retention] days`: sent messages, handled-message ids; never the audit trail).
 
 APScheduler 3 with in-memory jobs only: its job stores must not be shared between processes, so every replica
 schedules the same jobs and only the leader acts on them. The leader is the replica holding the `scheduler`
@@ -29,6 +29,7 @@ from sqlmodel import col, select
 
 from watchfloor.commands.briefing import build_briefing
 from watchfloor.commands.directory import Room
+from watchfloor.commands.email_alerts import watch_email_fallback
 from watchfloor.commands.handover import post_handover
 from watchfloor.commands.jobs import escalate_due, scan_all
 from watchfloor.commands.overdue import nudge_overdue
@@ -46,6 +47,8 @@ log = logging.getLogger("watchfloor.scheduler")
 _EARLY = timedelta(seconds=1)
 # A handover digest later than this is no longer the handover's: the new watch has read the room by then.
 HANDOVER_GRACE = timedelta(hours=1)
+# How often the leader looks for zones whose chat platforms are all down (their alerts then go to watch_email).
+WATCH_EMAIL_EVERY = 30
 
 
 def briefing_trigger(zone: Zone, at) -> CronTrigger:
@@ -78,14 +81,16 @@ def briefing_rooms(directory, zone_code: str) -> list[Room]:
 
 
 def post_briefing(parts, zone_code: str, at: datetime, now: datetime | None = None) -> int:
-    """Post the zone's briefing for the day of `at` to every joint and watch room not yet given it.
+    """Post the zone's briefing for the day of `at` to every joint and watch room, and every agency address of the
+    zone, not yet given it.
 
     Returns the number of rooms it was posted to now (0 when every room already has that day's briefing).
     """
     zone = get_zone(zone_code)
     now = now or at
     day = at.astimezone(zone.tz).date()
-    rooms = briefing_rooms(parts.directory, zone.code)
+    # The agencies' addresses too (`[[agency]] email`): each its own room, keyed like the others.
+    rooms = briefing_rooms(parts.directory, zone.code) + parts.directory.email_rooms(zone.code)
     keys = {r.id: briefing_key(zone.code, day, r.id) for r in rooms}
     with parts.db.session() as s:
         done = set(s.exec(select(OutboxRow.dedupe_key).where(col(OutboxRow.dedupe_key).in_(list(keys.values())))))
@@ -244,6 +249,9 @@ class JobScheduler:
                       coalesce=True)
         sched.add_job(self._retention_job, IntervalTrigger(hours=1), id="retention", misfire_grace_time=3600,
                       coalesce=True)
+        if self.parts.settings.email is not None and any(z.watch_email for z in self.parts.settings.zone):
+            sched.add_job(self._watch_email_job, IntervalTrigger(seconds=WATCH_EMAIL_EVERY), id="watch-email",
+                          misfire_grace_time=WATCH_EMAIL_EVERY, coalesce=True)
         self._scheduler = sched
         sched.start()
         if self._duty_held is None:
@@ -337,6 +345,25 @@ class JobScheduler:
                 log.info("overdue operations nudged: %d messages", posted)
         except Exception:
             log.exception("overdue nudge failed")
+
+    def watch_email(self) -> int:
+        """The zone alerts stuck in watch rooms whose chat platforms are all down go to `watch_email`
+        (commands/email_alerts.py); returns the e-mails stored."""
+        engine = self.parts.engine
+        now = self.clock()
+        return self.parts.db.transaction(
+            lambda s: watch_email_fallback(s, self.parts.directory, engine.deconfliction, now))
+
+    def _watch_email_job(self) -> None:
+        if not self.is_leader:
+            return
+        try:
+            stored = self.watch_email()
+            if stored:
+                log.warning("every chat platform of a zone's watch rooms is down: %d alert e-mails to watch_email",
+                            stored)
+        except Exception:
+            log.exception("the watch_email fallback failed")
 
     def _retention_job(self) -> None:
         if not self.is_leader:

@@ -24,7 +24,7 @@ from .posting import post
 from .values import parse_duration, parse_ref, parse_text
 from .target_eta import with_best_etas
 from .views import conflict_view, record_withheld
-from .watch_alerts import edit_alerts, own_alert, thread_of
+from .watch_alerts import edit_alerts, own_alert, threads_of
 
 MAX_SNOOZE = timedelta(hours=24)
 
@@ -161,13 +161,13 @@ def _tell_watch(ctx: Context, cf: ConflictRow, verb: str) -> None:
             view["held_in"] = deconf.detail_rooms(ctx.zone.code, cf.marking)
         return {"tz": ctx.tz, "conflict": view, "verb": verb}
 
-    for room in ctx.engine.directory.zone_rooms(ctx.zone.code, "watch"):
-        if room.id == ctx.room.id:
-            continue
-        if not room.show_withheld and not may_show(cf.marking, room.clearance):
-            continue  # this room is configured not to learn that withheld items exist
+    told = [room for room in ctx.engine.directory.zone_rooms(ctx.zone.code, "watch") if room.id != ctx.room.id
+            # A room configured not to learn that withheld items exist is not told.
+            and (room.show_withheld or may_show(cf.marking, room.clearance))]
+    threads = threads_of(ctx.s, [room.id for room in told], cf.id)  # one query for every room
+    for room in told:
         post(ctx.s, room, "notice", "conflict_changed.j2", data, ctx.now,
-             extra={"conflict_update": cf.id, "conflict_state": cf.status, **thread_of(ctx.s, room.id, cf.id)})
+             extra={"conflict_update": cf.id, "conflict_state": cf.status, **threads[room.id]})
     # The alerts themselves show the change too, in this room as well (commands/watch_alerts.py).
     edit_alerts(ctx.s, ctx.engine.directory, deconf, cf, ctx.now, also=own_alert(ctx.room, ctx.msg.event_id))
 

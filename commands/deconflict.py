@@ -23,14 +23,26 @@ from watchfloor.storage import targets as targets_repo
 from watchfloor.storage import watch as watch_repo
 from watchfloor.storage.audit import append as audit
 from watchfloor.storage.audit import hold_chain
-from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
+from watchfloor.storage.tables import ConflictRow, OperationRow, OutboxRow, TargetRow
 
 from .directory import Directory, Room
+from .email_alerts import email_alerts
 from .observers import notify
 from .posting import post
 from .target_eta import best_eta_at, best_etas, with_eta
 from .views import conflict_view
 from .watch_alerts import alert_watch, carried, edit_alerts, nobody_on_watch_for, say_change
+
+
+@dataclass
+class AlertFacts:
+    """What an alert shows of its conflicts besides the conflict rows: their operations, targets (with endorsing
+    agencies and best ETAs), and who is on watch in the zone."""
+    ops: dict
+    targets: dict
+    endorsers: dict
+    etas: dict
+    on_watch: list
 
 
 @dataclass
@@ -306,6 +318,7 @@ class Deconfliction:
                 self._post_alert(s, room, zone, changes.raised, closed, now, cause, kind="alert")
         for cf in changes.closed:
             edit_alerts(s, self.directory, self, cf, now)
+        email_alerts(s, self, zone, changes.raised, now, cause)  # the agencies involved that take them by e-mail
         notify("alerts", zone, changes.raised, changes.closed, len(rooms))
 
     def escalate(self, s: Session, now: datetime, after: timedelta, unwatched_after: timedelta | None = None,
@@ -336,29 +349,43 @@ class Deconfliction:
                   detail={"district": zone.district})
             for room in self.directory.district_rooms(zone.district):
                 self._post_alert(s, room, cf.zone_code, [cf], [], now, None, kind="escalation")
+            email_alerts(s, self, cf.zone_code, [cf], now, kind="escalation")
             # The zone's own alert shows it went up, and its thread says so once (commands/watch_alerts.py).
             say_change(s, self.directory, self, cf, now, change="escalated")
         notify("escalations", due)
         return list(due)
 
+    def alert_facts(self, s: Session, zone: str, rows, now: datetime, watch: bool = True) -> AlertFacts:
+        """What alerts showing `rows` (conflicts of one zone) read, in a fixed number of queries however many
+        conflicts and alerts: `edit_alerts` reads it once for every alert it edits."""
+        op_rows = ops_repo.by_ids(s, {i for cf in rows for i in (cf.op_a, cf.op_b) if i is not None})
+        loaded = targets_repo.with_endorsers(s, {cf.target_id for cf in rows if cf.target_id})
+        targets = {tid: target for tid, (target, _) in loaded.items()}
+        etas = best_etas(s, list(targets.values()), now)  # the ETA the gap rule used
+        # Alerts and escalations call the zone's supervisors on watch by name, so their phones notify.
+        on_watch = watch_repo.on_watch(s, zone, now) if watch else []
+        return AlertFacts(op_rows, targets, {tid: agencies for tid, (_, agencies) in loaded.items()}, etas,
+                          on_watch)
+
     def _post_alert(self, s: Session, room: Room, zone: str, raised, closed, now, cause, kind: str,
-                    target_id: str | None = None, escalation: bool = False) -> None:
-        """Post an alert; with kind "edit" and `target_id`, the alert posted as that message, shown as it is now."""
+                    target_id: str | None = None, escalation: bool = False,
+                    dedupe_key: str | None = None, facts: AlertFacts | None = None) -> OutboxRow | None:
+        """Post an alert; with kind "edit" and `target_id`, the alert posted as that message, shown as it is now.
+        Returns the row stored (None: nothing to tell this room, or `dedupe_key` used already).
+        `facts`: read already (`alert_facts`) for these conflicts, or read here."""
         if not room.show_withheld:
             # A room configured to hide withheld items is not told they exist, not even by an alert.
             raised = [c for c in raised if may_show(c.marking, room.clearance)]
             closed = [c for c in closed if may_show(c.marking, room.clearance)]
             if not raised and not closed:
-                return
+                return None
         tz = get_zone(zone).tz
         all_rows = list(raised) + list(closed)
-        op_rows = ops_repo.by_ids(s, {i for cf in all_rows for i in (cf.op_a, cf.op_b) if i is not None})
-        targets = {cf.target_id: s.get(TargetRow, cf.target_id) for cf in all_rows if cf.target_id}
-        etas = best_etas(s, [t for t in targets.values() if t is not None], now)  # the ETA the gap rule used
-        endorse = {tid: targets_repo.endorsers(s, tid) for tid in targets}
+        if facts is None:
+            facts = self.alert_facts(s, zone, all_rows, now, watch=bool(raised))
+        op_rows, targets, endorse, etas = facts.ops, facts.targets, facts.endorsers, facts.etas
         holders = self.detail_rooms
-        # Alerts and escalations call the zone's supervisors on watch by name, so their phones notify.
-        on_watch = watch_repo.on_watch(s, zone, now) if raised else []
+        on_watch = facts.on_watch if raised else []
 
         def data(clearance):
             def view(cf):
@@ -378,9 +405,11 @@ class Deconfliction:
 
         buttons = [cf.id for cf in raised if may_show(cf.marking, room.clearance)]
         extra: dict = {"conflicts": buttons, **({"target_id": target_id} if target_id else {})}
+        if raised and kind == "alert":
+            extra["raised"] = [cf.id for cf in raised]  # which alert this is (commands/email_alerts.py)
         if room.platform == "matrix" and on_watch and kind != "edit":  # m.mentions: see bot/matrix/events.py
             extra["mentions"] = [p.person.split(":", 1)[1] for p in on_watch if p.person.startswith("matrix:")]
-        post(s, room, kind, "alert.j2", data, now, extra=extra)
+        return post(s, room, kind, "alert.j2", data, now, extra=extra, dedupe_key=dedupe_key)
 
     def detail_rooms(self, zone: str, marking: str) -> list[str]:
         """The zone's watch rooms cleared to read an item with this marking (named where it is withheld)."""

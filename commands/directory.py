@@ -75,6 +75,8 @@ class Directory:
     # Platform rules that may lower a room's clearance at the moment of asking (a Matrix room that is not
     # encrypted carries no LES): each answers yes/no for a room id; the platform knowledge stays in bot/.
     _les_barred: list[Callable[[str], bool]] = field(default_factory=list)
+    # E-mail recipients per zone: (agency, alerts too, the address as a room cleared for the agency).
+    _email: dict[str, list[tuple[str, bool, Room]]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.agencies = dict(default_agencies())
@@ -100,6 +102,50 @@ class Directory:
                 ks = set(existing.kinds) if existing else set()
                 ks.add("district")
                 self._rooms[rid] = self._room(rid, existing.zone if existing else None, ks, cleared, d.name)
+        self._email_recipients()
+
+    def _email_recipients(self) -> None:
+        """Each agency address as a room of its own (`email:<address>`), cleared for what its agency is cleared for
+        and told nothing of what it may not read (`show_withheld` off: no "details withheld" stub either)."""
+        configured = [z.code for z in self.settings.zone]
+        for a in self.settings.agency:
+            zones = a.email_zones if a.email_zones is not None else (configured if len(configured) == 1 else [])
+            for code in zones:
+                zone = get_zone(code)
+                for address in a.email:
+                    room = Room(email_room(address), zone, frozenset({"email"}), frozenset(a.clearance), False,
+                                zone.district)
+                    self._email.setdefault(zone.code, []).append((a.code, a.email_alerts, room))
+
+    def email_rooms(self, zone_code: str) -> list[Room]:
+        """The agency addresses given the zone's briefings and handover digests, in a fixed order."""
+        return sorted((room for _a, _alerts, room in self._email.get(zone_code, [])), key=lambda r: r.id)
+
+    def email_alert_rooms(self, zone_code: str) -> list[tuple[str, Room]]:
+        """(agency, address) for the agencies of the zone that take their conflict alerts by e-mail too."""
+        return sorted(((agency, room) for agency, alerts, room in self._email.get(zone_code, []) if alerts),
+                      key=lambda ar: ar[1].id)
+
+    def email_recipient(self, room_id: str) -> tuple[str, Room] | None:
+        """(agency, room in its first e-mail zone) of an agency address given as its room id; None for another."""
+        for code in sorted(self._email):
+            for agency, _alerts, room in self._email[code]:
+                if room.id == room_id:
+                    return agency, room
+        return None
+
+    def watch_email_rooms(self, zone_code: str) -> list[Room]:
+        """The zone's `watch_email` addresses, each read like the least cleared of the zone's chat watch rooms (what
+        every watch room of the zone may see)."""
+        z = next((z for z in self.settings.zone if z.code == zone_code), None)
+        if z is None or not z.watch_email:
+            return []
+        chat = [r for r in self.zone_rooms(zone_code, "watch") if r.platform != "console"]
+        least = min(chat, key=lambda r: (len(r.clearance), r.id)) if chat else None
+        clearance = least.clearance if least else DEFAULT_ROOM_CLEARANCE
+        zone = get_zone(zone_code)
+        return [Room(email_room(a), zone, frozenset({"email", "watch"}), clearance,
+                     least.show_withheld if least else True, zone.district) for a in z.watch_email]
 
     @staticmethod
     def _room(rid: str, zone: Zone | None, kinds: set[str], cleared, district: str | None = None) -> Room:
@@ -146,6 +192,11 @@ class Directory:
     def room(self, room_id: str) -> Room:
         if room_id in self._rooms:
             return self._effective(self._rooms[room_id])
+        if room_id.startswith("email:"):
+            # An address's first zone: where delivery tells the watch that mail to it was refused for good.
+            found = self.email_recipient(room_id)
+            if found is not None:
+                return found[1]
         if room_id.startswith("console:") and get_zone(room_id.split(":", 1)[1]):
             zone = get_zone(room_id.split(":", 1)[1])
             return Room(room_id, zone, frozenset({"joint", "watch", "console"}), DEFAULT_ROOM_CLEARANCE, True,
@@ -180,3 +231,8 @@ class Directory:
 
 def console_room(zone_code: str) -> str:
     return f"console:{zone_code}"
+
+
+def email_room(address: str) -> str:
+    """An e-mail address as the outbox names it: a room of the `email` platform."""
+    return f"email:{address.strip()}"

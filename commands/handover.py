@@ -86,12 +86,12 @@ def handover_key(zone_code: str, fire: datetime, room_id: str) -> str:
 
 
 def post_handover(db, directory: Directory, zone_code: str, fire: datetime, now: datetime | None = None) -> int:
-    """Post the digest of the handover at `fire` to each of the zone's watch rooms not yet given it; returns how
-    many rooms it went to now. The (zone, handover time, room) key in the outbox's UNIQUE dedupe_key makes a
-    second leader, a restart or a repeated wall-clock hour post nothing more."""
+    """Post the digest of the handover at `fire` to each of the zone's watch rooms and agency addresses not yet
+    given it; returns how many it went to now. The (zone, handover time, room) key in the outbox's UNIQUE
+    dedupe_key makes a second leader, a restart or a repeated wall-clock hour post nothing more."""
     zone = get_zone(zone_code)
     now = now or fire
-    rooms = sorted(directory.zone_rooms(zone.code, "watch"), key=lambda r: r.id)
+    rooms = sorted(directory.zone_rooms(zone.code, "watch"), key=lambda r: r.id) + directory.email_rooms(zone.code)
     keys = {r.id: handover_key(zone.code, fire, r.id) for r in rooms}
     with db.session() as s:
         done = set(s.exec(select(OutboxRow.dedupe_key).where(col(OutboxRow.dedupe_key).in_(list(keys.values())))))

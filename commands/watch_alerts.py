@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from watchfloor.ioc.markings import may_show
@@ -108,12 +109,14 @@ def say_change(s: Session, directory: Directory, deconfliction, cf: ConflictRow,
             view["held_in"] = deconfliction.detail_rooms(cf.zone_code, cf.marking)
         return {"tz": zone.tz, "zone": zone, "conflict": view, "change": change, "at": now}
 
-    for room in directory.zone_rooms(cf.zone_code, "watch") if rooms is None else rooms:
-        if not room.show_withheld and not may_show(cf.marking, room.clearance):
-            continue  # this room is configured not to learn that withheld items exist
+    told = [room for room in (directory.zone_rooms(cf.zone_code, "watch") if rooms is None else rooms)
+            # A room configured not to learn that withheld items exist is not told.
+            if room.show_withheld or may_show(cf.marking, room.clearance)]
+    threads = threads_of(s, [room.id for room in told], cf.id)
+    for room in told:
         # `conflict_state`: which of the alert's buttons still apply (bot/slack/alerts.py).
         post(s, room, "notice", "conflict_changed.j2", data, now,
-             extra={"conflict_update": cf.id, "conflict_state": cf.status, **thread_of(s, room.id, cf.id)})
+             extra={"conflict_update": cf.id, "conflict_state": cf.status, **threads[room.id]})
     if edit and deconfliction is not None:
         edit_alerts(s, directory, deconfliction, cf, now)
 
@@ -167,12 +170,28 @@ def end_lapsed(s: Session, directory: Directory, now: datetime) -> list[WatchShi
 RECENT_ALERTS = 200  # per room: an alert older than this many is history, not the watch's list of live ones
 
 
-def alerts_carrying(s: Session, room_id: str, cf_id: int) -> list[OutboxRow]:
-    """The posted alerts and escalations of a room that carry a conflict, newest first."""
-    rows = s.exec(select(OutboxRow).where(
-        OutboxRow.room == room_id, col(OutboxRow.kind).in_(("alert", "escalation")),
-        col(OutboxRow.remote_id).is_not(None)).order_by(col(OutboxRow.id).desc()).limit(RECENT_ALERTS)).all()
-    return [r for r in rows if cf_id in [int(i) for i in json.loads(r.payload).get("conflicts") or []]]
+def alerts_carrying(s: Session, room_ids, cf_id: int) -> dict[str, list[OutboxRow]]:
+    """The posted alerts and escalations of the rooms that carry a conflict, newest first per room: one query
+    for any number of rooms (each room's latest RECENT_ALERTS looked through)."""
+    room_ids = sorted(set(room_ids))
+    if not room_ids:
+        return {}
+    recent = func.row_number().over(partition_by=OutboxRow.room, order_by=col(OutboxRow.id).desc())
+    latest = select(OutboxRow.id, recent.label("recent")).where(
+        col(OutboxRow.room).in_(room_ids), col(OutboxRow.kind).in_(("alert", "escalation")),
+        col(OutboxRow.remote_id).is_not(None)).subquery()
+    rows = s.exec(select(OutboxRow).join(latest, latest.c.id == OutboxRow.id)
+                  .where(latest.c.recent <= RECENT_ALERTS).order_by(col(OutboxRow.id).desc())).all()
+    out: dict[str, list[OutboxRow]] = {}
+    for r in rows:
+        if cf_id in conflicts_in(r):
+            out.setdefault(r.room, []).append(r)
+    return out
+
+
+def conflicts_in(row: OutboxRow) -> list[int]:
+    """The conflicts a posted alert or escalation carries."""
+    return [int(i) for i in json.loads(row.payload).get("conflicts") or []]
 
 
 def carried(s: Session, room: Room) -> set[int]:
@@ -186,12 +205,12 @@ def carried(s: Session, room: Room) -> set[int]:
     return {int(i) for p in rows for i in json.loads(p).get("conflicts") or []}
 
 
-def thread_of(s: Session, room_id: str, cf_id: int) -> dict[str, str]:
-    """Where a change of the conflict is said on Matrix: in the thread of its latest alert there (m.thread)."""
-    if not room_id.startswith("matrix:"):
-        return {}
-    alerts = alerts_carrying(s, room_id, cf_id)
-    return {"thread_root": alerts[0].remote_id} if alerts else {}
+def threads_of(s: Session, room_ids, cf_id: int) -> dict[str, dict[str, str]]:
+    """Where a change of the conflict is said on Matrix, per room: in the thread of its latest alert there
+    (m.thread); one query for all the rooms. A room without one (or not on Matrix) maps to {}."""
+    room_ids = list(room_ids)
+    alerts = alerts_carrying(s, [r for r in room_ids if r.startswith("matrix:")], cf_id)
+    return {r: ({"thread_root": alerts[r][0].remote_id} if alerts.get(r) else {}) for r in room_ids}
 
 
 # bot/slack/adapter.py's prefix of the event id of a button press or a reaction: its reply changes the alert itself.
@@ -205,20 +224,27 @@ def edit_alerts(s: Session, directory: Directory, deconfliction, cf: ConflictRow
     changed by the notice itself (bot/slack/alerts.py), which goes to every watch channel but the one where the
     change was asked for: that one (`also`, see `own_alert`) is edited here (chat.update), and so are the
     district's escalations on every platform, since no notice goes to a district room. Returns the number of
-    edits queued."""
+    edits queued.
+
+    The same few queries however many rooms and alerts: the alerts of every room in one, the conflicts they
+    show in one, and what those conflicts show (`alert_facts`) once for all."""
     rooms = {r.id: r for r in directory.zone_rooms(cf.zone_code, "watch") if r.platform == "matrix"}
     rooms.update({r.id: r for r in directory.district_rooms(get_zone(cf.zone_code).district)
                   if r.platform != "console"})
     if also is not None:
         rooms[also.id] = also
+    alerts = alerts_carrying(s, rooms, cf.id)
+    if not alerts:
+        return 0
+    ids = sorted({i for rows in alerts.values() for row in rows for i in conflicts_in(row)})
+    conflicts = {c.id: c for c in s.exec(select(ConflictRow).where(col(ConflictRow.id).in_(ids))).all()}
+    facts = deconfliction.alert_facts(s, cf.zone_code, list(conflicts.values()), now)
     queued = 0
-    for room_id, room in sorted(rooms.items()):
-        for row in alerts_carrying(s, room_id, cf.id):
-            ids = [int(i) for i in json.loads(row.payload).get("conflicts") or []]
-            shown = list(s.exec(select(ConflictRow).where(col(ConflictRow.id).in_(ids))
-                                .order_by(ConflictRow.id)).all())
-            deconfliction._post_alert(s, room, cf.zone_code, shown, [], now, None, kind="edit",
-                                      target_id=row.remote_id, escalation=row.kind == "escalation")
+    for room_id, rows in sorted(alerts.items()):
+        for row in rows:
+            shown = [conflicts[i] for i in sorted(set(conflicts_in(row))) if i in conflicts]
+            deconfliction._post_alert(s, rooms[room_id], cf.zone_code, shown, [], now, None, kind="edit",
+                                      target_id=row.remote_id, escalation=row.kind == "escalation", facts=facts)
             queued += 1
     return queued
 

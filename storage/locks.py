@@ -18,7 +18,8 @@ from lower down (taking again a lock it already holds is fine: advisory locks ar
 A supervisor acknowledging CF-1 (5 then 4) while an agency cancelled one of its operations (3, 4, 5) was a
 deadlock. Should one slip through anyway, the transaction is run again (storage/db.py `Database.transaction`).
 `UPGRADE` is taken alone, at start-up; the duties' locks (`SCHEDULER_LEADER`, `AIS_FEED_LEADER`, `MATRIX_DUTY`,
-`SLACK_DELIVERY`; bot/duties.py) are each held by a connection of its own, outside any transaction.
+`SLACK_DELIVERY`, `EMAIL_DELIVERY`; bot/duties.py) are each held by a connection of its own, outside any
+transaction.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ SCHEDULER_LEADER = 727_010  # held for as long as a replica runs the scheduled j
 AIS_FEED_LEADER = 727_011  # held for as long as a replica receives the AIS feed
 MATRIX_DUTY = 727_012      # held for as long as a replica syncs with Matrix and delivers its outbox rows
 SLACK_DELIVERY = 727_013   # held for as long as a replica delivers the Slack outbox rows
+EMAIL_DELIVERY = 727_014   # held for as long as a replica sends the e-mail outbox rows
 
 
 def vessel_lock(zone: str, vessel_key: str) -> int:

@@ -227,3 +227,4 @@ class KeyValueRow(SQLModel, table=True):
 from . import vessel_tables  # noqa: E402,F401  (vessels, positions, notices of arrival: same metadata)
 from . import watch_tables  # noqa: E402,F401  (who is on watch: same metadata)
 from . import cop_tables  # noqa: E402,F401  (common operating picture tokens: same metadata)
+from . import device_tables  # noqa: E402,F401  (the bot's own Matrix devices: same metadata)

@@ -74,3 +74,55 @@ def test_unknown_column_and_unknown_zone_are_refused(tmp_path, sqlite_url):
     assert out.exit_code == 1 and "header: unknown column 'colour'" in out.output
     out = _run(tmp_path, sqlite_url, GOOD, zone="NOWHERE")
     assert out.exit_code == 2 and "zone: unknown zone" in out.output
+
+
+def test_the_same_file_twice_stores_each_notice_once_and_says_what_was_there(tmp_path, db_url):
+    assert _run(tmp_path, db_url, GOOD).exit_code == 0
+    out = _run(tmp_path, db_url, GOOD)
+    assert out.exit_code == 0, out.output
+    assert "imported 0 notices of arrival into LALB; 3 already there, not stored again (EVER GIVEN ETA " \
+           "2026-12-03 14:00Z, MAERSK ALFA ETA 2026-12-02 18:00Z, PACIFIC DAWN ETA 2026-12-04 17:30Z)" in out.output
+    assert len(_rows(db_url)) == 3
+    # A later notice of the same vessel (another ETA) is a notice; the same vessel and ETA known by its MMSI
+    # alone, or repeated inside one file, is not.
+    again = HEAD + ("EVER GIVEN,IMO9074729,,,,2026-12-05T06:00,,,,\n"
+                    "EVER GIVEN,,366123456,,,2026-12-03T06:00,,,,\n"
+                    "NEW ONE,IMO9074729,,,,2026-12-06T06:00,,,,\n"
+                    "NEW ONE,IMO9074729,,,,2026-12-06T06:00,,,,\n")
+    out = _run(tmp_path, db_url, again)
+    assert "imported 2 notices" in out.output and "2 already there" in out.output
+    assert len(_rows(db_url)) == 5
+
+
+def test_two_imports_of_one_file_at_once_store_it_once(tmp_path, db_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from watchfloor.commands.vessel_import import import_notices
+    from watchfloor.ioc.zones import get_zone
+
+    f = tmp_path / "noa.csv"
+    f.write_text(GOOD)
+    db = Database(db_url)
+    db.upgrade()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda _: import_notices(db, f, get_zone("LALB")), range(2)))
+    finally:
+        db.dispose()
+    assert sorted(len(r.ids) for r in results) == [0, 3] and len(_rows(db_url)) == 3
+
+
+@pytest.mark.parametrize("column, cell", [
+    ("vessel_name", "=cmd|' /C calc'!A0"), ("vessel_name", "  =HYPERLINK(\"http://x\")"),
+    ("flag", "+Panama"), ("last_port", "@SUM(1+1)"), ("call_sign", "-2+3"), ("last_port", "\tShanghai"),
+])
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_refused_naming_row_and_field(tmp_path, db_url, column, cell):
+    row = {"vessel_name": "EVER GIVEN", "imo": "IMO9074729", "mmsi": "", "call_sign": "", "flag": "",
+           "eta": "2026-12-03T06:00", "last_port": "", "cdc": "", "persons": "", "submitted": ""}
+    row[column] = cell
+    quoted = ",".join('"' + v.replace('"', '""') + '"' for v in row.values())
+    out = _run(tmp_path, db_url, GOOD.splitlines(keepends=True)[0] + quoted + "\n")
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert out.output.startswith(f"row 2: {column}: ") and "formula" in out.output
+    assert len(out.output.strip().splitlines()) == 1
+    assert _rows(db_url) == []

@@ -130,6 +130,7 @@ class ZoneConfig(_Strict):
     briefing_time: time = time(7, 0)
     joint_rooms: list[str] = Field(default_factory=list)
     watch_rooms: list[str] = Field(default_factory=list)
+    watch_email: list[str] = Field(default_factory=list)  # the zone's alerts while its chat platforms are down
     approach_nm: float = Field(default=50.0, gt=0, le=1000)  # approach area: circle around the sector coordinates
     approach: list[tuple[float, float]] | None = None          # or a polygon of [lat, lon] vertices
     handover_times: list[time] = Field(default_factory=list)   # zone local: the handover digest, watch ends
@@ -193,6 +194,19 @@ class AgencyConfig(_Strict):
     members: list[str] = Field(default_factory=list)
     supervisors: list[str] = Field(default_factory=list)
     clearance: list[Marking] = Field(default_factory=lambda: [Marking.UNCLASS, Marking.FOUO])
+    email: list[str] = Field(default_factory=list)  # briefings and handover digests of its email_zones
+    email_zones: list[str] | None = None            # None: the config's one zone
+    email_alerts: bool = False                      # also the conflict alerts involving it, and escalations
+
+    @field_validator("email_zones")
+    @classmethod
+    def _email_zones(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        unknown = [z for z in v if z.upper() not in all_zones()]
+        if unknown:
+            raise ValueError(f"unknown zone code '{unknown[0]}' (see `watchfloor zones`)")
+        return [z.upper() for z in v]
 
     @field_validator("code")
     @classmethod
@@ -216,6 +230,67 @@ class AisConfig(_Strict):
         if m is None or int(m[3]) > 65535:
             raise ValueError(f"'{v}' is not udp://host:port or tcp://host:port")
         return v.strip()
+
+
+_SMTP_URL = re.compile(r"^(smtps?)://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?/?$")
+# An address as the config gives it: one mailbox, no display name (that belongs to `sender`).
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+
+
+def email_problem(address: Any) -> str | None:
+    """Why a configured e-mail address is not one (None when it is)."""
+    if not isinstance(address, str):
+        return f"{address!r} is not an e-mail address (name@domain)"
+    if "@" not in address:
+        return f"'{address}' is not an e-mail address: no '@' (name@domain)"
+    if not _ADDRESS.match(address.strip()):
+        return f"'{address}' is not an e-mail address (name@domain)"
+    return None
+
+
+class EmailConfig(_Strict):
+    smtp: str                        # smtp://host:587 (STARTTLS, required) or smtps://host:465 (TLS from the start)
+    sender: str                      # "watchfloor <watchfloor@ioc.example>"
+    user: str | None = None          # WATCHFLOOR_EMAIL__USER
+    password: SecretStr | None = None  # WATCHFLOOR_EMAIL__PASSWORD
+    ca_file: str | None = None       # PEM certificates to trust for the relay (an internal CA), else the system's
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    @field_validator("smtp")
+    @classmethod
+    def _smtp(cls, v: str) -> str:
+        m = _SMTP_URL.match(v.strip())
+        if m is None or (m[3] is not None and not 1 <= int(m[3]) <= 65535):
+            # The value is not repeated: a URL with user:password@ in it would print the password.
+            raise ValueError("not an SMTP URL (smtp://host:587 for STARTTLS, smtps://host:465 for TLS; the user "
+                             "and password go in WATCHFLOOR_EMAIL__USER and WATCHFLOOR_EMAIL__PASSWORD)")
+        return v.strip()
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        from email.utils import parseaddr
+
+        example = ' (e.g. "watchfloor <wf@ioc.example>")'
+        if "@" not in v:
+            raise ValueError(f"'{v}' is not an e-mail address: no '@'{example}")
+        if email_problem(parseaddr(v)[1]):
+            raise ValueError(f"'{v}' is not an e-mail address{example}")
+        return v.strip()
+
+    @property
+    def tls(self) -> str:
+        """`starttls` (smtp://) or `tls` (smtps://)."""
+        return "tls" if self.smtp.startswith("smtps:") else "starttls"
+
+    @property
+    def host(self) -> str:
+        return _SMTP_URL.match(self.smtp)[2].strip("[]")
+
+    @property
+    def port(self) -> int:
+        m = _SMTP_URL.match(self.smtp)
+        return int(m[3]) if m[3] else (465 if self.tls == "tls" else 587)
 
 
 class BridgeConfig(_Strict):
@@ -246,6 +321,7 @@ class Settings(BaseSettings):
     briefing: BriefingConfig = Field(default_factory=BriefingConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ais: AisConfig = Field(default_factory=AisConfig)
+    email: EmailConfig | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -257,7 +333,7 @@ class Settings(BaseSettings):
 _SECTIONS: dict[str, type[BaseModel]] = {
     "database": DatabaseConfig, "service": ServiceConfig, "slack": SlackConfig, "matrix": MatrixConfig,
     "conflicts": ConflictRules, "bridge": BridgeConfig, "briefing": BriefingConfig,
-    "retention": RetentionConfig, "ais": AisConfig,
+    "retention": RetentionConfig, "ais": AisConfig, "email": EmailConfig,
 }
 _LISTS: dict[str, type[BaseModel]] = {
     "zone": ZoneConfig, "district": DistrictConfig, "room": RoomConfig, "agency": AgencyConfig,
@@ -348,6 +424,7 @@ def cross_check(s: Settings, raw: dict[str, Any] | None = None,
     agencies = [a.code for a in s.agency]
     for code in sorted({c for c in agencies if agencies.count(c) > 1}):
         problems.append(f"agency[{ix('agency', _last(agencies, code))}].code: agency {code} is configured twice")
+    problems += _email_problems(s, ix, raw)
     if s.slack is not None and s.slack.app_token is None and s.service.port is not None \
             and s.slack.port == s.service.port:
         problems.append(f"slack.port: {s.slack.port} is also service.port; Slack's HTTP mode needs its own port")
@@ -358,6 +435,40 @@ def cross_check(s: Settings, raw: dict[str, Any] | None = None,
                             "e.g. WATCHFLOOR_MATRIX__PASSWORD)")
     elif raw is None and s.matrix is not None and s.matrix.password is None and s.matrix.access_token is None:
         problems.append("matrix.password: missing (set matrix.password or matrix.access_token)")
+    return problems
+
+
+def _email_problems(s: Settings, ix, raw: dict[str, Any] | None) -> list[str]:
+    """Addresses that are not addresses, one address in two agencies, e-mail zones the config does not have."""
+    problems: list[str] = []
+    written = raw.get("agency") if raw is not None and isinstance(raw.get("agency"), list) else None
+    owner: dict[str, str] = {}
+    configured = [z.code for z in s.zone]
+    for i, a in enumerate(s.agency):
+        key = f"agency[{ix('agency', i)}]"
+        for j, address in enumerate(a.email):
+            problem = email_problem(address)
+            if problem:
+                problems.append(f"{key}.email[{j}]: {problem}")
+                continue
+            known = owner.setdefault(address.strip().lower(), a.code)
+            if known != a.code:
+                # Each address is sent what its one agency may read: two agencies would mean two clearances.
+                problems.append(f"{key}.email[{j}]: '{address}' is also an address of {known}; an address belongs "
+                                "to one agency")
+        # Left out, not dropped for a problem of its own (already reported).
+        left_out = written is None or "email_zones" not in written[ix("agency", i)]
+        if a.email and a.email_zones is None and left_out and len(configured) > 1:
+            problems.append(f"{key}.email_zones: missing (the config has {len(configured)} zones: say whose "
+                            "briefings go to these addresses, e.g. email_zones = [\"" + configured[0] + "\"])")
+        for j, code in enumerate(a.email_zones or []):
+            if code in all_zones() and code not in configured:
+                problems.append(f"{key}.email_zones[{j}]: zone {code} is not configured ([[zone]])")
+    for i, z in enumerate(s.zone):
+        for j, address in enumerate(z.watch_email):
+            problem = email_problem(address)
+            if problem:
+                problems.append(f"zone[{ix('zone', i)}].watch_email[{j}]: {problem}")
     return problems
 
 
@@ -377,6 +488,19 @@ def config_warnings(s: Settings) -> list[str]:
     for i, z in enumerate(s.zone):
         if not z.watch_rooms:
             out.append(f"zone[{i}].watch_rooms: {z.code} has no watch rooms; its alerts reach the console only")
+    if s.email is None:
+        for i, a in enumerate(s.agency):
+            if a.email:
+                out.append(f"agency[{i}].email: there is no [email] section, so nothing is sent to these addresses")
+        for i, z in enumerate(s.zone):
+            if z.watch_email:
+                out.append(f"zone[{i}].watch_email: there is no [email] section, so nothing is sent to these "
+                           "addresses")
+    for i, a in enumerate(s.agency):
+        if a.email_alerts and not a.email:
+            out.append(f"agency[{i}].email_alerts: {a.code} has no email addresses, so its alerts go nowhere")
+        if a.email and a.email_zones is None and not s.zone:
+            out.append(f"agency[{i}].email: no [[zone]] is configured, so these addresses get no briefing")
     if s.service.port is None and (s.service.base_url or s.service.tile_url):
         out.append("service.port: not set, so the common operating picture (service.base_url) is not served "
                    "and `cop` gives no link")
@@ -430,7 +554,7 @@ def _validate(raw: dict[str, Any]) -> tuple[Settings, dict[str, list[int]], list
     for key, value in raw.items():
         if key in _SECTIONS:
             model = _SECTIONS[key]
-            if value is None and key in ("slack", "matrix"):
+            if value is None and key in ("slack", "matrix", "email"):
                 continue
             if not isinstance(value, dict):
                 problems.append(f"{key}: must be a table ([{key}])")
@@ -476,7 +600,8 @@ def _salvage(model: type[BaseModel], data: dict[str, Any], prefix: str) -> tuple
         return None, problems
 
 
-_SECRET_FIELDS = {"bot_token", "signing_secret", "app_token", "password", "access_token", "url", "metrics_token"}
+_SECRET_FIELDS = {"bot_token", "signing_secret", "app_token", "password", "access_token", "url", "metrics_token",
+                  "smtp"}
 
 
 def _describe(err: dict[str, Any], prefix: str, model: type[BaseModel]) -> str:

@@ -180,10 +180,14 @@ def brief(
                                               "an offset: 07:00, 2026-12-01T07:00, +1h (default: now)")] = None,
     picture: Annotated[Optional[Path], typer.Option("--picture", metavar="PNG",
                                                     help="also write the timeline picture to this file")] = None,
+    email: Annotated[Optional[str], typer.Option("--email", metavar="ADDRESS",
+                                                 help="send it now to this address, as the agency it belongs to "
+                                                      "would get it (to check [email])")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too)."""
+    """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too; with --email,
+    send it to that address instead)."""
     from watchfloor.commands.briefing import build_briefing
     from watchfloor.commands.errors import CommandError
     from watchfloor.commands.values import parse_time
@@ -191,11 +195,19 @@ def brief(
     from watchfloor.templates import render
 
     z = _zone(zone)
+    if email is not None:
+        from watchfloor.config import email_problem
+
+        if email_problem(email):
+            fail(f"email: {email_problem(email)}")
     now = datetime.now(UTC)
     try:
         when = parse_time("at", at, z.tz, now) if at else now
     except CommandError as e:
         fail(e.line)
+    if email is not None:
+        _email_briefing(_parts(config, db), z, when, email)
+        return
     database, directory = _reading(config, db)
     with database.session() as s:
         data = build_briefing(s, directory, z, when, ALL_MARKINGS)
@@ -212,6 +224,24 @@ def brief(
             picture.write_bytes(drawn.png)
             typer.echo(f"picture: {picture}")
     database.dispose()
+
+
+def _email_briefing(parts, zone, when, address: str) -> None:
+    """`brief --email`: the briefing sent now, straight to the relay (not through the outbox: the answer is the
+    point), as the agency owning the address would get it; an address of no agency gets what UNCLASS may read."""
+    import asyncio
+
+    from watchfloor.bot.email.send_now import BriefingNotSent, send_briefing_now
+
+    if parts.settings.email is None:
+        fail("email: there is no [email] section in the configuration (smtp, sender)")
+    try:
+        line = asyncio.run(send_briefing_now(parts, zone, when, address))
+    except BriefingNotSent as e:
+        parts.db.dispose()
+        fail(f"email: {e}", 1)
+    parts.db.dispose()
+    typer.echo(line)
 
 
 @app.command()
@@ -292,13 +322,25 @@ def import_noa(
 def import_ais(
     file: Annotated[Path, typer.Argument(help="NMEA lines (optionally timestamped or tag blocks) or the national "
                                               "AIS archive CSV", exists=True, dir_okay=False)],
+    at: Annotated[Optional[str], typer.Option("--at", help="when the file was recorded, for lines that carry no "
+                                                           "time of their own (UTC unless it has an offset)")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Load a recorded AIS feed, processed as the live feed is, in each record's own time."""
-    from watchfloor.bot.cli.vessels import import_ais as run_import
+    from zoneinfo import ZoneInfo
 
-    run_import(file, _parts(config, db))
+    from watchfloor.bot.cli.vessels import import_ais as run_import
+    from watchfloor.commands.errors import CommandError
+    from watchfloor.commands.values import parse_time
+
+    when = None
+    if at is not None:
+        try:
+            when = parse_time("at", at, ZoneInfo("UTC"), datetime.now(UTC))
+        except CommandError as e:
+            fail(e.line)
+    run_import(file, _parts(config, db), at=when)
 
 
 @conflicts_app.command("scan")
@@ -344,7 +386,7 @@ def config_check(file: Annotated[Path, typer.Argument(metavar="FILE", help="conf
         warnings += homeserver_warnings(settings)
     for w in warnings:
         typer.echo(f"warning: {w}")
-    platforms = [name for name in ("slack", "matrix") if getattr(settings, name) is not None]
+    platforms = [name for name in ("slack", "matrix", "email") if getattr(settings, name) is not None]
     typer.echo(f"{file}: ok ({plural(len(settings.zone), 'zone')}, {plural(len(settings.district), 'district')}, "
                f"{plural(len(settings.agency), 'agency', 'agencies')}, platforms: {', '.join(platforms) or 'none'}"
                f"{f', service port {settings.service.port}' if settings.service.port else ''})")

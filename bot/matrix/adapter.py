@@ -221,6 +221,9 @@ class MatrixAdapter:
                 if resp.status_code in ("M_FORBIDDEN", "M_USER_DEACTIVATED", "M_INVALID_USERNAME"):
                     raise MatrixStartError(f"login as {c.user_id} refused ({resp.status_code})")
                 raise _Retry(str(resp), resp.retry_after_ms)
+        # This replica's device is one of the bot's own from now on: the other replicas trust it (and only such).
+        # Not written (the database away): logged in again at the next try, and written then.
+        await asyncio.to_thread(self.crypto.register)
         self._logged_in = True
         log.info("matrix: logged in as %s (device %s%s)", c.user_id, self.client.device_id,
                  ", encryption on" if self.crypto.on else "")

@@ -10,10 +10,13 @@ restart does not lose it: its keys are asked for, every sync tries it again, and
 it decrypts (the handled-event claims make a late key lead to exactly one answer). After `unreadable_after`
 seconds without keys, the sender is told once, through the outbox.
 
-Key requests: the bot answers those of its own account's other devices — the other replicas, each its own
-device (contract, "Several replicas") — so the replica that takes over can read what was said before it joined.
-Any device that logged in with the bot's credentials is the bot's, so these are trusted on first request. Other
-people's devices are not answered: their own clients hold their room keys, and nio re-shares only with our own.
+The bot's own devices: each replica is a device of the bot's account (contract, "Several replicas"), and
+writes its device id and keys into the database when it logs in (storage/devices.py). Exactly those are the
+bot's own: verified, so they get the room keys they ask for (the replica that takes over can read what was said
+before it joined). Any other device of the bot's account — one that merely logged in with the bot's password —
+is blacklisted: it is answered no key request and the bot shares no room key with it, so a leaked password does
+not hand over the encrypted rooms' history. Other people's devices are not answered either: their own clients
+hold their room keys (nio hands on only our own account's requests, and re-shares only with our own devices).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -29,6 +33,7 @@ from nio import (AsyncClient, AsyncClientConfig, EncryptionError, ErrorResponse,
 from nio.store import SqliteStore
 
 from watchfloor.config import MatrixConfig
+from watchfloor.storage import devices
 from watchfloor.storage.kv import kv_get, kv_set
 
 from watchfloor.bot.matrix.check import les_rooms, unencrypted_les_warning
@@ -37,6 +42,7 @@ log = logging.getLogger("watchfloor.matrix")
 
 ENCRYPTED = "m.room.encrypted"
 _KEEP_FOR = timedelta(days=1)  # an unreadable message is still tried this long after its sender was told
+_ASK_WAIT = 120.0  # seconds a key request of a device not (yet) known as one of our replicas is kept
 
 
 def make_client(config: MatrixConfig) -> AsyncClient:
@@ -65,7 +71,11 @@ class Crypto:
         self.pending: dict[str, dict[str, Any]] | None = None  # event id -> {room, source, seen, told}
         self._dirty = False
         self._store_lost = False
-        self._asked: list[RoomKeyRequest] = []  # our other devices' key requests, answered at the next upkeep
+        # Our other devices' key requests (with when they came), answered at the next upkeep.
+        self._asked: list[tuple[float, RoomKeyRequest]] = []
+        # The replicas' devices as the database lists them (device id -> its keys), read at each upkeep; none
+        # until read: nobody is trusted before we know.
+        self.replicas: dict[str, tuple[str, str]] = {}
         client.add_to_device_callback(self._on_key_request, RoomKeyRequest)
 
     @property
@@ -88,11 +98,30 @@ class Crypto:
 
     # ------------------------------------------------------------------ keys
 
-    async def upkeep(self) -> None:
-        """What nio's sync_forever does between syncs: our keys up, others' keys fetched, Olm sessions made,
-        queued to-device messages (key shares, key requests) sent."""
+    def register(self) -> None:
+        """Blocking (call in a thread), once logged in: this replica's device and keys go into the database, so
+        the other replicas trust it (and it them)."""
         if not self.on:
             return
+        keys = self.client.olm.account.identity_keys
+        with self.parts.db.session() as s:
+            devices.register(s, self.client.user_id, self.client.device_id, keys["curve25519"], keys["ed25519"],
+                             self.parts.engine.clock())
+
+    def _read_replicas(self) -> dict[str, tuple[str, str]]:
+        with self.parts.db.session() as s:
+            return devices.replicas(s, self.client.user_id)
+
+    async def upkeep(self) -> None:
+        """What nio's sync_forever does between syncs: our keys up, others' keys fetched, Olm sessions made,
+        queued to-device messages (key shares, key requests) sent; and which devices of our account are ours."""
+        if not self.on:
+            return
+        try:
+            self.replicas = await asyncio.to_thread(self._read_replicas)
+        except Exception as e:  # the last list stands until the database answers again
+            log.warning("matrix: could not read the bot's registered devices (%s)", str(e).splitlines()[0] if
+                        str(e) else type(e).__name__)
         async with self._lock:
             if self.client.should_upload_keys:
                 resp = await self.client.keys_upload()
@@ -105,7 +134,7 @@ class Crypto:
                     _warn_if_error(resp, "uploading our keys")
             if self.client.should_query_keys:
                 _warn_if_error(await self.client.keys_query(), "fetching device keys")
-            trust_own_devices(self.client)
+            trust_own_devices(self.client, self.replicas)
             self._answer_own_devices()
             if self.client.should_claim_keys:
                 _warn_if_error(await self.client.keys_claim(self.client.get_users_for_key_claiming()),
@@ -119,26 +148,35 @@ class Crypto:
             await self.client.send_to_device_messages()
 
     async def _on_key_request(self, event: RoomKeyRequest) -> None:
-        """nio hands on the key requests it will not answer by itself: those of devices it does not trust."""
+        """nio hands on the key requests it will not answer by itself: our account's devices it does not trust
+        (yet: a replica registered since the last upkeep; or never: a device that is not one of our replicas)."""
         if event.sender != self.client.user_id or event.requesting_device_id == self.client.device_id:
             return
         if getattr(event, "session_id", None) is None:
             return  # a cancellation: nothing to share
-        self._asked.append(event)
+        self._asked.append((time.monotonic(), event))
         self.client.olm.users_for_key_query.add(event.sender)  # a replica that just started is not known yet
 
     def _answer_own_devices(self) -> None:
-        """Share the asked-for room keys with our other devices; a device whose keys we have not fetched yet
-        waits for the next upkeep, one with no Olm session yet gets one claimed and is answered after it."""
+        """Share the asked-for room keys with our replicas' devices; a device whose keys we have not fetched yet
+        waits for the next upkeep, one with no Olm session yet gets one claimed and is answered after it. A device
+        that is not one of our replicas is not answered: its request waits a while (a replica registered after our
+        last look at the database is answered at the next), then is dropped."""
         waiting = []
-        for event in self._asked:
+        now = time.monotonic()
+        for asked, event in self._asked:
             device = self.client.device_store.active_user_devices and next(
                 (d for d in self.client.device_store.active_user_devices(event.sender)
                  if d.id == event.requesting_device_id), None)
-            if device is None:
-                waiting.append(event)
+            if device is not None:
+                trust_own_devices(self.client, self.replicas)
+            if device is None or not is_replica(device, self.replicas):
+                if now - asked < _ASK_WAIT:
+                    waiting.append((asked, event))
+                elif device is not None:
+                    log.warning("matrix: device %s of the bot's account asked for room keys; it is not one of our "
+                                "replicas (not registered in the database): not answered", device.id)
                 continue
-            trust_own_devices(self.client)
             try:
                 self.client.continue_key_share(event)
                 log.info("matrix: shared the keys of %s with our device %s", event.session_id, device.id)
@@ -157,6 +195,7 @@ class Crypto:
                 await self.client.joined_members(room_id)
             if self.client.should_query_keys:
                 _warn_if_error(await self.client.keys_query(), "fetching device keys")
+                trust_own_devices(self.client, self.replicas)  # a device of ours that just appeared, too
             if self.client.olm.should_share_group_session(room_id):
                 await self.client.share_group_session(room_id, ignore_unverified_devices=True)
 
@@ -266,12 +305,29 @@ class Crypto:
         self.told(event_id)
 
 
-def trust_own_devices(client: AsyncClient) -> None:
-    """Our account's other devices are the other replicas: trusted, so room keys they forward are taken and
-    their key requests answered."""
+def is_replica(device, replicas: dict[str, tuple[str, str]]) -> bool:
+    """One of our replicas' devices: registered in the database under its id, with the keys it has now (a
+    device logged in under a registered id with keys of its own is not)."""
+    return replicas.get(device.id) == (device.curve25519, device.ed25519)
+
+
+def trust_own_devices(client: AsyncClient, replicas: dict[str, tuple[str, str]]) -> None:
+    """Our account's other devices: the replicas' (registered in the database) are verified, so their key
+    requests are answered and room keys are shared with them; any other is blacklisted, so it gets no room key
+    at all. nio rotates a room's outgoing key when a device's trust changes, so a device blacklisted now cannot
+    read what the bot says from then on either."""
     for device in client.device_store.active_user_devices(client.user_id):
-        if device.id != client.device_id and not device.verified:
-            client.verify_device(device)
+        if device.id == client.device_id:
+            continue
+        if is_replica(device, replicas):
+            if device.blacklisted:
+                client.unblacklist_device(device)
+            if not device.verified:
+                client.verify_device(device)
+        elif not device.blacklisted:
+            log.warning("matrix: device %s of the bot's account is not one of our replicas (not registered in "
+                        "the database): it gets no room keys", device.id)
+            client.blacklist_device(device)
 
 
 def _megolm(room_id: str, source: dict[str, Any]) -> MegolmEvent | None:

@@ -3,14 +3,17 @@
 Nothing lost at the door: a request is acknowledged only once its message is stored (it went through the one
 message path every platform uses, `Service.on_message`: the command done, or the relay copies queued), so a
 replica killed before storing leaves Slack without an answer and Slack sends the request again, to whichever
-replica. Slack gives us 3 seconds: work that takes longer than `ACK_BUDGET` is acknowledged anyway and goes on.
+replica. Slack gives us 3 seconds: work not done within `ACK_BUDGET` (a slow or locked database) is answered
+with an error status, never acknowledged unstored, so Slack sends the request again (a slash command or a
+button shows its user an error instead: Slack does not retry those, and the user tries again); meanwhile the
+work goes on, and whichever finishes first stores it once.
 One channel's requests are handed in one at a time, in the order they arrived, so two messages said a moment
 apart are stored (and relayed) in that order. Answers go through the stored outbox (the delivery worker calls
 `send`). When the database is unreachable, a message for the bridge is handed in again until it is stored,
 and the sender of a command is told at once, through Slack alone, to try again.
 Slack retries requests it thinks we missed and Bolt does not drop them: every message is claimed once by id
 in the database (the engine's handled_event row for commands; the bridge's claim for relayed messages), so a
-retry is never acted on twice.
+retry is never acted on twice — also while the first attempt is still at work on this or another replica.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
@@ -46,7 +50,7 @@ from watchfloor.bot.slack.names import SlackNames
 log = logging.getLogger("watchfloor.slack")
 
 SLASH_COMMANDS = ("op", "target", "conflicts", "brief", "zone", "watchfloor", "vessel", "arrivals", "watch", "handover")
-ACK_BUDGET = 2.0  # seconds spent storing a request before acknowledging it anyway (Slack waits 3)
+ACK_BUDGET = 2.0  # seconds spent storing a request before answering "not yet, send it again" (Slack waits 3)
 _SLASH = re.compile(r"^/(" + "|".join(SLASH_COMMANDS) + r")$")
 _BUTTON = re.compile(r"^(ack|resolve):")
 _TS = re.compile(r"^\d+\.\d+$")
@@ -155,7 +159,11 @@ class SlackAdapter:
                 try:
                     await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET)
                 except asyncio.TimeoutError:
-                    pass  # still working (a slow or unreachable database): Slack must have its answer; it goes on
+                    # Not stored yet (a slow or locked database): not acknowledged, so Slack sends it again; the
+                    # work goes on, and the message's claim keeps the two from acting twice.
+                    log.warning("slack: %s not stored within %.0f s; answered 503 so that Slack sends it again",
+                                _request_name(body), ACK_BUDGET)
+                    return BoltResponse(status=503, body="not stored yet; send it again")
                 except Exception:
                     pass  # logged by _in_order; acknowledged all the same (a retry would fail alike)
                 await ack()
@@ -258,8 +266,9 @@ class SlackAdapter:
         await self._until_stored(handle, room, event)
 
     async def _until_stored(self, handle, room: str, event: dict[str, Any]) -> None:
-        """Slack has our acknowledgement and will not send the event again: what the database cannot take now is
-        handed in again until it can (claims make that safe). A command in it is not: its sender is told."""
+        """What the database cannot take now is handed in again until it can (claims make that safe): past the
+        ack budget Slack also sends the event again, and whichever comes first stores it. A command in it is
+        not: its sender is told."""
         delay = 0.5
         while True:
             try:
@@ -582,6 +591,16 @@ class _RetryUnlessPosted(AsyncConnectionErrorRetryHandler):
         if request is not None and str(request.url).rstrip("/").endswith(_POSTING):
             return False
         return await super()._can_retry_async(state=state, request=request, response=response, error=error)
+
+
+def _request_name(body: dict[str, Any]) -> str:
+    """A request in a log line, by what names it (never its text)."""
+    event = body.get("event") or {}
+    if body.get("event_id"):
+        return f"event {body['event_id']} ({event.get('type', '?')} in {_channel_of(body) or '?'})"
+    if body.get("command"):
+        return f"{body['command']} in {_channel_of(body) or '?'}"
+    return f"{body.get('type', 'request')} in {_channel_of(body) or '?'}"
 
 
 def _channel_of(body: dict[str, Any]) -> str:
