@@ -19,7 +19,7 @@ _PLAIN = {"no_args_is_help": True, "rich_markup_mode": None}
 app = typer.Typer(help="watchfloor: interagency operations, targeting and deconfliction in chat.",
                   add_completion=False, pretty_exceptions_enable=False, **_PLAIN)
 db_app = typer.Typer(help="Database schema.", **_PLAIN)
-import_app = typer.Typer(help="Bulk loading: operations, notices of arrival, a recorded AIS feed.", **_PLAIN)
+import_app = typer.Typer(help="Bulk loading: operations, notices of arrival, AIS feeds.", **_PLAIN)
 conflicts_app = typer.Typer(help="Conflicts.", **_PLAIN)
 config_app = typer.Typer(help="Configuration.", **_PLAIN)
 audit_app = typer.Typer(help="The audit trail.", **_PLAIN)
@@ -131,7 +131,10 @@ def console(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """A local chat room of the zone: one message per line from stdin; prints replies and alerts."""
+    """The zone's chat room on a terminal or a pipe.
+
+    One message per line from stdin (a prompt on a terminal); prints every reply and alert the bot posts there.
+    """
     from watchfloor.bot.console import ConsoleRoom, lines
 
     z = _zone(zone)
@@ -152,7 +155,10 @@ def console(
 
 @app.command()
 def run(config: Annotated[Path, typer.Option("--config", metavar="FILE", help="configuration (watchfloor.toml)")]) -> None:
-    """Run every configured adapter (Slack, Matrix), the bridge and the scheduler until SIGTERM."""
+    """Run every configured adapter, the bridge and the scheduler.
+
+    Slack, Matrix, the AIS feed, the health server and the scheduled jobs, until SIGTERM or SIGINT.
+    """
     from watchfloor.bot.runner import run_service
     from watchfloor.bot.single_run import AlreadyRunning, hold_sqlite_run_lock
     from watchfloor.config import ConfigError, load_settings
@@ -186,8 +192,10 @@ def brief(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too; with --email,
-    send it to that address instead)."""
+    """Print the zone's briefing as it would be posted.
+
+    With --picture, write its timeline PNG too; with --email, send it to that address instead.
+    """
     from watchfloor.commands.briefing import build_briefing
     from watchfloor.commands.errors import CommandError
     from watchfloor.commands.values import parse_time
@@ -260,7 +268,9 @@ def import_ops(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Bulk-load operations; every row validated, all or nothing (errors name the row and field).
+    """Bulk-load operations from CSV or JSON Lines.
+
+    Every row validated, all or nothing (errors name the row and field).
 
     CSV: a header row, then one operation a row; columns in any order, an empty cell leaves that key out, a zone
     column or --zone:
@@ -303,7 +313,9 @@ def import_noa(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Load notices of arrival; every row validated, all or nothing (errors name the row and field).
+    """Load notices of arrival from CSV.
+
+    Every row validated, all or nothing (errors name the row and field).
 
     \b
       vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted
@@ -349,7 +361,10 @@ def conflicts_scan(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Re-check every stored operation and target of a zone and print the open conflicts."""
+    """Re-check a zone and print its open conflicts.
+
+    Every stored operation and target of the zone is checked again; what changed is alerted as usual.
+    """
     from watchfloor.commands.conflicts_scan import scan_and_list
 
     z = _zone(zone)
@@ -394,7 +409,10 @@ def config_check(file: Annotated[Path, typer.Argument(metavar="FILE", help="conf
 
 @app.command()
 def demo(db: DbOpt = None) -> None:
-    """Fill a fresh database with a realistic day in two zones (LALB, NY), to try every feature."""
+    """Fill a fresh database with a demo day in two zones.
+
+    A realistic day in LALB and NY, played through the bot as chat commands, to try every feature.
+    """
     from watchfloor.templates import plural
     from watchfloor.bot.cli.demo import DemoError, free_demo_url, next_steps, operations_in, seed
     from watchfloor.bot.wiring import build
