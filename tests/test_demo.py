@@ -35,6 +35,10 @@ def test_demo_then_a_console_session_sees_operations_the_conflict_and_the_gap(tm
     on_watch = text.split("On watch in LALB")[1]             # the demo's watch: alerts call them by name
     assert "• CBP: sofia until" in on_watch and "• USCG: sam until" in on_watch
 
+    # Yesterday's finished boarding is in the briefing's "Yesterday", marked done this morning or not (issue 25).
+    brief = _cli("brief", "--zone", "LALB", "--db", db)
+    assert "• done: OP-1 CBP boarding · IMO9074729" in brief.stdout.split("Yesterday", 1)[1], brief.stdout
+
     # PORT is not cleared for LES: HSI's surveillance shows only that it exists
     port = _cli("console", "--zone", "LALB", "--user", "carlos", "--agency", "PORT", "--db", db,
                 input="!op list\n")
