@@ -129,7 +129,7 @@ def log_op(ctx: Context) -> None:
     ctx.audit("op.log", op_ref(row.id), {"type": row.type, "marking": row.marking, "start": row.start_at,
                                         "end": row.end_at, "vessel": row.vessel_key})
     ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id)
-    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance),
+    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now),
               raised=[f"CF-{c.id}" for c in ctx.changes.raised], warnings=warnings, verb="logged")
 
 
@@ -156,7 +156,7 @@ def update_op(ctx: Context) -> None:
     ctx.s.flush()
     ctx.audit("op.update", op_ref(row.id), {k: [before[k], after[k]] for k in before if before[k] != after[k]})
     ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id, previous_vessel)
-    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance),
+    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now),
               raised=[f"CF-{c.id}" for c in ctx.changes.raised], warnings=warnings, verb="updated",
               closed=[f"CF-{c.id}" for c in ctx.changes.closed])
 
@@ -178,7 +178,7 @@ def _finish(ctx: Context, status: OpStatus, key: str, action: str) -> None:
     ctx.s.flush()
     ctx.audit(f"op.{action}", op_ref(row.id), {key: text})
     ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id)
-    ctx.reply("op_finished.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance), action=action,
+    ctx.reply("op_finished.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now), action=action,
               closed=[f"CF-{c.id}" for c in ctx.changes.closed], raised=[f"CF-{c.id}" for c in ctx.changes.raised])
 
 
@@ -211,7 +211,7 @@ def list_ops(ctx: Context) -> None:
 def show_op(ctx: Context) -> None:
     row = _find(ctx, ctx.cmd.words[1].text if len(ctx.cmd.words) > 1 else None, "op show OP-n", lock=False)
     _words(ctx, 1, "op show OP-n")
-    ctx.reply("op_show.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance))
+    ctx.reply("op_show.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now))
 
 
 _ACTIONS = {

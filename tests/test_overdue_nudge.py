@@ -65,6 +65,8 @@ def test_an_overdue_operation_is_nudged_once_under_its_marking_and_listed_until_
     assert [line.split()[0] for line in listing.splitlines() if "overdue" in line] == ["OP-1", "OP-2"]
     assert "overdue" not in [line for line in listing.splitlines() if line.startswith("OP-3")][0]
     assert "OP-2 (LES, details withheld)" in bob.say("!op list").splitlines()  # USCG is not cleared for LES
+    assert "⏰ overdue" in alice.say("!op show OP-1")
+    assert "⏰ overdue" in alice.say('!op update OP-1 note="still alongside"')   # a note does not move its end
     assert "OP-1 done" in alice.say('!op done OP-1 outcome="clean"')
     assert "OP-1" not in alice.say("!op list")
     # A new end that also passes nudges again, once.
