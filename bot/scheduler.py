@@ -40,6 +40,7 @@ from watchfloor.storage.tables import OutboxRow
 
 from watchfloor.bot import metrics
 from watchfloor.bot.timeline import Picture, timeline
+from watchfloor.commands.cop_feed import agency_colours
 
 log = logging.getLogger("watchfloor.scheduler")
 
@@ -147,7 +148,9 @@ class _Briefing:
         seen = (tuple((a, op["ref"]) for a, ops in data["by_agency"].items() for op in ops),
                 tuple(cf["ref"] for cf in data["conflicts"] if not cf["withheld"]))
         if seen not in self._pictures:
-            self._pictures[seen] = timeline(data)
+            # each agency in its colour of the zone, as on the operating picture's page
+            colours = agency_colours(self.s, self.zone.code, data["by_agency"])
+            self._pictures[seen] = timeline(data, colours)
         return self._pictures[seen]
 
 

@@ -44,10 +44,18 @@ def _zone(ctx: Context, word: str | None) -> Zone:
     return zone
 
 
+def _who(ctx: Context) -> dict[str, str | None]:
+    """The sender as this room knows them, kept with the token: the server answering the page may not know them
+    (a console's `--agency` lives in the console's own process)."""
+    if ctx.sender.agency is None:
+        return {"agency": None, "clearance": None}
+    return {"agency": ctx.sender.agency, "clearance": " ".join(sorted(m.value for m in ctx.sender.clearance))}
+
+
 def _link(ctx: Context, word: str | None) -> None:
     base = _base_url(ctx)
     zone = _zone(ctx, word)
-    token = cop.issue(ctx.s, cop.LINK, ctx.sender.id, zone.code, ctx.now)
+    token = cop.issue(ctx.s, cop.LINK, ctx.sender.id, zone.code, ctx.now, **_who(ctx))
     # The audit trail is readable by administrators: it records that a link was given, never the token.
     ctx.audit("cop.link", zone.code, {"expires": ctx.now + cop.LINK_TTL})
     ctx.reply("cop_link.j2", ephemeral=True, url=f"{base}/cop/login/{token}", page_zone=zone.code,
@@ -57,7 +65,7 @@ def _link(ctx: Context, word: str | None) -> None:
 def _calendar(ctx: Context, word: str | None) -> None:
     base = _base_url(ctx)
     zone = _zone(ctx, word)
-    token = cop.issue(ctx.s, cop.CALENDAR, ctx.sender.id, zone.code, ctx.now)
+    token = cop.issue(ctx.s, cop.CALENDAR, ctx.sender.id, zone.code, ctx.now, **_who(ctx))
     ctx.audit("cop.calendar", zone.code, {})
     ctx.reply("cop_calendar.j2", ephemeral=True, page_zone=zone.code,
               url=f"{base}/cop/{zone.code}/ops.ics?token={token}")
@@ -66,9 +74,9 @@ def _calendar(ctx: Context, word: str | None) -> None:
 def _revoke(ctx: Context, word: str | None) -> None:
     if word is not None:
         raise CommandError("command", USAGE)
-    n = cop.revoke_calendars(ctx.s, ctx.sender.id, ctx.now)
-    ctx.audit("cop.revoke", None, {"count": n})
-    ctx.reply("cop_revoked.j2", ephemeral=True, count=n)
+    ended = cop.revoke(ctx.s, ctx.sender.id, ctx.now)
+    ctx.audit("cop.revoke", None, ended)
+    ctx.reply("cop_revoked.j2", ephemeral=True, **ended)
 
 
 _ACTIONS = {"calendar": _calendar, "revoke": _revoke}

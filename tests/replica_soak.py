@@ -39,8 +39,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from watchfloor.ioc.zones import get_zone
-from tests.fixtures.slack_api import MockSlackApi, event_body, post_signed
-from tests.test_replicas import SECRET, Replica, one_holder_each, wait_until
+from tests.fixtures.slack_api import MockSlackApi, event_body
+from tests.test_replicas import SECRET, Replica, hand_over, one_holder_each, wait_until
 
 JOINT, WATCH = "C0JOINT", "C0WATCH"
 ALICE, BOB = "UALICE", "UBOB"  # CBP and USCG on Slack
@@ -297,28 +297,14 @@ class Soak:
         self.origins[key] = ts
         body = event_body({"type": "message", "channel": JOINT, "user": user, "text": text, "ts": ts,
                            "event_ts": ts, "channel_type": "channel"}, event_id=f"EvSoak{key}")
-        deadline = time.monotonic() + 120
-        retry = 0
-        while time.monotonic() < deadline:
-            live = self.live()
-            if not live:
-                time.sleep(0.2)
-                continue
-            to = self.rng.choice(live)
-            headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-            try:
-                status, _ = post_signed(to.events_url, body, SECRET, extra_headers=headers, timeout=3)
-            except OSError:
-                status = 0
-            if status == 200:
-                with self._lock:
-                    self._acks.append((time.monotonic(), to, key))
-                return
-            retry += 1
+
+        def retried() -> None:
             with self._lock:
                 self.report.slack_retries += 1
-            time.sleep(0.1)
-        raise AssertionError(f"no replica took Slack event {key} in 120 s")
+
+        to = hand_over(body, self.live, self.rng, on_retry=retried)
+        with self._lock:
+            self._acks.append((time.monotonic(), to, key))
 
     def _matrix(self, who, text: str, key: str) -> None:
         self.origins[key] = self.synapse.send_text(who.token, self.world.joint[0], text)

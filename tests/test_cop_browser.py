@@ -121,12 +121,12 @@ def test_the_page_shows_what_the_viewer_may_see_and_updates_live(browser, site):
         page = viewer.page
         page.wait_for_url(f"{base}/cop/LALB")
         assert "script-src 'self'" in page.evaluate("1") and False if False else True
-        label = page.locator(".op-label", has_text="OP-2")
+        label = page.locator(".op-label span", has_text="OP-2")
         expect(label).to_be_visible(timeout=5000)
-        expect(page.locator(".op-label.conflict", has_text="OP-3")).to_be_visible()
+        expect(page.locator(".op-label.conflict span", has_text="OP-3")).to_be_visible()
         expect(page.locator("#list tr#row-OP-2")).to_contain_text("CBP")
         expect(page.locator("#list tr#row-OP-2")).to_contain_text(f"{cf} open")
-        expect(page.locator("#timeline svg rect")).to_have_count(2)
+        expect(page.locator("#timeline svg .bar rect")).to_have_count(2)
         expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=5000)
         expect(page.locator("#map[data-coast=drawn]")).to_have_count(1)
         page.evaluate("window.notReloaded = true")
@@ -137,7 +137,7 @@ def test_the_page_shows_what_the_viewer_may_see_and_updates_live(browser, site):
         cbp.say(LES_OP)  # OP-4
         t0 = time.monotonic()
         cbp.say("!op log escort at=33.72,-118.25 start=+2h end=1h")  # OP-5
-        expect(page.locator(".op-label", has_text="OP-5")).to_be_visible(timeout=2000)
+        expect(page.locator(".op-label span", has_text="OP-5")).to_be_visible(timeout=2000)
         expect(page.locator("#list tr#row-OP-5")).to_be_visible(timeout=2000)
         assert time.monotonic() - t0 < 2.0
         uscg.say(f"!conflicts ack {cf}")  # an acknowledgement shows too, without a reload
@@ -171,7 +171,7 @@ def test_a_cleared_viewer_sees_the_les_operation_and_a_reused_link_is_refused(br
         page_response = first.page.reload()
         csp = page_response.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "script-src 'self'" in csp
-        expect(first.page.locator(".op-label", has_text="OP-1")).to_be_visible(timeout=5000)
+        expect(first.page.locator(".op-label span", has_text="OP-1")).to_be_visible(timeout=5000)
         expect(first.page.locator("#list tr#row-OP-1")).to_contain_text("LES")
     finally:
         first.close()

@@ -126,9 +126,9 @@ async def test_geojson_is_lon_lat_polygons_and_leaves_out_what_the_viewer_may_no
                 for leak in ("OP-1", "LES", "informant", "33.7,", "-118.2,"):
                     assert leak not in raw, leak
                 assert "OP-1" not in html and "LES" not in html and "informant" not in html
-                assert "Operations today (1)" in html
+                assert "Operations in the watch (1)" in html
             else:
-                assert "OP-1" in html and "Operations today (2)" in html
+                assert "OP-1" in html and "Operations in the watch (2)" in html
 
 
 async def test_calendar_feed_keeps_uids_raises_sequence_marks_cancelled_and_answers_304(sqlite_url, clock):
@@ -160,7 +160,7 @@ async def test_calendar_feed_keeps_uids_raises_sequence_marks_cancelled_and_answ
             async with http.get(base + feed) as r:
                 cancelled = Calendar.from_ical(await r.read()).walk("VEVENT")[0]
             assert (str(cancelled["uid"]), int(cancelled["sequence"]), str(cancelled["status"])) == (uid, 2, "CANCELLED")
-            assert "ended" in port.say("!cop revoke")
+            assert port.say("!cop revoke").startswith("Ended: 1 calendar feed.")
             async with http.get(base + feed) as r:
                 assert r.status == 401 and "BEGIN:VCALENDAR" not in await r.text()
 
@@ -214,6 +214,7 @@ async def test_the_event_stream_sends_a_change_for_a_visible_op_and_nothing_for_
 
                 first = await next_event(3)
                 assert first and "event: change" in first
+                assert "event: traffic" in (await next_event(1) or "")  # and the (empty) traffic, both at first
                 cbp.say(LES_OP)
                 assert await next_event(1.5) is None  # an LES change sends nothing to an uncleared viewer
                 cbp.say(PLAIN_OP)
@@ -243,6 +244,8 @@ async def test_targets_sit_at_their_vessels_last_ais_position_and_the_approach_a
             await _login(http, base, link_path(cbp.say("!cop")))
             async with http.get(f"{base}/cop/LALB/ops.geojson") as r:
                 data = await r.json(content_type=None)
+            async with http.get(f"{base}/cop/LALB/traffic.geojson") as r:
+                data["features"] += (await r.json(content_type=None))["features"]
     by_kind = {}
     for f in data["features"]:
         by_kind.setdefault(f["properties"]["kind"], []).append(f)
@@ -388,3 +391,38 @@ async def test_the_event_stream_ends_when_its_session_does(sqlite_url, clock, mo
                 ended = False
                 while not ended:  # events, keepalives, then the end of the stream
                     ended = await asyncio.wait_for(stream.content.readline(), 3) == b""
+
+
+async def test_the_page_declares_an_icon_the_server_has(sqlite_url, clock):
+    async with cop_server(sqlite_url, clock) as (parts, base):
+        alice = person(parts, "alice", "CBP")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await _login(http, base, link_path(alice.say("!cop")))
+            async with http.get(f"{base}/cop/LALB") as page:
+                assert '<link rel="icon" href="/cop/static/favicon.svg" type="image/svg+xml">' in await page.text()
+            async with http.get(f"{base}/cop/static/favicon.svg") as icon:
+                assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+                assert (await icon.read()).startswith(b"<svg")
+
+
+async def test_the_event_stream_says_traffic_when_a_vessel_is_heard_and_nothing_about_operations(sqlite_url, clock):
+    from watchfloor.storage.vessel_tables import VesselRow
+
+    async with cop_server(sqlite_url, clock) as (parts, base):
+        alice = person(parts, "alice", "CBP")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            await _login(http, base, link_path(alice.say("!cop")))
+            async with http.get(f"{base}/cop/LALB/traffic.geojson") as r:
+                traffic_version = r.headers["X-Version"]
+            async with http.get(f"{base}/cop/LALB/ops.geojson?geometry=centre") as r:
+                ops_version = r.headers["X-Version"]
+            async with http.get(f"{base}/cop/LALB/events", params={"since": f"{ops_version}.{traffic_version}"}) as stream:
+                assert (await asyncio.wait_for(stream.content.readline(), 2)).startswith(b"retry")
+                with parts.db.session() as s:  # a ship heard just now, inside the approach area
+                    s.add(VesselRow(mmsi="366123456", name="NEWLY HEARD", lat=33.70, lon=-118.25, sog=8.0, cog=90.0,
+                                    position_at=clock.now, updated_at=clock.now))
+                got = b""
+                while b"\n\n" not in got.split(b"event:", 1)[-1] or b"event:" not in got:
+                    got += await asyncio.wait_for(stream.content.readline(), 2)
+                assert b"event: traffic" in got and b"event: change" not in got
+

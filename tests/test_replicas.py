@@ -138,6 +138,30 @@ def one_holder_each(replicas: list[Replica], duties=SLACK_DUTIES) -> bool:
     return all(sum(d[duty] for d in seen) == 1 for duty in duties)
 
 
+def hand_over(body: str, live, rng, *, secret: str = SECRET, within: float = 120.0, on_retry=None) -> Replica:
+    """Slack's delivery of one signed request: to a live replica (the load balancer's pick of `live()`); unanswered,
+    again to another with Slack's retry headers, until one answers 200. Returns the replica that took it."""
+    deadline, retry = time.monotonic() + within, 0
+    while time.monotonic() < deadline:
+        replicas = live()
+        if not replicas:
+            time.sleep(0.2)
+            continue
+        to = rng.choice(replicas)
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
+        try:
+            status, _ = post_signed(to.events_url, body, secret, extra_headers=headers, timeout=3)
+        except OSError:
+            status = 0
+        if status == 200:
+            return to
+        retry += 1
+        if on_retry is not None:
+            on_retry()
+        time.sleep(0.1)
+    raise AssertionError(f"no replica took the Slack request in {within:g} s")
+
+
 def say(replica: Replica, text: str, ts: str) -> None:
     """Alice says `text` in the joint channel; Slack delivers the event to `replica` (the load balancer's pick)."""
     body = event_body({"type": "message", "channel": JOINT, "user": ALICE, "text": text, "ts": ts, "event_ts": ts,

@@ -223,8 +223,11 @@ def brief(
     typer.echo(render("briefing.j2", now=when, **data).text)
     if picture is not None:
         from watchfloor.bot.timeline import timeline
+        from watchfloor.commands.cop_feed import agency_colours
 
-        drawn = timeline(data)
+        with parts.db.session() as s:  # each agency in its colour of the zone, as on the operating picture's page
+            colours = agency_colours(s, z.code, data["by_agency"])
+        drawn = timeline(data, colours)
         if drawn is None:
             typer.echo("picture: none (no operations that day)")
         else:

@@ -43,7 +43,7 @@ def script(now: datetime) -> list[tuple[str, str]]:
         # The watch: who the alerts call by name (`!watch`); the demo has no handover times, so each says until when.
         ("sam", "!watch on until=+12h"), ("sofia", "!watch on until=+12h"), ("nora", "!watch on until=+12h"),
         # Los Angeles–Long Beach: yesterday's boarding, this morning's settled clash, today's plan.
-        ("alice", f'!op log boarding vessel=IMO9074729 at=33.74,-118.27 start={yesterday(9)} end=2h contact="CBP desk"'),
+        ("alice", f'!op log boarding vessel=IMO9074729 at=33.72,-118.26 start={yesterday(9)} end=2h contact="CBP desk"'),
         ("alice", '!op done OP-1 outcome="crew list matched manifest; no findings"'),
         ("amy", f'!op log surveillance at=33.70,-118.23 radius=2km start={at(-6)} end=2h '
                 'note="AMO air unit over the outer harbor"'),
@@ -52,11 +52,11 @@ def script(now: datetime) -> list[tuple[str, str]]:
         ("sam", '!conflicts resolve CF-1 joint note="AMO covers the escort from the air"'),
         ("carlos", f'!op log security-zone at=33.755,-118.215 radius=300m start={at(0.5)} end=8h '
                    'note="cruise terminal, two sailings"'),
-        ("alice", f'!op log boarding vessel=IMO9312341 at=33.745,-118.265 start={at(2)} end=2h '
+        ("alice", f'!op log boarding vessel=IMO9312341 at=33.716,-118.262 start={at(2)} end=2h '
                   'contact="CBP desk 562-555-0100"'),
-        ("bob", f'!op log patrol at=33.741,-118.27 radius=1nm start={at(2.5)} end=3h contact="CG Sector LA-LB"'),
-        ("pete", f'!op log patrol at=33.77,-118.19 start={at(1)} end=4h note="Long Beach inner harbor"'),
-        ("hank", f'!op log surveillance vessel=366987654 at=33.72,-118.25 start={at(4)} end=6h mark=LES '
+        ("bob", f'!op log patrol at=33.712,-118.266 radius=1nm start={at(2.5)} end=3h contact="CG Sector LA-LB"'),
+        ("pete", f'!op log patrol at=33.735,-118.18 start={at(1)} end=4h note="Long Beach outer harbor"'),
+        ("hank", f'!op log surveillance vessel=366987654 at=33.72,-118.22 start={at(4)} end=6h mark=LES '
                  'note="source reporting on a crew member"'),
         ("hank", f'!target nominate IMO9356787 name="OCEAN PEARL" eta={at(10)} priority=high '
                  'reason="manifest anomalies on the last two calls"'),
@@ -69,13 +69,13 @@ def script(now: datetime) -> list[tuple[str, str]]:
         ("omar", f'!op log patrol at=40.70,-74.02 start={at(1)} end=6h note="Lower Manhattan waterfront"'),
         ("carla", f'!op log inspection vessel=IMO9177337 at=40.67,-74.03 start={at(5)} end=3h '
                   'contact="CBP NY seaport"'),
-        ("henry", f'!op log surveillance vessel=IMO9177337 at=40.66,-74.00 start={at(9)} end=2h mark=FOUO '
+        ("henry", f'!op log surveillance vessel=IMO9177337 at=40.655,-74.03 start={at(9)} end=2h mark=FOUO '
                   'note="follow-up on the inspection findings"'),
         ("carla", f'!target nominate IMO9522001 name="NORDIC STAR" eta={at(14)} '
                   'reason="container seals reported tampered at last port"'),
         ("henry", f'!target nominate IMO9522001 eta={at(14)}'),
-        ("paula", f'!op log exercise at=40.64,-74.08 radius=1km start={at(26)} end=4h '
-                  'note="port authority spill drill, Kill Van Kull"'),
+        ("paula", f'!op log exercise at=40.675,-74.06 radius=1km start={at(26)} end=4h '
+                  'note="port authority spill drill, Upper Bay"'),
     ]
 
 

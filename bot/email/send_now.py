@@ -27,11 +27,14 @@ class BriefingNotSent(Exception):
 async def send_briefing_now(parts, zone: Zone, at: datetime, address: str) -> str:
     """Send the zone's briefing of `at` to `address`; returns the line to print."""
     room, agency = _room(parts.directory, zone, address)
+    from watchfloor.bot.timeline import timeline
+    from watchfloor.commands.cop_feed import agency_colours
+
     with parts.db.session() as s:
         data = build_briefing(s, parts.directory, zone, at, room.clearance, show_withheld=False)
-    from watchfloor.bot.timeline import timeline
-
-    picture = timeline(data)
+        # each agency in its colour of the zone, as on the page and in the scheduled briefing
+        colours = agency_colours(s, zone.code, data["by_agency"])
+    picture = timeline(data, colours)
     extra = {"image": picture.attachment()} if picture is not None else {}
     payload = email_payload(room, "briefing", "briefing.j2", data, extra, f"brief-now:{zone.code}:{at.isoformat()}")
     if payload is None:

@@ -30,14 +30,15 @@ async def start_health(parts: Any, adapters: Iterable[Any] | Mapping[str, Any] |
     `delivery` (the running Delivery) tells which platforms refused our credentials; `duties` (bot.duties)
     which duties this replica holds.
     Returns the running AppRunner; `await runner.cleanup()` stops it."""
-    app = web.Application()
+    from watchfloor.bot.web.cop import SERVER_ARGS, add_routes  # the common operating picture shares this server
+
+    app = web.Application(handler_args=SERVER_ARGS)
     app[PARTS] = parts
     app[ADAPTERS] = _named(adapters)
     app[DELIVERY] = delivery
     app[DUTIES] = duties
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    from watchfloor.bot.web.cop import add_routes  # the common operating picture shares this server
     add_routes(app)
     runner = web.AppRunner(app, access_log=None)  # probes every few seconds would drown the useful events
     await runner.setup()
