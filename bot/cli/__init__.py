@@ -281,14 +281,15 @@ def import_ops(
     \b
       type,agency,vessel,at,radius,start,end,mark,note,contact
       boarding,CBP,IMO9074729,"33.74,-118.27",500m,+2h,2h,UNCLASS,"pilot boards 0600",CBP desk
-      patrol,USCG,,"33.741,-118.271",1nm,2026-12-01T15:00,2026-12-01T17:00,FOUO,,
+      patrol,USCG,,"33.741,-118.271",1nm,+3h,+5h,FOUO,,
 
     JSON Lines: one object a line, the same keys:
 
     \b
       {"type": "patrol", "agency": "USCG", "at": "33.741,-118.271", "start": "+3h", "end": "3h"}
 
-    Values as in `op log`: times zone local (or with Z or an offset, or +2h from now); end a time or a duration.
+    Values as in `op log`: times like 2026-12-01T15:00 (zone local, or with Z or an offset) or +2h (from now);
+    end a time or a duration after start (2h).
     """
     from watchfloor.templates import plural
     import time
@@ -323,7 +324,7 @@ def import_noa(
     \b
       vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted
       OCEAN PEARL,IMO9356787,,9HA5512,Malta,+30h,Busan,no,22,
-      SOUTHERN GAS,9411226,538001234,V7AB3,Marshall Islands,2026-12-03T06:00,Yokohama,yes,25,2026-11-29T10:00Z
+      SOUTHERN GAS,9411226,538001234,V7AB3,Marshall Islands,+50h,Yokohama,yes,25,2026-11-29T10:00Z
 
     imo as IMO9356787 or its 7 digits; eta and submitted zone local unless they carry Z or an offset (or +30h
     from now); cdc (certain dangerous cargo) yes or no.
