@@ -225,7 +225,7 @@ def brief(
         from watchfloor.bot.timeline import timeline
         from watchfloor.commands.cop_feed import agency_colours
 
-        with parts.db.session() as s:  # each agency in its colour of the zone, as on the operating picture's page
+        with database.session() as s:  # each agency in its colour of the zone, as on the operating picture's page
             colours = agency_colours(s, z.code, data["by_agency"])
         drawn = timeline(data, colours)
         if drawn is None:
