@@ -7,9 +7,10 @@ schedules the same jobs and only the leader acts on them. The leader is the repl
 duty (bot/duties.py, a lease on PostgreSQL): when it dies, freezes or is cut off another replica takes over within
 30 s. Without duties (SQLite, one process, or a scheduler on its own) it leads once started.
 
-Leadership is a convenience, not the guarantee. Every briefing posting records the key (zone, local day, room)
-(and every overdue nudge its (operation, end, room)) in the outbox's UNIQUE dedupe_key before anything is sent, so two leaders for a moment, a restart, a repeated
-wall-clock time on the night clocks fall back, or a catch-up racing the live firing still post once per room.
+Leadership is a convenience, not the guarantee. Every briefing posting records the key (zone, local day, room),
+and every overdue nudge its (operation, end, room), in the outbox's UNIQUE dedupe_key before anything is sent, so
+two leaders for a moment, a restart, a repeated wall-clock time on the night clocks fall back, or a catch-up racing
+the live firing still post once per room.
 A briefing missed while no replica was leading is posted when one leads again, if still within the grace
 period (`briefing.grace_hours`), and only the latest missed one (coalesced).
 """

@@ -76,7 +76,8 @@ def build_handover(s: Session, directory: Directory, zone: Zone, at: datetime, c
     coming_off = [p for p in watch_repo.came_off(s, zone.code, at - timedelta(hours=1), at + timedelta(minutes=1))
                   if p.person not in standing]
     return {"z": zone, "tz": zone.tz, "at": at, "unacked": unacked, "acked": acked, "active": active,
-            "starting": starting, "overdue": overdue, "withheld_ops": withheld_ops if show_withheld else 0, "arrivals": arrivals,
+            "starting": starting, "overdue": overdue, "withheld_ops": withheld_ops if show_withheld else 0,
+            "arrivals": arrivals,
             "other_arrivals": others, "on_watch": [person(p) for p in on_watch],
             "coming_off": [person(p) for p in coming_off]}
 

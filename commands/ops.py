@@ -178,8 +178,8 @@ def _finish(ctx: Context, status: OpStatus, key: str, action: str) -> None:
     ctx.s.flush()
     ctx.audit(f"op.{action}", op_ref(row.id), {key: text})
     ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id)
-    ctx.reply("op_finished.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now), action=action,
-              closed=[f"CF-{c.id}" for c in ctx.changes.closed], raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+    ctx.reply("op_finished.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now),
+              action=action, closed=[f"CF-{c.id}" for c in ctx.changes.closed], raised=[f"CF-{c.id}" for c in ctx.changes.raised])
 
 
 def list_ops(ctx: Context) -> None:

@@ -107,8 +107,8 @@ def vessel_command(ctx: Context) -> None:
             "stale": row.position_at is not None and not is_fresh(row.position_at, ctx.now),
             "distance_nm": distance_m(row.lat, row.lon, zone.lat, zone.lon) / NM if row.lat is not None else None,
         }
-    ctx.reply("vessel_show.j2", asked=vessel_label(v.key), track=track, notice=notice, eta=eta, targets=t_items, ops=o_items,
-              unknown=False)
+    ctx.reply("vessel_show.j2", asked=vessel_label(v.key), track=track, notice=notice, eta=eta, targets=t_items,
+              ops=o_items, unknown=False)
 
 
 def arrivals_command(ctx: Context) -> None:

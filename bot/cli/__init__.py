@@ -126,8 +126,10 @@ def _reading(config: Path | None, db: str | None):
 def console(
     zone: ZoneOpt,
     user: Annotated[str, typer.Option("--user", metavar="NAME", help="your name in this room")],
-    agency: Annotated[Optional[str], typer.Option("--agency", metavar="AGENCY", help="your agency code, e.g. CBP")] = None,
-    role: Annotated[Optional[str], typer.Option("--role", metavar="ROLE", help="member (default) or supervisor")] = None,
+    agency: Annotated[Optional[str], typer.Option("--agency", metavar="AGENCY",
+                                                  help="your agency code, e.g. CBP")] = None,
+    role: Annotated[Optional[str], typer.Option("--role", metavar="ROLE",
+                                                help="member (default) or supervisor")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -154,7 +156,8 @@ def console(
 
 
 @app.command()
-def run(config: Annotated[Path, typer.Option("--config", metavar="FILE", help="configuration (watchfloor.toml)")]) -> None:
+def run(config: Annotated[Path, typer.Option("--config", metavar="FILE",
+                                             help="configuration (watchfloor.toml)")]) -> None:
     """Run every configured adapter, the bridge and the scheduler.
 
     Slack, Matrix, the AIS feed, the health server and the scheduled jobs, until SIGTERM or SIGINT.
@@ -443,7 +446,8 @@ def demo(db: DbOpt = None) -> None:
     parts.db.dispose()
     shown = parts.db.engine.url.render_as_string(hide_password=True)
     typer.echo(f"Demo day loaded into {shown}: {plural(result.operations, 'operation')} and "
-               f"{plural(result.targets, 'target')} in LALB and NY; {plural(len(result.open_conflicts), 'open conflict')} "
+               f"{plural(result.targets, 'target')} in LALB and NY; "
+               f"{plural(len(result.open_conflicts), 'open conflict')} "
                f"({', '.join(result.open_conflicts)}).")
     for line in next_steps(f" --db {db}" if db else ""):
         typer.echo(line)

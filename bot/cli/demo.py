@@ -43,7 +43,8 @@ def script(now: datetime) -> list[tuple[str, str]]:
         # The watch: who the alerts call by name (`!watch`); the demo has no handover times, so each says until when.
         ("sam", "!watch on until=+12h"), ("sofia", "!watch on until=+12h"), ("nora", "!watch on until=+12h"),
         # Los Angeles–Long Beach: yesterday's boarding, this morning's settled clash, today's plan.
-        ("alice", f'!op log boarding vessel=IMO9074729 at=33.72,-118.26 start={yesterday(9)} end=2h contact="CBP desk"'),
+        ("alice", f'!op log boarding vessel=IMO9074729 at=33.72,-118.26 start={yesterday(9)} end=2h '
+                  'contact="CBP desk"'),
         ("alice", '!op done OP-1 outcome="crew list matched manifest; no findings"'),
         ("amy", f'!op log surveillance at=33.70,-118.23 radius=2km start={at(-6)} end=2h '
                 'note="AMO air unit over the outer harbor"'),
