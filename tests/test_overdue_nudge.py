@@ -129,3 +129,24 @@ def test_the_scheduler_runs_the_nudge_only_while_leading(sqlite_url, clock):
     sched._leading = True
     sched._overdue_job()
     assert len(texts(parts, PUBLIC)) == 1
+
+
+def test_a_console_reader_not_cleared_sees_nothing_of_an_les_nudge(sqlite_url, clock):
+    """The console room holds one rendering per clearance: a reader not cleared for the nudge's marking gets
+    nothing printed, not even an empty line."""
+    import io
+
+    from watchfloor.bot.console import ConsoleRoom
+
+    parts = make_parts(sqlite_url, clock, **SETTINGS)
+    ConsoleUser(parts, "LALB", "alice", "CBP").say(f"!op log surveillance {HERE} start=+1h end=1h mark=LES")
+    watching = {}
+    for user, agency in (("bob", "USCG"), ("alice", "CBP")):
+        room, sender = parts.directory.add_console("LALB", user, agency, None)
+        watching[user] = (ConsoleRoom(parts.engine, room, sender, out=io.StringIO()))
+    clock.advance(hours=3)
+    assert JobScheduler(parts, clock).nudge_overdue() == 2              # the cleared joint room and the console
+    for chat in watching.values():
+        chat.poll()
+    assert watching["bob"].out.getvalue() == ""
+    assert watching["alice"].out.getvalue().startswith("⏰ OP-1 CBP [LES] was to end at 09:00 PST")
