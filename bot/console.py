@@ -64,6 +64,8 @@ class ConsoleRoom:
     def _print(self, row: OutboxRow) -> None:
         variant = for_clearance(payload(row), self.sender.clearance)
         body = variant["text"]
+        if not body.strip():  # rendered empty for this reader's clearance (a nudge, a notice): nothing to say
+            return
         if variant.get("image"):  # a briefing's timeline: a terminal cannot show it, so write it and say where
             from watchfloor.bot.timeline import save
 

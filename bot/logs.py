@@ -15,6 +15,7 @@ import structlog
 
 from watchfloor.ioc.markings import Marking, marking_of_text
 
+CHATTY_LOGGERS = ("apscheduler", "alembic.runtime.plugins")
 _TEXT_KEYS = ("text", "body", "note", "reason", "raw", "message_text", "detail", "error")
 
 
@@ -92,6 +93,11 @@ def configure_logging(level: str | int = "INFO", stream: TextIO | None = None, j
     handler._watchfloor = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # Libraries' chatter at INFO is not our events: APScheduler announces every job it adds and every run
+    # ("Adding job tentatively", "Running job"), Alembic every plugin it sets up. Shown only when asked for DEBUG;
+    # their warnings and errors always. (Alembic's "Running upgrade" lines stay: a schema change is news.)
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
 
 def get_logger(name: str = "watchfloor") -> structlog.stdlib.BoundLogger:

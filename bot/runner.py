@@ -23,6 +23,10 @@ from watchfloor.bot.logs import configure_logging
 
 log = logging.getLogger("watchfloor.run")
 STOP_BUDGET = 8.0  # seconds: the contract allows 10 between SIGTERM and exit
+# How long start-up waits for the homeserver before serving without it (Matrix keeps trying in the background): a
+# refused login still stops us at once, a homeserver that is down or silent no longer holds health, Slack and the
+# scheduler back for 15 s.
+MATRIX_START_WAIT = 2.0
 
 
 class Service:
@@ -128,7 +132,7 @@ def make_adapters(parts, settings: Settings) -> list[Adapter]:
     if settings.matrix is not None:
         from watchfloor.bot.matrix.adapter import MatrixAdapter
 
-        adapters.append(MatrixAdapter(parts, settings.matrix))
+        adapters.append(MatrixAdapter(parts, settings.matrix, startup_wait=MATRIX_START_WAIT))
     if settings.slack is not None:
         slack = _optional("watchfloor.bot.slack.adapter")
         if slack is None:

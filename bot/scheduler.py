@@ -1,15 +1,16 @@
-"""Scheduled work: each configured zone's morning briefing, the periodic gap scan, escalation, the watch_email
-fallback, and pruning what is kept only for a while (`[retention] days`: sent messages, handled-message ids; never
-the audit trail).
+"""Scheduled work: each configured zone's morning briefing, the periodic gap scan, escalation, the nudge about
+operations past their end (commands/overdue.py), the watch_email fallback, and pruning what is kept only for a while
+(`[retention] days`: sent messages, handled-message ids; never the audit trail).
 
 APScheduler 3 with in-memory jobs only: its job stores must not be shared between processes, so every replica
 schedules the same jobs and only the leader acts on them. The leader is the replica holding the `scheduler`
 duty (bot/duties.py, a lease on PostgreSQL): when it dies, freezes or is cut off another replica takes over within
 30 s. Without duties (SQLite, one process, or a scheduler on its own) it leads once started.
 
-Leadership is a convenience, not the guarantee. Every briefing posting records the key (zone, local day, room)
-in the outbox's UNIQUE dedupe_key before anything is sent, so two leaders for a moment, a restart, a repeated
-wall-clock time on the night clocks fall back, or a catch-up racing the live firing still post once per room.
+Leadership is a convenience, not the guarantee. Every briefing posting records the key (zone, local day, room),
+and every overdue nudge its (operation, end, room), in the outbox's UNIQUE dedupe_key before anything is sent, so
+two leaders for a moment, a restart, a repeated wall-clock time on the night clocks fall back, or a catch-up racing
+the live firing still post once per room.
 A briefing missed while no replica was leading is posted when one leads again, if still within the grace
 period (`briefing.grace_hours`), and only the latest missed one (coalesced).
 """
@@ -32,6 +33,7 @@ from watchfloor.commands.directory import Room
 from watchfloor.commands.email_alerts import watch_email_fallback
 from watchfloor.commands.handover import post_handover
 from watchfloor.commands.jobs import escalate_due, scan_all
+from watchfloor.commands.overdue import nudge_overdue
 from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key, post
 from watchfloor.ioc.zones import Zone, get_zone
 from watchfloor.storage import events, outbox
@@ -218,6 +220,10 @@ class JobScheduler:
         """Post the zone's briefing of `at`'s local day to its rooms; returns the rows enqueued (0 if done)."""
         return post_briefing(self.parts, zone_code, at, now=self.clock())
 
+    def nudge_overdue(self) -> int:
+        """Nudge, once each, the operations overdue now in their zones' joint rooms; returns the rows posted."""
+        return nudge_overdue(self.parts.db, self.parts.directory, self.clock(), self.parts.engine.rules.max_operation)
+
     def catch_up(self, now: datetime | None = None) -> dict[str, int]:
         """Post every configured zone's briefing that was due within the grace period and not yet posted."""
         now = now or self.clock()
@@ -242,6 +248,8 @@ class JobScheduler:
         sched.add_job(self._scan_job, IntervalTrigger(minutes=conflicts.scan_every_minutes), id="gap-scan",
                       misfire_grace_time=60, coalesce=True)
         sched.add_job(self._escalate_job, IntervalTrigger(minutes=1), id="escalate", misfire_grace_time=30,
+                      coalesce=True)
+        sched.add_job(self._overdue_job, IntervalTrigger(minutes=1), id="overdue", misfire_grace_time=30,
                       coalesce=True)
         sched.add_job(self._retention_job, IntervalTrigger(hours=1), id="retention", misfire_grace_time=3600,
                       coalesce=True)
@@ -331,6 +339,16 @@ class JobScheduler:
             escalate_due(self.parts.engine)
         except Exception:
             log.exception("escalation failed")
+
+    def _overdue_job(self) -> None:
+        if not self.is_leader:
+            return
+        try:
+            posted = self.nudge_overdue()
+            if posted:
+                log.info("overdue operations nudged: %d messages", posted)
+        except Exception:
+            log.exception("overdue nudge failed")
 
     def watch_email(self) -> int:
         """The zone alerts stuck in watch rooms whose chat platforms are all down go to `watch_email`

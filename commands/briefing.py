@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from watchfloor.ioc.markings import Marking, may_show
 from watchfloor.ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
+from watchfloor.ioc.overdue import is_overdue
 from watchfloor.ioc.zones import Zone
 from watchfloor.storage import operations as ops_repo
 from watchfloor.storage import targets as targets_repo
@@ -19,6 +20,9 @@ from .briefing_arrivals import arrival_views, arrivals as arrivals_due
 from .directory import Directory
 from .target_eta import with_best_etas
 from .views import conflict_view, op_view, target_view
+
+
+MAX_OPERATION = timedelta(days=7)  # bounds the look-back of "yesterday" on the window index
 
 
 def local_day(at: datetime, zone: Zone) -> tuple[datetime, datetime]:
@@ -85,14 +89,17 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
         conflicts = [cf for cf in conflicts if not cf["withheld"]]
 
     y_start = (day_start - timedelta(hours=22)).replace(hour=0)
-    done_rows = s.exec(select(OperationRow).where(
-        OperationRow.zone_code == zone.code, OperationRow.status == "done",
-        col(OperationRow.updated_at) >= y_start, col(OperationRow.updated_at) < day_start)).all()
+    # What ran yesterday, by the operations' own times (ended yesterday, zone local), not by when someone last
+    # touched them: one marked done this morning is yesterday's work. Done, cancelled, or nobody closed it.
+    ran = ops_repo.listing(s, zone.code, statuses=(*LIVE_STATUSES, "done", "cancelled"), window=(y_start, day_start),
+                           lookback=MAX_OPERATION, limit=1000)
+    done_rows = [r for r in ran if r.end_at <= day_start and (r.status in ("done", "cancelled")
+                                                                or is_overdue(r.status, r.end_at, at))]
     closed_rows = s.exec(select(TargetRow).where(
         TargetRow.zone_code == zone.code, TargetRow.status == "closed",
         col(TargetRow.closed_at) >= y_start, col(TargetRow.closed_at) < day_start)).all()
     yesterday = {
-        "ops": [v for v in (op_view(r, clearance, reader) for r in done_rows) if not v["withheld"]],
+        "ops": [v for v in (op_view(r, clearance, reader, now=at) for r in done_rows) if not v["withheld"]],
         "targets": [v for v in (target_view(r, [], clearance, reader) for r in closed_rows) if not v["withheld"]],
     }
     return {

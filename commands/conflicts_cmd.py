@@ -14,6 +14,7 @@ from watchfloor.storage import outbox
 from watchfloor.storage import targets as targets_repo
 from watchfloor.storage.audit import hold_chain
 from watchfloor.storage.tables import ConflictRow, TargetRow
+from watchfloor.templates import clock_time
 
 from .context import Context, dispatch
 from .errors import CommandError
@@ -191,7 +192,7 @@ def snooze(ctx: Context) -> None:
     cf.snoozed_until, cf.snoozed_by, cf.snooze_reason = ctx.now + length, ctx.sender.id, reason
     ctx.s.add(cf)
     ctx.audit("conflict.snooze", conflict_ref(cf.id), {"until": cf.snoozed_until.isoformat(), "reason": reason})
-    until = cf.snoozed_until.astimezone(ctx.tz).strftime("%H:%M %Z")
+    until = clock_time(cf.snoozed_until, ctx.tz, ctx.now)
     ctx.reply("conflict_changed.j2", conflict=views(ctx, [cf])[0], verb=f"snoozed until {until}")
     _tell_watch(ctx, cf, f"snoozed until {until} by {ctx.sender.name}")
 

@@ -9,7 +9,7 @@ from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import operations as ops_repo
 from watchfloor.storage import targets as targets_repo
 from watchfloor.storage.tables import ConflictRow, TargetRow
-from watchfloor.templates import render
+from watchfloor.templates import plural, render
 
 from .engine import Engine
 from .target_eta import best_etas, with_eta
@@ -33,5 +33,5 @@ def scan_and_list(engine: Engine, zone: str) -> list[str]:
             view = conflict_view(cf, ops, target, endorsers, ALL_MARKINGS)
             with_eta(view.get("target"), best_etas(s, [target], now).get(target.id) if target else None)
             lines.append(render("conflict_line.j2", cf=view, tz=tz).text)
-    lines.append(f"{len(rows)} open conflicts")
+    lines.append(plural(len(rows), "open conflict"))
     return lines

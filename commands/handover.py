@@ -17,6 +17,7 @@ from watchfloor.storage.tables import ConflictRow, OutboxRow
 
 from .briefing_arrivals import arrival_views, arrivals as arrivals_due
 from .directory import Directory, Room
+from .overdue import overdue_in_zone
 from .posting import post
 from .target_eta import with_best_etas
 from .views import conflict_view, op_view
@@ -49,13 +50,20 @@ def build_handover(s: Session, directory: Directory, zone: Zone, at: datetime, c
 
     window = ops_repo.listing(s, zone.code, statuses=LIVE_STATUSES, window=(at, horizon), lookback=MAX_OPERATION,
                               limit=500)
-    active, starting, withheld_ops = [], [], 0
+    active, starting, overdue, withheld_ops = [], [], [], 0
     for row in window:
-        v = op_view(row, clearance, reader)
+        v = op_view(row, clearance, reader, now=at)
         if v["withheld"]:
             withheld_ops += 1
             continue
         (active if row.start_at <= at else starting).append(v)
+    # Past their end and nobody closed them: the incoming watch chases them up (commands/overdue.py).
+    for row in overdue_in_zone(s, zone.code, at, MAX_OPERATION):
+        v = op_view(row, clearance, reader, now=at)
+        if v["withheld"]:
+            withheld_ops += 1
+            continue
+        overdue.append(v)
 
     arriving, best, cdc, others = arrivals_due(s, zone.code, list(targets_repo.open_in_zone(s, zone.code)), at,
                                                horizon)
@@ -68,7 +76,8 @@ def build_handover(s: Session, directory: Directory, zone: Zone, at: datetime, c
     coming_off = [p for p in watch_repo.came_off(s, zone.code, at - timedelta(hours=1), at + timedelta(minutes=1))
                   if p.person not in standing]
     return {"z": zone, "tz": zone.tz, "at": at, "unacked": unacked, "acked": acked, "active": active,
-            "starting": starting, "withheld_ops": withheld_ops if show_withheld else 0, "arrivals": arrivals,
+            "starting": starting, "overdue": overdue, "withheld_ops": withheld_ops if show_withheld else 0,
+            "arrivals": arrivals,
             "other_arrivals": others, "on_watch": [person(p) for p in on_watch],
             "coming_off": [person(p) for p in coming_off]}
 

@@ -15,6 +15,7 @@ from .briefing import local_day
 from .context import Context, dispatch
 from .errors import CommandError
 from .grammar import Token
+from .overdue import SHOWN_FOR as OVERDUE_SHOWN_FOR
 from .values import (parse_end, parse_marking, parse_position, parse_radius, parse_ref, parse_start, parse_text,
                      parse_vessel_field)
 from .views import op_view, record_withheld
@@ -128,7 +129,7 @@ def log_op(ctx: Context) -> None:
     ctx.audit("op.log", op_ref(row.id), {"type": row.type, "marking": row.marking, "start": row.start_at,
                                         "end": row.end_at, "vessel": row.vessel_key})
     ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id)
-    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance),
+    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now),
               raised=[f"CF-{c.id}" for c in ctx.changes.raised], warnings=warnings, verb="logged")
 
 
@@ -155,7 +156,7 @@ def update_op(ctx: Context) -> None:
     ctx.s.flush()
     ctx.audit("op.update", op_ref(row.id), {k: [before[k], after[k]] for k in before if before[k] != after[k]})
     ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id, previous_vessel)
-    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance),
+    ctx.reply("op_logged.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now),
               raised=[f"CF-{c.id}" for c in ctx.changes.raised], warnings=warnings, verb="updated",
               closed=[f"CF-{c.id}" for c in ctx.changes.closed])
 
@@ -177,8 +178,8 @@ def _finish(ctx: Context, status: OpStatus, key: str, action: str) -> None:
     ctx.s.flush()
     ctx.audit(f"op.{action}", op_ref(row.id), {key: text})
     ctx.changes = ctx.engine.deconfliction.check_operation(ctx.s, row, ctx.now, ctx.sender.id)
-    ctx.reply("op_finished.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance), action=action,
-              closed=[f"CF-{c.id}" for c in ctx.changes.closed], raised=[f"CF-{c.id}" for c in ctx.changes.raised])
+    ctx.reply("op_finished.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now),
+              action=action, closed=[f"CF-{c.id}" for c in ctx.changes.closed], raised=[f"CF-{c.id}" for c in ctx.changes.raised])
 
 
 def list_ops(ctx: Context) -> None:
@@ -195,11 +196,12 @@ def list_ops(ctx: Context) -> None:
     elif which == "all":
         rows = repo.listing(ctx.s, ctx.zone.code, limit=500, newest=True)
     elif which == "live":
-        rows = repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES, window=(now, now + timedelta(days=3650)),
-                            lookback=back, limit=500)
+        # Not over yet, and those past their end nobody closed (shown overdue until done, cancelled or moved).
+        rows = repo.listing(ctx.s, ctx.zone.code, statuses=LIVE_STATUSES,
+                            window=(now - OVERDUE_SHOWN_FOR, now + timedelta(days=3650)), lookback=back, limit=500)
     else:
         raise CommandError("filter", f"'{which[:24]}' is not one of today, active, all")
-    items = [op_view(r, ctx.room.clearance, ctx.sender.clearance) for r in rows]
+    items = [op_view(r, ctx.room.clearance, ctx.sender.clearance, now=now) for r in rows]
     record_withheld(ctx, "op list", items)
     if not ctx.room.show_withheld:
         items = [i for i in items if not i["withheld"]]
@@ -209,7 +211,7 @@ def list_ops(ctx: Context) -> None:
 def show_op(ctx: Context) -> None:
     row = _find(ctx, ctx.cmd.words[1].text if len(ctx.cmd.words) > 1 else None, "op show OP-n", lock=False)
     _words(ctx, 1, "op show OP-n")
-    ctx.reply("op_show.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance))
+    ctx.reply("op_show.j2", op=op_view(row, ctx.room.clearance, ctx.sender.clearance, now=ctx.now))
 
 
 _ACTIONS = {

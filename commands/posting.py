@@ -36,21 +36,26 @@ def post(s: Session, room: Room, kind: str, template: str, data_for, now: dateti
          origin: tuple[str, str] | None = None) -> OutboxRow | None:
     """Render `template` with `data_for(clearance)` for the room and store it in the outbox.
 
-    `data_for` receives the clearance to render for, so the caller decides what each clearance may see.
+    `data_for` receives the clearance to render for, so the caller decides what each clearance may see. `now` is
+    when it is said: a time on that day reads without its date (templates' `clock` filter), unless the data
+    names a `now` of its own (a briefing's day).
     """
+    def data(clearance) -> dict[str, Any]:
+        return {"now": now, **data_for(clearance)}
+
     payload: dict[str, Any] = dict(extra or {})
     if room.platform == "console":
         payload["by_clearance"] = {
-            clearance_key(level): render(template, **data_for(level)).to_dict() for level in CLEARANCE_LEVELS}
+            clearance_key(level): render(template, **data(level)).to_dict() for level in CLEARANCE_LEVELS}
         payload.update(payload["by_clearance"][clearance_key(CLEARANCE_LEVELS[0])])
         return outbox.enqueue(s, room=room.id, kind=kind, payload=payload, now=now, dedupe_key=dedupe_key,
                               origin=origin, status=outbox.SENT)
     if room.platform == "email":
-        payload = email_payload(room, kind, template, data_for(room.clearance), payload, dedupe_key or room.id)
+        payload = email_payload(room, kind, template, data(room.clearance), payload, dedupe_key or room.id)
         if payload is None:
             return None
         return outbox.enqueue(s, room=room.id, kind=kind, payload=payload, now=now, dedupe_key=dedupe_key)
-    payload.update(render(template, **data_for(room.clearance)).to_dict())
+    payload.update(render(template, **data(room.clearance)).to_dict())
     return outbox.enqueue(s, room=room.id, kind=kind, payload=payload, now=now, dedupe_key=dedupe_key,
                           origin=origin)
 

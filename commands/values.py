@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from watchfloor.ioc.markings import Marking
 from watchfloor.ioc.vessels import Vessel, VesselError, parse_vessel
+from watchfloor.templates import clock_time
 
 from .errors import CommandError
 
@@ -113,8 +114,8 @@ def parse_start(raw: str, tz: ZoneInfo, now: datetime, notes: list[str] | None =
     local = start.astimezone(tz)
     if form == "clock":
         coming = local.replace(tzinfo=None) + timedelta(days=1)
-        raise CommandError("start", f"{local:%H:%M %Z} was {_span(ago)} ago; to log a start in the past give "
-                                    f"its date, start={local:%Y-%m-%dT%H:%M}; for the coming one, "
+        raise CommandError("start", f"{clock_time(start, tz, now)} was {_span(ago)} ago; to log a start in the past "
+                                    f"give its date, start={local:%Y-%m-%dT%H:%M}; for the coming one, "
                                     f"start={coming:%Y-%m-%dT%H:%M}")
     if notes is not None:
         notes.append(f"start: {local:%a %d %b %H:%M %Z} is in the past ({_span(ago)} ago); taken as given")

@@ -16,9 +16,10 @@ from watchfloor.storage.vessel_tables import ArrivalNoticeRow, VesselRow
 
 from .context import Context
 from .errors import CommandError
+from .ops import _words
 from .target_eta import annotate, tracks_of
 from .values import parse_vessel_field
-from .views import op_view, target_view
+from .views import op_view, target_view, vessel_label
 
 NM = 1852.0
 WINDOWS = {"24h": 24, "96h": NOA_HORIZON_HOURS}
@@ -82,7 +83,7 @@ def vessel_command(ctx: Context) -> None:
                          .order_by(col(TargetRow.id).desc()).limit(10)).all()
     if row is None and notice is None and not targets:
         # A look-up that finds nothing is an answer, not an error: the ship may simply not be in range yet.
-        ctx.reply("vessel_show.j2", asked=str(v), track=None, notice=None, eta=None, targets=[], ops=[],
+        ctx.reply("vessel_show.j2", asked=vessel_label(v.key), track=None, notice=None, eta=None, targets=[], ops=[],
                   unknown=True)
         return
     ops = ctx.s.exec(select(OperationRow).where(OperationRow.zone_code == zone.code,
@@ -106,14 +107,18 @@ def vessel_command(ctx: Context) -> None:
             "stale": row.position_at is not None and not is_fresh(row.position_at, ctx.now),
             "distance_nm": distance_m(row.lat, row.lon, zone.lat, zone.lon) / NM if row.lat is not None else None,
         }
-    ctx.reply("vessel_show.j2", asked=str(v), track=track, notice=notice, eta=eta, targets=t_items, ops=o_items,
-              unknown=False)
+    ctx.reply("vessel_show.j2", asked=vessel_label(v.key), track=track, notice=notice, eta=eta, targets=t_items,
+              ops=o_items, unknown=False)
 
 
 def arrivals_command(ctx: Context) -> None:
+    usage = "arrivals [24h|96h]"
     which = (ctx.cmd.action or "24h")
-    if which not in WINDOWS or len(ctx.cmd.words) > 1 or ctx.cmd.pairs:
-        raise CommandError("window", f"'{which[:24]}' is not 24h or 96h; usage: arrivals [24h|96h]")
+    if which not in WINDOWS:
+        raise CommandError("window", f"'{which[:24]}' is not 24h or 96h; usage: {usage}")
+    _words(ctx, 0, usage)  # say what is wrong: the window was right, a word after it is not
+    if ctx.cmd.pairs:
+        raise CommandError("window", f"arrivals takes no key=value, only 24h or 96h; usage: {usage}")
     zone = ctx.zone
     start, end = ctx.now, ctx.now + timedelta(hours=WINDOWS[which])
     found: list[Arrival] = []

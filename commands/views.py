@@ -8,15 +8,18 @@ from typing import Any
 
 from watchfloor.ioc.markings import may_show
 from watchfloor.ioc.model import conflict_ref, op_ref, target_ref
+from watchfloor.ioc.overdue import is_overdue
 from watchfloor.ioc.vessels import Vessel
 from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 
 def vessel_label(key: str | None, name: str | None = None) -> str:
+    """A vessel as people read it: `IMO9074729`, `MMSI 366987654` (a bare nine-digit number says nothing), a name."""
     if not key:
         return ""
-    v = str(Vessel.from_key(key))
-    return f"{v} ({name})" if name and v.upper() != name.upper() else v
+    vessel = Vessel.from_key(key)
+    v = f"MMSI {vessel.value}" if vessel.kind == "mmsi" else str(vessel)
+    return f"{v} ({name})" if name and str(vessel).upper() != name.upper() else v
 
 
 def place(row: OperationRow) -> str:
@@ -31,7 +34,8 @@ def withheld(ref: str, marking: str) -> dict[str, Any]:
     return {"ref": ref, "withheld": True, "marking": marking}
 
 
-def op_view(row: OperationRow, clearance, reader=None) -> dict[str, Any]:
+def op_view(row: OperationRow, clearance, reader=None, now=None) -> dict[str, Any]:
+    """With `now`, the view says whether the operation is overdue then (ioc/overdue.py)."""
     if not may_show(row.marking, clearance, reader):
         return withheld(op_ref(row.id), row.marking)
     return {
@@ -39,6 +43,7 @@ def op_view(row: OperationRow, clearance, reader=None) -> dict[str, Any]:
         "type": row.type, "vessel": vessel_label(row.vessel_key), "place": place(row), "start": row.start_at,
         "end": row.end_at, "contact": row.contact or "", "note": row.note or "", "status": row.status,
         "outcome": row.outcome or "", "created_by": row.created_by,
+        "overdue": now is not None and is_overdue(row.status, row.end_at, now),
     }
 
 

@@ -13,6 +13,9 @@ from .values import parse_time
 from .watch_alerts import announce, person
 
 MAX_SHIFT = timedelta(hours=24)
+# Without `until=` in a zone without handover times: a watch that lasted until `watch off` was never over for a
+# supervisor who went home without saying so, and alerts kept calling them.
+DEFAULT_SHIFT = timedelta(hours=12)
 
 
 def next_handover(times: list[time], tz, now: datetime) -> datetime | None:
@@ -65,7 +68,7 @@ def _on(ctx: Context) -> None:
         if until - ctx.now > MAX_SHIFT:
             raise CommandError("until", "a watch is at most 24 hours; go on again for the next one")
     else:
-        until = next_handover(handover_times(ctx), ctx.tz, ctx.now)
+        until = next_handover(handover_times(ctx), ctx.tz, ctx.now) or ctx.now + DEFAULT_SHIFT
     shift, new = watch_repo.go_on(ctx.s, zone.code, ctx.sender.id, ctx.sender.name, ctx.sender.agency, ctx.now,
                                   until)
     ctx.audit("watch.on", None, {"zone": zone.code, "until": until.isoformat() if until else None, "new": new})

@@ -15,8 +15,10 @@ import os
 from importlib import resources
 from typing import Any
 
-from jinja2 import Environment, FileSystemBytecodeCache, FunctionLoader, StrictUndefined
 from markupsafe import Markup, escape
+
+# Jinja2 itself is imported when the first template is rendered: `plural` and `clock_time` serve commands that
+# render nothing (`config check`, the demo's summary), which start faster without it.
 
 _SECTION = "\x1e"
 _MAX_SECTION = 2900
@@ -118,14 +120,16 @@ class _Mode:
 
 
 _BUTTONS: ContextVar[list[dict[str, str]] | None] = ContextVar("watchfloor_buttons", default=None)
-_ENVS: dict[str, Environment] = {}
+_ENVS: dict[str, Any] = {}
 
 
-def _env(mode_name: str) -> Environment:
+def _env(mode_name: str):
     """One environment per output format, kept: Jinja then compiles each template once (~0.15 s saved each)."""
     env = _ENVS.get(mode_name)
     if env is not None:
         return env
+    from jinja2 import Environment, FunctionLoader, StrictUndefined
+
     mode = _Mode(mode_name)
     env = Environment(
         loader=FunctionLoader(_load),
@@ -139,15 +143,19 @@ def _env(mode_name: str) -> Environment:
     )
     env.globals.update(mode.globals())
     env.filters["localtime"] = localtime
+    # `day`: the time that sets the day instead of the message's `now` (an end shown beside its start).
+    env.filters["clock"] = lambda dt, tz, day=None: clock_time(dt, tz, day or _NOW.get())
     env.filters["person"] = mode.person
     env.filters["mention"] = mode.mention
-    env.filters["plural"] = lambda n, word, many=None: f"{n} {word if n == 1 else (many or word + 's')}"
+    env.filters["plural"] = plural
     return _ENVS.setdefault(mode_name, env)
 
 
-def _bytecode_cache(mode_name: str) -> FileSystemBytecodeCache | None:
+def _bytecode_cache(mode_name: str):
     """Compiled templates kept between runs: compiling costs a CLI command a quarter of a second. Keyed by the
     template's source checksum (Jinja's own check) and the output format, whose settings change the compiled code."""
+    from jinja2 import FileSystemBytecodeCache
+
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     directory = os.path.join(base, "watchfloor", "templates")
     try:
@@ -166,18 +174,44 @@ def localtime(dt: datetime | None, tz, fmt: str = "%a %d %b %H:%M %Z") -> str:
     return dt.astimezone(tz).strftime(fmt)
 
 
+def clock_time(dt: datetime | None, tz, now: datetime | None) -> str:
+    """A time as a reply says it: `19:54 PST` on the day it is said (zone local), `Wed 02 Dec 19:54 PST` on any
+    other day, so "until 19:54" never leaves the reader guessing which one. Without a `now`, always dated."""
+    if dt is None:
+        return "—"
+    local = dt.astimezone(tz)
+    if now is not None and local.date() == now.astimezone(tz).date():
+        return local.strftime("%H:%M %Z")
+    return local.strftime("%a %d %b %H:%M %Z")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """A count as English reads it: `1 open conflict`, `2 open conflicts` (`many` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+# The moment a message is written for (its `now`): what "today" is for the `clock` filter, macros included.
+_NOW: ContextVar[datetime | None] = ContextVar("watchfloor_now", default=None)
+
+
 def render(name: str, **ctx: Any) -> Rendered:
+    """Render a template in every output format. A `now` in the data is when it is said: times on that day
+    (zone local) go without their date (`clock` filter)."""
     outputs = {}
     buttons: list[dict[str, str]] = []
-    for mode_name in ("text", "html", "mrkdwn"):
-        collected: list[dict[str, str]] = []
-        token = _BUTTONS.set(collected)
-        try:
-            outputs[mode_name] = _env(mode_name).get_template(name).render(**ctx).strip()
-        finally:
-            _BUTTONS.reset(token)
-        if mode_name == "mrkdwn":
-            buttons = collected
+    now_token = _NOW.set(ctx.get("now"))
+    try:
+        for mode_name in ("text", "html", "mrkdwn"):
+            collected: list[dict[str, str]] = []
+            token = _BUTTONS.set(collected)
+            try:
+                outputs[mode_name] = _env(mode_name).get_template(name).render(**ctx).strip()
+            finally:
+                _BUTTONS.reset(token)
+            if mode_name == "mrkdwn":
+                buttons = collected
+    finally:
+        _NOW.reset(now_token)
     text = "\n".join(line.rstrip() for line in outputs["text"].replace(_SECTION, "").strip().splitlines())
     html = _html_lines(outputs["html"])
     return Rendered(text=_squeeze(text), html=html, blocks=_blocks(outputs["mrkdwn"], buttons))

@@ -83,7 +83,7 @@ def test_briefing_content_and_clearance_per_room(db_url, clock):
         assert "surveillance" not in text and "HSI duty" not in text and "IMO9301548" not in text
         assert "(1 operation withheld at this room's clearance)" in text
     # Arrivals: who covers each, and who asked for it but has nothing planned.
-    assert "TGT-2 366123456 \"Sea Breeze\" · high" in les and "NOT COVERED (no operation from CBP, USCG)" in les
+    assert "TGT-2 MMSI 366123456 \"Sea Breeze\" · high" in les and "NOT COVERED (no operation from CBP, USCG)" in les
     assert "TGT-3 IMO9074729" in les and "covered by CBP (no operation from HSI)" in les
     # Open conflicts with their owners.
     assert "CF-1 overlap" in les and "owned by sam" in les
@@ -162,3 +162,27 @@ def test_quiet_day_has_no_picture_and_says_so(sqlite_url, clock, zone, header):
     assert "image" not in payload
     assert header in payload["text"]
     assert "None logged." in payload["text"] and "No targets arriving." in payload["text"]
+
+
+def test_yesterday_lists_what_ran_yesterday_by_the_operations_own_times(db_url, clock):
+    """Issue 25: "Yesterday" went by when an operation was last edited, so one marked done the next morning never
+    appeared. It lists what ended yesterday (zone local), done, cancelled or still open past its end (overdue)."""
+    parts = make_parts(db_url, clock, **SETTINGS)             # clock: Tue 01 Dec 07:00 PST
+    cbp = ConsoleUser(parts, "LALB", "alice", "CBP")
+    uscg = ConsoleUser(parts, "LALB", "bob", "USCG")
+    cbp.say("!op log boarding at=33.74,-118.27 start=2026-11-30T09:00 end=2h")      # OP-1, yesterday
+    uscg.say("!op log patrol at=33.50,-118.00 start=2026-11-30T13:00 end=2h")       # OP-2, yesterday
+    uscg.say("!op log escort at=33.60,-118.10 start=2026-11-30T20:00 end=2h")       # OP-3, yesterday, forgotten
+    cbp.say("!op log inspection at=33.40,-118.30 start=2026-11-29T09:00 end=2h")    # OP-4, the day before
+    cbp.say("!op log dive at=33.30,-118.40 start=2026-11-30T23:00 end=2h")          # OP-5, ends today
+    assert "OP-1 done" in cbp.say('!op done OP-1 outcome="crew list matched"')      # marked done this morning
+    assert "OP-2 cancelled" in uscg.say('!op cancel OP-2 reason="weather"')
+    cbp.say("!op done OP-4")
+    cbp.say("!op done OP-5")
+    brief = uscg.say("!brief")
+    yesterday = brief.split("Yesterday", 1)[1].split("Participation", 1)[0]
+    assert "• done: OP-1 CBP boarding" in yesterday and "crew list matched" in yesterday
+    assert "• cancelled: OP-2 USCG patrol" in yesterday and "weather" in yesterday
+    assert "• overdue: OP-3 USCG escort" in yesterday
+    assert "OP-4" not in yesterday and "OP-5" not in yesterday
+    assert "OP-5 CBP dive" in brief.split("Today's operations", 1)[1].split("Arrivals", 1)[0]

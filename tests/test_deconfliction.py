@@ -112,7 +112,7 @@ def test_overlap_is_raised_once_and_the_alert_names_both_sides(db_url, clock):
     assert [c.key for c in f.conflicts()] == ["overlap:1:2"]
     assert f.new(WATCH_LES) == []
     lines = scan_and_list(f.parts.engine, "LALB")             # what `watchfloor conflicts scan` prints
-    assert lines[0].startswith("CF-1 overlap open: OP-1 CBP boarding") and lines[-1] == "1 open conflicts"
+    assert lines[0].startswith("CF-1 overlap open: OP-1 CBP boarding") and lines[-1] == "1 open conflict"
     assert ("conflict.raise", "CF-1") in f.audit_actions()
     listing = f.bob.say("!conflicts")
     assert "CF-1 overlap" in listing and "not acknowledged" in listing

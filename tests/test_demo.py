@@ -24,7 +24,9 @@ def test_demo_then_a_console_session_sees_operations_the_conflict_and_the_gap(tm
                 "--db", db, input="!op list\n!conflicts\n!conflicts ack CF-2\n!watch\n")
     assert lalb.returncode == 0, lalb.stderr
     text = lalb.stdout
-    assert "Operations in LALB (live): 5 operations" in text
+    # The morning's two operations nobody closed are listed overdue (issue 25) beside the five to come.
+    assert "Operations in LALB (live): 7 operations" in text
+    assert [line.split()[0] for line in text.splitlines() if "⏰ overdue" in line] == ["OP-2", "OP-3"]
     assert "OP-5 CBP boarding · IMO9312341" in text and "OP-6 USCG patrol" in text
     assert "CF-2 overlap" in text
     assert 'CF-3 gap (priority arrival, no cover)' in text and '"OCEAN PEARL"' in text
@@ -32,6 +34,10 @@ def test_demo_then_a_console_session_sees_operations_the_conflict_and_the_gap(tm
     assert "CF-2 acknowledged — owner sam" in text
     on_watch = text.split("On watch in LALB")[1]             # the demo's watch: alerts call them by name
     assert "• CBP: sofia until" in on_watch and "• USCG: sam until" in on_watch
+
+    # Yesterday's finished boarding is in the briefing's "Yesterday", marked done this morning or not (issue 25).
+    brief = _cli("brief", "--zone", "LALB", "--db", db)
+    assert "• done: OP-1 CBP boarding · IMO9074729" in brief.stdout.split("Yesterday", 1)[1], brief.stdout
 
     # PORT is not cleared for LES: HSI's surveillance shows only that it exists
     port = _cli("console", "--zone", "LALB", "--user", "carlos", "--agency", "PORT", "--db", db,
@@ -52,7 +58,7 @@ def test_demo_refuses_a_database_that_already_has_operations(tmp_path):
     assert used.returncode == 0
     out = _cli("demo", "--db", db)
     assert out.returncode == 1
-    assert "already has 1 operations" in out.stderr and "Traceback" not in out.stderr
+    assert "already has 1 operation;" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_the_demo_day_is_the_same_on_postgresql(pg_url):

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from watchfloor.bot.bridge import Bridge
+from watchfloor.commands.overdue import nudge_overdue
 from watchfloor.commands.briefing import build_briefing
 from watchfloor.commands.message import ChatMessage
 from watchfloor.commands.posting import CLEARANCE_LEVELS, clearance_key
@@ -106,6 +107,9 @@ class World:
         self.clock.advance(minutes=20)
         with self.parts.db.session() as s:
             self.parts.engine.deconfliction.escalate(s, self.clock(), timedelta(minutes=15))
+        # Three hours on, nobody closed the operations: nudges in the joint rooms, each under its marking.
+        self.clock.advance(hours=3, minutes=15)
+        assert nudge_overdue(self.parts.db, self.parts.directory, self.clock(), self.parts.engine.rules.max_operation)
         # Supervisors resolve with a note (told to the other watch rooms), then operations are cancelled.
         for m in MARKS:
             self.say(W_L, SAM, f'!conflicts resolve {self.refs[m]["cf"]} joint note="zqresnote{m.lower()}"')
@@ -171,6 +175,9 @@ def test_positive_controls_details_do_reach_cleared_rooms(world):
     assert any(room == J_U and "zqbridgeunclass" in t for room, t in relays)
     assert any(room == D_L and kind == "escalation" and "zqcontactles" in _rendered(p)
                for room, kind, p in ((r.room, r.kind, json.loads(r.payload)) for r in world.outbox()))
+    nudged = [(r.room, _rendered(json.loads(r.payload))) for r in world.outbox() if "overdue" in r.payload]
+    assert any(room == J_L and "zqcontactles" in t for room, t in nudged)
+    assert any(room == J_U and "zqcontactunclass" in t for room, t in nudged)
 
 
 def test_withheld_stub_only_where_config_allows(world):

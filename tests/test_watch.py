@@ -205,7 +205,9 @@ def test_handover_command_lists_what_the_next_watch_takes_over(db_url, clock):
     on_watch, rest = digest.split("Not acknowledged", 1)
     assert "CBP: sam until 19:00 PST" in on_watch
     unacked, rest = rest.split("Acknowledged, still open", 1)
-    assert "CF-1 overlap" in unacked and "Raised 30m ago" in unacked
+    # Its age on its own line, not a "Raised 30m ago:" heading repeated above each conflict (issue 25).
+    assert "CF-1 overlap (same place, same time) · not acknowledged · raised 30m ago" in unacked
+    assert "Raised" not in unacked
     acked, rest = rest.split("Operations active now", 1)
     assert "None." in acked
     active, rest = rest.split("Starting in the next 12 hours", 1)

@@ -13,21 +13,26 @@ from watchfloor.ioc.zones import all_zones, get_zone
 # Heavy libraries (SQLAlchemy, pydantic-settings, matplotlib, the Slack and Matrix SDKs) are imported inside the
 # commands that use them: every command must start in under half a second (bench/bench_startup.py).
 
+# Plain help (click's layout): Rich's panels showed a `<bool>` beside every flag and `<str>` for every value, and
+# importing Rich cost `--help` a tenth of a second. Each option names what it takes (`--db URL`).
+_PLAIN = {"no_args_is_help": True, "rich_markup_mode": None}
 app = typer.Typer(help="watchfloor: interagency operations, targeting and deconfliction in chat.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-import_app = typer.Typer(help="Bulk loading.", no_args_is_help=True)
-conflicts_app = typer.Typer(help="Conflicts.", no_args_is_help=True)
-config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+                  add_completion=False, pretty_exceptions_enable=False, **_PLAIN)
+db_app = typer.Typer(help="Database schema.", **_PLAIN)
+import_app = typer.Typer(help="Bulk loading: operations, notices of arrival, AIS feeds.", **_PLAIN)
+conflicts_app = typer.Typer(help="Conflicts.", **_PLAIN)
+config_app = typer.Typer(help="Configuration.", **_PLAIN)
+audit_app = typer.Typer(help="The audit trail.", **_PLAIN)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(conflicts_app, name="conflicts")
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL (default $WATCHFLOOR_DB_URL or sqlite:///watchfloor.db)")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="watchfloor.toml")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", metavar="URL", help="database URL (default $WATCHFLOOR_DB_URL "
+                                                                             "or sqlite:///watchfloor.db)")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="configuration (watchfloor.toml)")]
+ZoneOpt = Annotated[str, typer.Option("--zone", metavar="ZONE", help="COTP zone code, e.g. LALB")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -85,14 +90,20 @@ def _zone(code: str):
     return zone
 
 
-def _parts(config: Path | None, db: str | None):
-    from watchfloor.bot.wiring import build
+def _settings(config: Path | None):
     from watchfloor.config import ConfigError, load_settings
 
     try:
-        settings = load_settings(config)
+        return load_settings(config)
     except ConfigError as e:
         fail("\n".join(e.problems))
+
+
+def _parts(config: Path | None, db: str | None):
+    from watchfloor.bot.wiring import build
+    from watchfloor.config import ConfigError
+
+    settings = _settings(config)
     database = _database(db or settings.database.url)
     try:
         return build(settings=settings, database=database)
@@ -100,16 +111,32 @@ def _parts(config: Path | None, db: str | None):
         fail("\n".join(e.problems))
 
 
+def _reading(config: Path | None, db: str | None):
+    """The database (at head) and the directory, for a command that only reads: no engine and no mirroring of
+    the configuration into the database, which `_parts` does for commands that act."""
+    from watchfloor.commands.directory import Directory
+
+    settings = _settings(config)
+    database = _database(db or settings.database.url)
+    database.upgrade()
+    return database, Directory(settings)
+
+
 @app.command()
 def console(
-    zone: Annotated[str, typer.Option("--zone", help="COTP zone code, e.g. LALB")],
-    user: Annotated[str, typer.Option("--user", help="your name in this room")],
-    agency: Annotated[Optional[str], typer.Option("--agency", help="your agency code, e.g. CBP")] = None,
-    role: Annotated[Optional[str], typer.Option("--role", help="member (default) or supervisor")] = None,
+    zone: ZoneOpt,
+    user: Annotated[str, typer.Option("--user", metavar="NAME", help="your name in this room")],
+    agency: Annotated[Optional[str], typer.Option("--agency", metavar="AGENCY",
+                                                  help="your agency code, e.g. CBP")] = None,
+    role: Annotated[Optional[str], typer.Option("--role", metavar="ROLE",
+                                                help="member (default) or supervisor")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """A local chat room of the zone: one message per line from stdin; prints replies and alerts."""
+    """The zone's chat room on a terminal or a pipe.
+
+    One message per line from stdin (a prompt on a terminal); prints every reply and alert the bot posts there.
+    """
     from watchfloor.bot.console import ConsoleRoom, lines
 
     z = _zone(zone)
@@ -129,8 +156,12 @@ def console(
 
 
 @app.command()
-def run(config: Annotated[Path, typer.Option("--config", help="watchfloor.toml")]) -> None:
-    """Run every configured adapter (Slack, Matrix), the bridge and the scheduler until SIGTERM."""
+def run(config: Annotated[Path, typer.Option("--config", metavar="FILE",
+                                             help="configuration (watchfloor.toml)")]) -> None:
+    """Run every configured adapter, the bridge and the scheduler.
+
+    Slack, Matrix, the AIS feed, the health server and the scheduled jobs, until SIGTERM or SIGINT.
+    """
     from watchfloor.bot.runner import run_service
     from watchfloor.bot.single_run import AlreadyRunning, hold_sqlite_run_lock
     from watchfloor.config import ConfigError, load_settings
@@ -153,17 +184,21 @@ def run(config: Annotated[Path, typer.Option("--config", help="watchfloor.toml")
 
 @app.command()
 def brief(
-    zone: Annotated[str, typer.Option("--zone", help="COTP zone code")],
-    at: Annotated[Optional[str], typer.Option("--at", help="briefing time, zone local unless it has an offset, "
-                                                           "e.g. 2026-12-01T07:00 (default: now)")] = None,
-    picture: Annotated[Optional[Path], typer.Option("--picture", help="also write the timeline PNG here")] = None,
-    email: Annotated[Optional[str], typer.Option("--email", help="send it now to this address, as the agency "
-                                                                 "it belongs to would get it (to check [email])")] = None,
+    zone: ZoneOpt,
+    at: Annotated[Optional[str], typer.Option("--at", metavar="TIME", help="briefing time, zone local unless it has "
+                                              "an offset: 07:00, 2026-12-01T07:00, +1h (default: now)")] = None,
+    picture: Annotated[Optional[Path], typer.Option("--picture", metavar="PNG",
+                                                    help="also write the timeline picture to this file")] = None,
+    email: Annotated[Optional[str], typer.Option("--email", metavar="ADDRESS",
+                                                 help="send it now to this address, as the agency it belongs to "
+                                                      "would get it (to check [email])")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the zone's briefing as it would be posted (with --picture, write its timeline PNG too; with --email,
-    send it to that address instead)."""
+    """Print the zone's briefing as it would be posted.
+
+    With --picture, write its timeline PNG too; with --email, send it to that address instead.
+    """
     from watchfloor.commands.briefing import build_briefing
     from watchfloor.commands.errors import CommandError
     from watchfloor.commands.values import parse_time
@@ -176,23 +211,24 @@ def brief(
 
         if email_problem(email):
             fail(f"email: {email_problem(email)}")
-    parts = _parts(config, db)
     now = datetime.now(UTC)
     try:
         when = parse_time("at", at, z.tz, now) if at else now
     except CommandError as e:
         fail(e.line)
     if email is not None:
-        _email_briefing(parts, z, when, email)
+        _email_briefing(_parts(config, db), z, when, email)
         return
-    with parts.db.session() as s:
-        data = build_briefing(s, parts.directory, z, when, ALL_MARKINGS)
-    typer.echo(render("briefing.j2", **data).text)
+    database, directory = _reading(config, db)
+    with database.session() as s:
+        data = build_briefing(s, directory, z, when, ALL_MARKINGS)
+    # Said on the briefing's day: its times on that day go without their date.
+    typer.echo(render("briefing.j2", now=when, **data).text)
     if picture is not None:
         from watchfloor.bot.timeline import timeline
         from watchfloor.commands.cop_feed import agency_colours
 
-        with parts.db.session() as s:  # each agency in its colour of the zone, as on the operating picture's page
+        with database.session() as s:  # each agency in its colour of the zone, as on the operating picture's page
             colours = agency_colours(s, z.code, data["by_agency"])
         drawn = timeline(data, colours)
         if drawn is None:
@@ -201,7 +237,7 @@ def brief(
             picture.parent.mkdir(parents=True, exist_ok=True)
             picture.write_bytes(drawn.png)
             typer.echo(f"picture: {picture}")
-    parts.db.dispose()
+    database.dispose()
 
 
 def _email_briefing(parts, zone, when, address: str) -> None:
@@ -231,12 +267,34 @@ def zones() -> None:
 
 @import_app.command("ops")
 def import_ops(
-    file: Annotated[Path, typer.Argument(help="CSV (header row) or JSON Lines", exists=True, dir_okay=False)],
-    zone: Annotated[Optional[str], typer.Option("--zone", help="zone for rows without a zone column")] = None,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV (header row) or JSON Lines", exists=True,
+                                         dir_okay=False)],
+    zone: Annotated[Optional[str], typer.Option("--zone", metavar="ZONE",
+                                                help="zone of the rows without a zone column")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Bulk-load operations; every row validated, all or nothing."""
+    """Bulk-load operations from CSV or JSON Lines.
+
+    Every row validated, all or nothing (errors name the row and field).
+
+    CSV: a header row, then one operation a row; columns in any order, an empty cell leaves that key out, a zone
+    column or --zone:
+
+    \b
+      type,agency,vessel,at,radius,start,end,mark,note,contact
+      boarding,CBP,IMO9074729,"33.74,-118.27",500m,+2h,2h,UNCLASS,"pilot boards 0600",CBP desk
+      patrol,USCG,,"33.741,-118.271",1nm,+3h,+5h,FOUO,,
+
+    JSON Lines: one object a line, the same keys:
+
+    \b
+      {"type": "patrol", "agency": "USCG", "at": "33.741,-118.271", "start": "+3h", "end": "3h"}
+
+    Values as in `op log`: times like 2026-12-01T15:00 (zone local, or with Z or an offset) or +2h (from now);
+    end a time or a duration after start (2h).
+    """
+    from watchfloor.templates import plural
     import time
 
     from watchfloor.bot.cli.progress import TerminalProgress
@@ -251,19 +309,29 @@ def import_ops(
             result = do_import(parts.engine, file, zone, progress=progress)
     except ImportError_ as e:
         fail("\n".join(e.problems), code=1)
-    typer.echo(f"imported {result.count} operations (OP-{result.first_id}..OP-{result.last_id}) "
-               f"in {time.perf_counter() - t0:.1f} s; {len(result.conflicts)} conflicts raised")
+    typer.echo(f"imported {plural(result.count, 'operation')} (OP-{result.first_id}..OP-{result.last_id}) "
+               f"in {time.perf_counter() - t0:.1f} s; {plural(len(result.conflicts), 'conflict')} raised")
 
 
 @import_app.command("noa")
 def import_noa(
-    file: Annotated[Path, typer.Argument(help="CSV: vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,"
-                                              "submitted", exists=True, dir_okay=False)],
-    zone: Annotated[str, typer.Option("--zone", help="COTP zone the vessels are arriving in")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV with a header row", exists=True, dir_okay=False)],
+    zone: Annotated[str, typer.Option("--zone", metavar="ZONE", help="COTP zone the vessels are arriving in")],
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Load notices of arrival; every row validated, all or nothing."""
+    """Load notices of arrival from CSV.
+
+    Every row validated, all or nothing (errors name the row and field).
+
+    \b
+      vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted
+      OCEAN PEARL,IMO9356787,,9HA5512,Malta,+30h,Busan,no,22,
+      SOUTHERN GAS,9411226,538001234,V7AB3,Marshall Islands,+50h,Yokohama,yes,25,2026-11-29T10:00Z
+
+    imo as IMO9356787 or its 7 digits; eta and submitted zone local unless they carry Z or an offset (or +30h
+    from now); cdc (certain dangerous cargo) yes or no.
+    """
     from watchfloor.bot.cli.vessels import import_noa as run_import
 
     run_import(file, _zone(zone), _parts(config, db))
@@ -296,11 +364,14 @@ def import_ais(
 
 @conflicts_app.command("scan")
 def conflicts_scan(
-    zone: Annotated[str, typer.Option("--zone", help="COTP zone code")],
+    zone: ZoneOpt,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Re-check every stored operation and target of a zone and print the open conflicts."""
+    """Re-check a zone and print its open conflicts.
+
+    Every stored operation and target of the zone is checked again; what changed is alerted as usual.
+    """
     from watchfloor.commands.conflicts_scan import scan_and_list
 
     z = _zone(zone)
@@ -318,8 +389,9 @@ def db_upgrade(db: DbOpt = None) -> None:
 
 
 @config_app.command("check")
-def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) -> None:
+def config_check(file: Annotated[Path, typer.Argument(metavar="FILE", help="configuration (watchfloor.toml)")]) -> None:
     """Validate a config and list every problem, naming each key."""
+    from watchfloor.templates import plural
     from watchfloor.config import ConfigError, config_warnings, load_settings
 
     try:
@@ -327,7 +399,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) 
     except ConfigError as e:
         for p in e.problems:
             typer.echo(p)
-        typer.echo(f"{file}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}")
+        typer.echo(f"{file}: {plural(len(e.problems), 'problem')}")
         raise typer.Exit(1)
     warnings = config_warnings(settings)
     if settings.matrix is not None:
@@ -337,15 +409,19 @@ def config_check(file: Annotated[Path, typer.Argument(help="watchfloor.toml")]) 
     for w in warnings:
         typer.echo(f"warning: {w}")
     platforms = [name for name in ("slack", "matrix", "email") if getattr(settings, name) is not None]
-    typer.echo(f"{file}: ok ({len(settings.zone)} zones, {len(settings.district)} districts, "
-               f"{len(settings.agency)} agencies, platforms: {', '.join(platforms) or 'none'}"
+    typer.echo(f"{file}: ok ({plural(len(settings.zone), 'zone')}, {plural(len(settings.district), 'district')}, "
+               f"{plural(len(settings.agency), 'agency', 'agencies')}, platforms: {', '.join(platforms) or 'none'}"
                f"{f', service port {settings.service.port}' if settings.service.port else ''})")
 
 
 @app.command()
 def demo(db: DbOpt = None) -> None:
-    """Fill a fresh database with a realistic day in two zones (LALB, NY), to try every feature."""
-    from watchfloor.bot.cli.demo import DemoError, next_steps, operations_in, seed
+    """Fill a fresh database with a demo day in two zones.
+
+    A realistic day in LALB and NY, played through the bot as chat commands, to try every feature.
+    """
+    from watchfloor.templates import plural
+    from watchfloor.bot.cli.demo import DemoError, free_demo_url, next_steps, operations_in, seed
     from watchfloor.bot.wiring import build
     from watchfloor.config import ConfigError, load_settings
     from watchfloor.storage.db import default_url
@@ -359,8 +435,9 @@ def demo(db: DbOpt = None) -> None:
     existing = operations_in(parts.db)
     if existing:
         parts.db.dispose()
-        fail(f"db: {parts.db.engine.url.render_as_string(hide_password=True)} already has {existing} operations; "
-             "the demo fills a fresh database (e.g. --db sqlite:///demo.db)", code=1)
+        fail(f"db: {parts.db.engine.url.render_as_string(hide_password=True)} already has "
+             f"{plural(existing, 'operation')}; the demo fills a fresh database (e.g. --db {free_demo_url(url)})",
+             code=1)
     try:
         result = seed(parts)
     except DemoError as e:
@@ -368,8 +445,9 @@ def demo(db: DbOpt = None) -> None:
         fail(f"demo: a step was refused: {e}", code=1)
     parts.db.dispose()
     shown = parts.db.engine.url.render_as_string(hide_password=True)
-    typer.echo(f"Demo day loaded into {shown}: {result.operations} operations and {result.targets} targets "
-               f"in LALB and NY; {len(result.open_conflicts)} open conflicts "
+    typer.echo(f"Demo day loaded into {shown}: {plural(result.operations, 'operation')} and "
+               f"{plural(result.targets, 'target')} in LALB and NY; "
+               f"{plural(len(result.open_conflicts), 'open conflict')} "
                f"({', '.join(result.open_conflicts)}).")
     for line in next_steps(f" --db {db}" if db else ""):
         typer.echo(line)
@@ -378,21 +456,23 @@ def demo(db: DbOpt = None) -> None:
 @audit_app.command("verify")
 def audit_verify(db: DbOpt = None) -> None:
     """Check the audit trail's hash chain; name the first record altered or removed."""
+    from watchfloor.templates import plural
     from watchfloor.storage.audit import verify
 
     database = _database(db)
     with database.session() as s:
         count, problem = verify(s)
     if problem:
-        typer.echo(f"audit trail broken at {problem} ({count} records read)")
+        typer.echo(f"audit trail broken at {problem} ({plural(count, 'record')} read)")
         raise typer.Exit(1)
-    typer.echo(f"audit trail intact: {count} records")
+    typer.echo(f"audit trail intact: {plural(count, 'record')}")
 
 
 @audit_app.command("show")
 def audit_show(
-    zone: Annotated[str, typer.Option("--zone", help="COTP zone code")],
-    since: Annotated[Optional[str], typer.Option("--since", help="time, e.g. 2026-12-01T00:00 or +0h-24h")] = None,
+    zone: ZoneOpt,
+    since: Annotated[Optional[str], typer.Option("--since", metavar="TIME",
+                                                 help="from this time on, e.g. 2026-12-01T00:00 or 07:00")] = None,
     db: DbOpt = None,
 ) -> None:
     """Print the audit trail of a zone."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlmodel import col, func, select
 
 from watchfloor.commands.message import ChatMessage
 from watchfloor.ioc.model import OPEN_CONFLICT_STATUSES
+from watchfloor.ioc.zones import get_zone
 from watchfloor.storage.tables import ConflictRow, OperationRow, TargetRow
 
 # (zone, user, agency, role) of everyone who speaks in the demo.
@@ -32,11 +33,18 @@ def script(now: datetime) -> list[tuple[str, str]]:
     def at(hours: float) -> str:
         return (now + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%MZ")
 
+    def yesterday(hour: int) -> str:
+        """That hour of yesterday in LALB: the briefing's "Yesterday" lists it, whatever the hour now."""
+        tz = get_zone("LALB").tz
+        day = now.astimezone(tz).date() - timedelta(days=1)
+        return datetime.combine(day, time(hour), tzinfo=tz).isoformat(timespec="minutes")
+
     return [
         # The watch: who the alerts call by name (`!watch`); the demo has no handover times, so each says until when.
         ("sam", "!watch on until=+12h"), ("sofia", "!watch on until=+12h"), ("nora", "!watch on until=+12h"),
         # Los Angeles–Long Beach: yesterday's boarding, this morning's settled clash, today's plan.
-        ("alice", f'!op log boarding vessel=IMO9074729 at=33.72,-118.26 start={at(-20)} end=2h contact="CBP desk"'),
+        ("alice", f'!op log boarding vessel=IMO9074729 at=33.72,-118.26 start={yesterday(9)} end=2h '
+                  'contact="CBP desk"'),
         ("alice", '!op done OP-1 outcome="crew list matched manifest; no findings"'),
         ("amy", f'!op log surveillance at=33.70,-118.23 radius=2km start={at(-6)} end=2h '
                 'note="AMO air unit over the outer harbor"'),
@@ -120,6 +128,24 @@ def seed(parts, now: datetime | None = None) -> DemoResult:
             select(ConflictRow).where(col(ConflictRow.status).in_(OPEN_CONFLICT_STATUSES))
             .order_by(ConflictRow.id)).all()]
     return result
+
+
+def free_demo_url(refused: str) -> str:
+    """A database URL the demo would take: `demo.db`, else `demo-2.db`, `demo-3.db`... beside the refused SQLite
+    file (in the current directory for another database), the first that does not exist yet."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(refused)
+        where = Path(url.database).parent if url.get_backend_name() == "sqlite" and url.database else Path()
+    except Exception:  # whatever it was, the suggestion stands on its own
+        where = Path()
+    n = 1
+    while (where / (name := "demo.db" if n == 1 else f"demo-{n}.db")).exists():
+        n += 1
+    return f"sqlite:///{where / name}"
 
 
 def next_steps(db_flag: str) -> list[str]:

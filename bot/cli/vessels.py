@@ -25,7 +25,9 @@ def import_noa(file: Path, zone, parts) -> None:
         raise typer.Exit(e.code) from None
     finally:
         parts.db.dispose()
-    line = f"imported {len(result.ids)} notices of arrival into {zone.code}"
+    from watchfloor.templates import plural
+
+    line = f"imported {plural(len(result.ids), 'notice')} of arrival into {zone.code}"
     if result.already:
         names = ", ".join(f"{n.vessel_name} ETA {n.eta:%Y-%m-%d %H:%M}Z" for n in result.already[:5])
         more = f" and {len(result.already) - 5} more" if len(result.already) > 5 else ""

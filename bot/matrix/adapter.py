@@ -63,6 +63,7 @@ class MatrixAdapter:
         if config.les_requires_encryption:
             parts.directory.bar_les(self.crypto.les_barred)
         self.ready = asyncio.Event()
+        self._tried = asyncio.Event()  # a first attempt failed: the homeserver is not there (yet)
         self.connected = False
         self._token_key = f"matrix.sync_token:{config.user_id}"
         self._token: str | None = None
@@ -88,10 +89,17 @@ class MatrixAdapter:
         self._on_message = on_message
         if self.wait_for_duty:
             return
+        log.info("matrix: connecting to %s as %s", self.config.homeserver, self.config.user_id)
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
+        # Ready, refused (raised below), or not there: a homeserver that is down or silent must not hold the rest
+        # of the bot back; the sync loop goes on trying in the background.
+        waits = [asyncio.ensure_future(self.ready.wait()), asyncio.ensure_future(self._tried.wait())]
         try:
-            await asyncio.wait_for(self.ready.wait(), self.startup_wait)
-        except asyncio.TimeoutError:
+            await asyncio.wait(waits, timeout=self.startup_wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if not self.ready.is_set():
             log.warning("matrix: %s not reachable yet; still trying in the background", self.config.homeserver)
         if self._fatal:
             await self.stop()
@@ -181,6 +189,7 @@ class MatrixAdapter:
                 raise
             except Exception as e:
                 self.connected = False
+                self._tried.set()
                 wait = getattr(e, "retry_after", None) or delay
                 log.warning("matrix: sync failed (%s); retrying in %.1fs", _one_line(e), wait)
                 await self._sleep(wait)
