@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from watchfloor.commands.cop_feed import CONFLICT_COLOR, colour, horizon, ink, lines_for
+from watchfloor.commands.cop_feed import CONFLICT_COLOR, colour, ink, lines_for
+from watchfloor.ioc.horizon import horizon
 from watchfloor.ioc.overdue import is_overdue
 
 LABEL_PT = 7           # the bars' labels, in points

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from watchfloor.ioc.horizon import horizon as watch_horizon
 from watchfloor.ioc.markings import Marking, may_show
 from watchfloor.ioc.model import LIVE_STATUSES, OPEN_CONFLICT_STATUSES
 from watchfloor.ioc.overdue import is_overdue
@@ -40,7 +41,10 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
     withheld)`) or counted, as the room's config says.
     """
     day_start, day_end = local_day(at, zone)
-    ops_today = ops_repo.listing(s, zone.code, window=(day_start, day_end),
+    # The zone's day, and the watch's horizon the picture draws (6 h back, 18 h ahead: tonight's operations too).
+    h0, h1 = watch_horizon(at)
+    until = max(day_end, h1)
+    ops_today = ops_repo.listing(s, zone.code, window=(min(day_start, h0), until),
                                  statuses=(*LIVE_STATUSES, "done"), limit=1000)
     by_agency: dict[str, list[dict]] = defaultdict(list)
     withheld_ops = 0
@@ -103,7 +107,7 @@ def build_briefing(s: Session, directory: Directory, zone: Zone, at: datetime, c
         "targets": [v for v in (target_view(r, [], clearance, reader) for r in closed_rows) if not v["withheld"]],
     }
     return {
-        "z": zone, "tz": zone.tz, "at": at, "day": (day_start, day_end), "by_agency": dict(sorted(by_agency.items())),
+        "z": zone, "tz": zone.tz, "at": at, "day": (day_start, day_end), "until": until, "by_agency": dict(sorted(by_agency.items())),
         "withheld_ops": withheld_ops if show_withheld else 0, "arrivals": arrivals, "other_arrivals": other_arrivals, "conflicts": conflicts, "yesterday": yesterday,
         "participation": participation(s, zone.code, at, clearance=clearance),
     }

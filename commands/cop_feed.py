@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
+from watchfloor.ioc.horizon import horizon
 from watchfloor.ioc.markings import may_show
 from watchfloor.ioc.model import (LIVE_STATUSES, OPEN_CONFLICT_STATUSES, OpStatus, conflict_ref, op_ref,
                                  target_ref)
@@ -37,8 +38,6 @@ CONFLICT_COLOR = "#d7191c"
 # them the conflict red), then his "light" scheme for a tenth agency and on: still distinct, less so to everyone.
 PALETTE = ("#332288", "#117733", "#88CCEE", "#DDCC77", "#AA4499", "#44AA99", "#999933", "#882255", "#CC6677",
            "#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#44BB99", "#BBCC33", "#AAAA00")
-HORIZON_BACK = timedelta(hours=6)    # the watch's horizon: what has just happened and the rest of the watch
-HORIZON_AHEAD = timedelta(hours=18)
 TRAFFIC_AGE = timedelta(minutes=30)  # a vessel not heard for longer is not on the map
 TRACK_AGE = timedelta(hours=1)       # how much of a target's track is drawn
 TIMELINE_W, ROW_H, LABEL_W, RIGHT_PAD = 960, 24, 96, 8
@@ -68,12 +67,6 @@ def ink(fill: str) -> str:
     """Black or white, whichever contrasts more with `fill` (WCAG's relative luminance): a label on a bar."""
     lum = _luminance(fill)
     return "#000000" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "#ffffff"
-
-
-def horizon(now: datetime) -> tuple[datetime, datetime]:
-    """The watch's horizon around `now`, to the minute (so a layout holds for a minute)."""
-    minute = now.replace(second=0, microsecond=0)
-    return minute - HORIZON_BACK, minute + HORIZON_AHEAD
 
 
 _SIDES = 32

@@ -186,3 +186,20 @@ def test_yesterday_lists_what_ran_yesterday_by_the_operations_own_times(db_url, 
     assert "• overdue: OP-3 USCG escort" in yesterday
     assert "OP-4" not in yesterday and "OP-5" not in yesterday
     assert "OP-5 CBP dive" in brief.split("Today's operations", 1)[1].split("Arrivals", 1)[0]
+
+
+def test_an_evening_briefing_lists_and_draws_tonight_s_operations_within_the_watch_s_horizon(sqlite_url, clock):
+    """Briefed at 19:00, the watch runs until 13:00 tomorrow: an operation at 04:00 is in it, one at 14:00 not."""
+    parts = make_parts(sqlite_url, clock, zone=[{"code": "LALB", "briefing_time": "19:00",
+                                                 "joint_rooms": [UNCLASS_ROOM]}])
+    cbp = ConsoleUser(parts, "LALB", "alice", "CBP")
+    assert "OP-1" in cbp.say("!op log patrol at=33.70,-118.20 start=2026-12-02T04:00 end=1h")
+    assert "OP-2" in cbp.say("!op log patrol at=33.70,-118.20 start=2026-12-02T14:00 end=1h")
+    at = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)  # 19:00 PST on Tue 1 Dec
+    clock.now = at
+    JobScheduler(parts, clock).post_briefing("LALB", at)
+    payload = _briefings(parts)[UNCLASS_ROOM]
+    listed = payload["text"].split("Today's operations", 1)[1].split("Arrivals", 1)[0]
+    assert "until Wed 02 Dec 13:00 PST" in listed
+    assert "OP-1" in listed and "OP-2" not in listed
+    assert _lanes(payload["image"]) == ["CBP"]  # tonight's patrol drawn on the picture
