@@ -57,9 +57,8 @@ def test_an_mmsi_is_labelled_wherever_a_vessel_shows(sqlite_url, clock):
 
 # --- the command line ------------------------------------------------------------------------------------------
 
-# `import ais` is left out: its options are the AIS feed's work (its `--at` still shows `<str>`).
 COMMANDS = ["", "console", "run", "brief", "zones", "demo", "db upgrade", "import", "import ops", "import noa",
-            "conflicts scan", "config check", "audit verify", "audit show"]
+            "import ais", "conflicts scan", "config check", "audit verify", "audit show"]
 
 
 @pytest.mark.calendar_free  # help texts: no dates

@@ -341,7 +341,7 @@ def import_noa(
 def import_ais(
     file: Annotated[Path, typer.Argument(help="NMEA lines (optionally timestamped or tag blocks) or the national "
                                               "AIS archive CSV", exists=True, dir_okay=False)],
-    at: Annotated[Optional[str], typer.Option("--at", help="when the file was recorded, for lines that carry no "
+    at: Annotated[Optional[str], typer.Option("--at", metavar="TIME", help="when the file was recorded, for lines that carry no "
                                                            "time of their own (UTC unless it has an offset)")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,

@@ -282,8 +282,9 @@ class Crypto:
 
         sender = entry["source"].get("sender", "")
         at = datetime.fromtimestamp(entry["source"].get("origin_server_ts", 0) / 1000, timezone.utc)
-        return render("unreadable.j2", sender=f"matrix:{sender}", sender_name=sender_name or sender,
-                      at=at.strftime("%H:%M")).to_dict()
+        # A Matrix room may serve any zone: the time in UTC, dated unless it is today (the `clock` filter).
+        return render("unreadable.j2", sender=f"matrix:{sender}", sender_name=sender_name or sender, at=at,
+                      utc=timezone.utc, now=datetime.now(timezone.utc)).to_dict()
 
     def told(self, event_id: str) -> None:
         if self.pending and event_id in self.pending:
