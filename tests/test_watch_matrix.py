@@ -60,7 +60,7 @@ async def test_alert_pills_the_supervisor_on_watch_and_synapse_notifies_them(syn
 
         # There: Sam going on watch (said once, to everyone in the zone's watch rooms), the alert, its changes.
         told, elsewhere = (await bot_messages(world, sam, other, at_least=2))[:2]
-        assert told["content"]["body"] == "👁 [USCG] Sam is on watch in LALB"
+        assert told["content"]["body"].startswith("👁 [USCG] Sam is on watch in LALB until ")  # 12 h: no handovers
         root = elsewhere["event_id"]
         assert "ALERT" in elsewhere["content"]["body"] and "m.relates_to" not in elsewhere["content"]
 
