@@ -175,3 +175,30 @@ def test_a_target_known_by_name_follows_the_one_track_of_that_name(db_url, clock
     assert "(AIS" not in shown
     assert "⚠ 2 AIS tracks are named EVER-GIVEN" in shown and "by IMO or MMSI" in shown
     parts.db.dispose()
+
+
+def test_a_target_nominated_by_number_takes_the_ais_name_and_arrivals_label_bare_numbers(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!target nominate IMO9277230 priority=high eta=+5h")
+    alice.say("!target nominate 366987654 priority=low eta=+6h")
+    listed = alice.say("!arrivals").splitlines()
+    assert len(listed) == 3, listed
+    assert listed[1].split(" · ")[1] == "IMO 9277230" and "TGT-1 high" in listed[1]
+    assert listed[2].split(" · ")[1] == "MMSI 366987654" and "TGT-2 low" in listed[2]
+    # The IMO's ship is heard on AIS (its type 5 gives the IMO and the name): the target takes the name.
+    feed = AisIngest(parts.db, parts.directory)
+    feed.resume()
+    for line in encode_dict({"type": 5, "mmsi": 538009999, "imo": 9277230, "shipname": "CAPE ORCHID"}):
+        feed.feed(line, clock.now)
+    feed.flush(clock.now)
+    assert 'TGT-1 IMO9277230 "CAPE ORCHID"' in alice.say("!target show TGT-1")
+    listed = alice.say("!arrivals").splitlines()
+    assert listed[1].split(" · ")[1] == "CAPE ORCHID" and "TGT-1 high" in listed[1]
+    # Nominated by the MMSI of a ship already heard: the reply and the gap alert name it.
+    _heard(parts, clock, 366000555, "NORTHERN LIGHT", 30)
+    reply = alice.say("!target nominate 366000555 priority=high")
+    assert reply.startswith("TGT-3 ") and '366000555 "NORTHERN LIGHT"' in reply.splitlines()[0], reply
+    with parts.db.session() as s:
+        alerts = [json.loads(r.payload)["text"] for r in s.exec(select(OutboxRow).where(OutboxRow.kind == "alert"))]
+    assert any("TGT-3" in a and "NORTHERN LIGHT" in a for a in alerts), alerts
