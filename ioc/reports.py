@@ -8,9 +8,12 @@ from datetime import datetime
 # Outcomes of one line (the label of watchfloor_ais_sentences_total). Bounded: never free text.
 OK, PART, IGNORED = "ok", "part", "ignored"
 CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN = "checksum", "malformed", "unknown_type", "orphan"
-# Never decoded: the live feed's decoding process was behind by more than it may queue, or it died with them.
+# Never decoded: the live feed's decoding process was behind by more than it may queue, or it died with them, or
+# (UDP) the kernel had no room for the datagram.
 DROPPED = "dropped"
-OUTCOMES = (OK, PART, IGNORED, CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN, DROPPED)
+# Stamped implausibly far ahead of when it was received or processed (ioc/tracks.py FUTURE_TOLERANCE): dropped.
+FUTURE = "future"
+OUTCOMES = (OK, PART, IGNORED, CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN, DROPPED, FUTURE)
 
 
 @dataclass(slots=True)

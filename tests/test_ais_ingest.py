@@ -336,7 +336,7 @@ def test_import_ais_of_a_ship_speeding_into_the_window_opens_its_gap(tmp_path, s
 
 def test_vessels_silent_for_retain_days_leave_memory_and_a_cap_evicts_the_longest_silent(sqlite_url, clock):
     parts = _parts(sqlite_url, clock)
-    feed = AisIngest(parts.db, parts.directory, retain=timedelta(days=7))
+    feed = AisIngest(parts.db, parts.directory, retain=timedelta(days=7), clock=lambda: clock.now + timedelta(days=8, hours=1))
     feed.resume()
     t = clock.now
     for line in _static(t, mmsi=366000001, name="OLD TIMER"):
