@@ -373,11 +373,14 @@ async def test_a_server_that_accepts_and_closes_is_retried_with_backoff_reset_by
 
     async def serve(reader, writer):
         opened.append(loop.time())
-        if good:  # delivers a position every 0.1 s for a while, then drops
-            for i in range(10):
-                writer.write(_pos(33.0 + i / 100, 366000001) + b"\r\n")
-                await writer.drain()
-                await asyncio.sleep(0.1)
+        try:
+            if good:  # delivers a position every 0.1 s for a while, then drops
+                for i in range(10):
+                    writer.write(_pos(33.0 + i / 100, 366000001) + b"\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+        except ConnectionError:
+            pass  # the feed stopping
         closed.append(loop.time())
         writer.close()
 
@@ -390,7 +393,7 @@ async def test_a_server_that_accepts_and_closes_is_retried_with_backoff_reset_by
     try:
         await asyncio.sleep(2.5)
         gaps = [b - a for a, b in zip(opened, opened[1:])]
-        assert len(opened) <= 9, gaps  # without backoff: every 0.05 s, some 50 times
+        assert len(opened) <= 10, gaps  # without backoff: every 0.05 s, some 50 times
         assert gaps[0] < 0.2 and gaps[2] >= 0.18 and all(g >= 0.35 for g in gaps[3:]), gaps
         good = True
         n = len(opened)
