@@ -24,18 +24,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from watchfloor.ioc.approach import ApproachArea, AreaIndex, step
+from watchfloor.ioc.approach import CELLS_PER_DEG, STRIDE, ApproachArea, AreaIndex, step
 from watchfloor.ioc.eta import ais_eta
 from watchfloor.ioc.markings import may_show
 from watchfloor.ioc.model import target_ref
 from watchfloor.ioc.reports import FUTURE, OK, OUTCOMES, PositionReport, StaticReport
-from watchfloor.ioc.tracks import FUTURE_TOLERANCE, POSITION_FIELDS, STATIC_FIELDS, Track, Tracks, fill_missing, \
-    name_key, parse_approach
+from watchfloor.ioc.tracks import FIRST, FUTURE_TOLERANCE, POSITION_FIELDS, STATIC_FIELDS, Track, Tracks, \
+    fill_missing, name_key, parse_approach
 from watchfloor.ioc.zones import get_zone
 from watchfloor.storage import vessels as repo
 from watchfloor.storage.tables import TargetRow
@@ -96,6 +97,12 @@ def approach_areas(settings) -> dict[str, ApproachArea]:
     return areas
 
 
+@lru_cache(maxsize=64)
+def _index_of(areas: tuple[ApproachArea, ...]) -> AreaIndex:
+    """The cell index of these areas (built once per set of areas: every ingest of a process shares it)."""
+    return AreaIndex(areas)
+
+
 def target_key(vessel_key: str) -> str:
     """A target's vessel key as the hot path matches it (a name without case, spaces or punctuation)."""
     return f"name:{name_key(vessel_key[5:])}" if vessel_key.startswith("name:") else vessel_key
@@ -111,7 +118,10 @@ class AisIngest:
         self._decoder = None  # loaded on first use: the live feed decodes in its own process (bot/ais/worker.py)
         self.tracks = Tracks()
         self.areas = approach_areas(directory.settings)
-        self.index = AreaIndex(self.areas.values())
+        # The areas followed: those of the zones with an open target (an entry anywhere else is nobody's), indexed
+        # by cell (see _follow).
+        self._followed: frozenset[str] = frozenset()
+        self._cells: dict = {}
         self.retain = retain if retain is not None else timedelta(days=directory.settings.ais.retain_days)
         self.max_tracks = max_tracks
         self.on_outcome = on_outcome
@@ -125,7 +135,6 @@ class AisIngest:
         self._targets: dict[str, list[TargetRef]] = {}  # target_key -> open targets; reloaded at each flush
         self._watched: dict[str, tuple[TargetRef, ...]] = {}  # mmsi -> the open targets linked to that vessel
         self._loaded_targets: list[TargetRef] | None = None  # read by the last write, linked at the next take
-        self._new: set[str] = set()
         self._reloaded: list[Track] = []  # stored rows of vessels heard again, merged at the next take
         self._names: dict[int, str] = {}
         self.latest: datetime | None = None
@@ -198,8 +207,6 @@ class AisIngest:
         """Reports from any source (decoded sentences, the national archive's CSV) into the tracks; the lines
         they came from were counted `ok`. Those stamped too far in the future are dropped and their lines
         counted `future` instead; returns how many lines that was."""
-        tracks = self.tracks
-        by_mmsi = tracks.by_mmsi
         future: set | None = None
         for r in reports:
             if r.at > self._believed_until:
@@ -210,28 +217,13 @@ class AisIngest:
                         future = set()
                     future.add((r.mmsi, r.at))  # one line's reports share both (a type 19: position and name)
                     continue
-            t = by_mmsi.get(r.mmsi)
-            if t is None:
-                self._new.add(r.mmsi)
             if r.__class__ is PositionReport:
-                first = t is None or t.position_at is None
-                track, moved = tracks.apply(r)
+                track, moved = self.tracks.apply(r)
                 self._dirty[track.mmsi] = track
                 if moved:
-                    self._moved(track, r, first)
-                continue
-            before = (t.imo, t.name) if t is not None else (None, None)
-            track, _ = tracks.apply(r)
-            self._dirty[track.mmsi] = track
-            if (track.imo, track.name) != before:
-                self._identified(track, before[1])
-            watched = self._watched.get(track.mmsi)
-            if watched:
-                # a new destination or reported ETA may change a target's best ETA (ioc/eta.py)
-                self._recheck.update((ref.zone, ref.id) for ref in watched)
-                for ref in watched:
-                    if ref.name is None and track.name:
-                        self._names[ref.id] = track.name
+                    self._moved(track, r, moved is FIRST)
+            else:
+                self._static(r)
         if future is None:
             return 0
         n = len(future)
@@ -239,28 +231,61 @@ class AisIngest:
         self.outcomes[OK] -= min(n, self.outcomes[OK])
         return n
 
+    def _static(self, r: StaticReport) -> None:
+        t = self.tracks.get(r.mmsi)
+        before = (t.imo, t.name) if t is not None else (None, None)
+        track, _ = self.tracks.apply(r)
+        self._dirty[track.mmsi] = track
+        if (track.imo, track.name) != before:
+            self._identified(track, before[1])
+        watched = self._watched.get(track.mmsi)
+        if watched:
+            # a new destination or reported ETA may change a target's best ETA (ioc/eta.py)
+            self._recheck.update((ref.zone, ref.id) for ref in watched)
+            for ref in watched:
+                if ref.name is None and track.name:
+                    self._names[ref.id] = track.name
+
     def _moved(self, track: Track, r: PositionReport, first: bool) -> None:
-        if self.latest is None or r.at > self.latest:
-            self.latest = r.at
+        at, lat, lon = r.at, r.lat, r.lon
+        if self.latest is None or at > self.latest:
+            self.latest = at
         last = self._history_at.get(r.mmsi)
-        if (last is None or r.at - last >= HISTORY_STEP) and len(self._positions) < MAX_PENDING_POSITIONS:
-            self._history_at[r.mmsi] = r.at
-            self._positions.append({"mmsi": r.mmsi, "at": r.at, "lat": r.lat, "lon": r.lon, "sog": r.sog,
-                                    "cog": r.cog})
-        inside = self.index.inside(r.lat, r.lon)
-        entered = step(track.in_approach, inside, None if first else r.at.replace(microsecond=0)) \
-            if inside or track.in_approach else ()
+        if (last is None or at - last >= HISTORY_STEP) and len(self._positions) < MAX_PENDING_POSITIONS:
+            self._history_at[r.mmsi] = at
+            self._positions.append({"mmsi": r.mmsi, "at": at, "lat": lat, "lon": lon, "sog": r.sog, "cog": r.cog})
+        # The approach areas it is in (AreaIndex.inside written out, and the commonest cases first: this runs for
+        # every position of every vessel, and most ships are out at sea or sitting in one port's area).
+        cells = self._cells
+        near = cells.get(int((lat + 90.0) * CELLS_PER_DEG) * STRIDE + int((lon + 180.0) * CELLS_PER_DEG)) \
+            if cells else None
+        was_in = track.in_approach
+        entered = ()
+        if near is None:
+            if was_in:
+                step(was_in, (), None)  # it left
+        else:
+            whole, part = near
+            if not part:
+                inside = whole
+            elif len(part) == 1:
+                inside = (*whole, part[0]) if part[0].contains(lat, lon) else whole
+            else:
+                inside = (*whole, *(a for a in part if a.contains(lat, lon)))
+            if inside or was_in:
+                if not (len(inside) == 1 and len(was_in) == 1 and inside[0].zone in was_in):
+                    entered = step(was_in, inside, None if first else at)
         watched = self._watched.get(track.mmsi)
         if not watched:
             return
         for ref in watched:
             self._recheck.add((ref.zone, ref.id))
         for area in entered:
-            at = track.in_approach[area.zone]
-            if at is not None:
+            entered_at = track.in_approach[area.zone]
+            if entered_at is not None:
                 for ref in watched:
                     if ref.zone == area.zone:
-                        self._entry(track, area, ref, at)
+                        self._entry(track, area, ref, entered_at)
 
     def _entry(self, track: Track, area: ApproachArea, ref: TargetRef, entered_at: datetime) -> None:
         # A snapshot: the track moves on before the flush posts the notice.
@@ -323,6 +348,9 @@ class AisIngest:
         for ref, key in refs:
             targets.setdefault(key, []).append(ref)
         self._targets = targets
+        zones = frozenset(ref.zone for ref, _ in refs if ref.zone in self.areas)
+        if zones != self._followed:
+            self._follow(zones)
         watched: dict[str, list[TargetRef]] = {}
         for key, refs_of in targets.items():
             mmsi = self.tracks.mmsi_of(key) if not key.startswith("name:") else self._named(key[5:])
@@ -340,6 +368,26 @@ class AisIngest:
                 if ref not in old.get(mmsi, ()):
                     self._linked(track, ref)
 
+    def _follow(self, zones: frozenset[str]) -> None:
+        """Follow the approach areas of these zones (those with an open target) from now on. A vessel already
+        inside an area newly followed is inside since a time nobody knows (so that entry is announced to no one);
+        an area no longer followed is forgotten."""
+        added, dropped = zones - self._followed, self._followed - zones
+        new = AreaIndex(self.areas[z] for z in sorted(added)) if added else None
+        for track in self.tracks.by_mmsi.values():
+            inside = track.in_approach
+            for zone in dropped & inside.keys():
+                del inside[zone]
+            if new is not None:
+                now_in = {a.zone for a in new.inside(track.lat, track.lon)} if track.has_position else ()
+                for zone in added:
+                    if zone in now_in:
+                        inside.setdefault(zone, None)  # (a stored entry time, when it has one, stays)
+                    else:
+                        inside.pop(zone, None)
+        self._followed = zones
+        self._cells = _index_of(tuple(self.areas[z] for z in sorted(zones))).cells
+
     def _named(self, key: str) -> str | None:
         named = self.tracks.by_name.get(key)
         return next(iter(named)) if named is not None and len(named) == 1 else None
@@ -356,7 +404,7 @@ class AisIngest:
         for m in mmsis:
             self.tracks.remove(m)
             self._history_at.pop(m, None)
-            self._new.discard(m)
+            self.tracks.created.discard(m)
         if mmsis:
             self.evicted[reason] += len(mmsis)
             self._evictions[reason] += len(mmsis)
@@ -403,9 +451,10 @@ class AisIngest:
             tracks = [repo.track_values(t, now) for t in self._dirty.values()]
             self._dirty, self._tracks_at = {}, now
         self._bound_memory(now)
-        batch = Batch(tracks, self._positions, self._entries, self.outcomes, due, self._new, self._names,
+        batch = Batch(tracks, self._positions, self._entries, self.outcomes, due, self.tracks.created, self._names,
                       self._evictions)
-        self._positions, self._entries, self._new, self._names = [], [], set(), {}
+        self._positions, self._entries, self._names = [], [], {}
+        self.tracks.created = set()
         self.outcomes = Counter({o: 0 for o in OUTCOMES})
         self._evictions = Counter()
         return batch
@@ -419,7 +468,7 @@ class AisIngest:
                 self._dirty.setdefault(track.mmsi, track)
         self._entries[:0] = batch.entries
         self._recheck |= batch.recheck
-        self._new |= {m for m in batch.new if m in self.tracks.by_mmsi}
+        self.tracks.created |= {m for m in batch.new if m in self.tracks.by_mmsi}
         self._names = {**batch.names, **self._names}
         room = MAX_PENDING_POSITIONS - len(self._positions)
         if room > 0:
@@ -500,10 +549,11 @@ class AisIngest:
             def data_for(clearance, d=data):
                 return {**d, "visible": may_show(ref.marking, clearance)}
 
-            # Keyed by the entry (its time), not the report: an entry is told once, however it was learnt.
+            # Keyed by the entry (its time to the second, as stored), not the report: an entry is told once, however
+            # it was learnt, and after a restart too.
             if post(s, room, "notice", "approach_notice.j2", data_for, now,
-                    dedupe_key=f"approach:{zone.code}:{ref.id}:{track.mmsi}:{entry.entered_at.isoformat()}:"
-                               f"{room.id}"[:255]) is not None:
+                    dedupe_key=f"approach:{zone.code}:{ref.id}:{track.mmsi}:"
+                               f"{entry.entered_at.replace(microsecond=0).isoformat()}:{room.id}"[:255]) is not None:
                 posted = 1
         return posted
 

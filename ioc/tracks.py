@@ -121,13 +121,18 @@ def fill_missing(into: Track, stored: Track) -> None:
                 into.in_approach[zone] = stored.in_approach[zone]
 
 
+FIRST = 2  # what `Tracks.apply` answers for a vessel's first position (true, as any move)
+
+
 class Tracks:
-    """Tracks by MMSI. `apply` answers whether the report moved the vessel (for the approach check)."""
+    """Tracks by MMSI. `apply` answers whether the report moved the vessel (for the approach check): False, True,
+    or FIRST for its first position."""
 
     def __init__(self) -> None:
         self.by_mmsi: dict[str, Track] = {}
         self.by_imo: dict[str, str] = {}  # IMO -> MMSI, from static reports
         self.by_name: dict[str, set[str]] = {}  # name_key -> MMSIs of the tracks with that name
+        self.created: set[str] = set()  # MMSIs of the tracks `apply` created (the caller empties it when it wants)
 
     def __len__(self) -> int:
         return len(self.by_mmsi)
@@ -197,16 +202,18 @@ class Tracks:
             return next(iter(named)) if named is not None and len(named) == 1 else None
         return None
 
-    def apply(self, r: Report) -> tuple[Track, bool]:
+    def apply(self, r: Report) -> tuple[Track, bool | int]:
         t = self.by_mmsi.get(r.mmsi)
         if t is None:
             t = self.by_mmsi[r.mmsi] = Track(r.mmsi)
+            self.created.add(r.mmsi)
         if r.__class__ is PositionReport:
             # Reports arrive out of order (several receivers, replays): an older one never rolls a track back.
-            if t.position_at is not None and r.at < t.position_at:
+            last = t.position_at
+            if last is not None and r.at < last:
                 return t, False
             t.lat, t.lon, t.sog, t.cog, t.heading, t.position_at = r.lat, r.lon, r.sog, r.cog, r.heading, r.at
-            return t, True
+            return t, True if last is not None else FIRST
         if r.__class__ is StaticReport:
             if t.static_at is not None and r.at < t.static_at:
                 return t, False
