@@ -7,6 +7,8 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyais import encode_dict
 from pyais.util import compute_checksum
 from sqlmodel import select
@@ -292,10 +294,15 @@ def test_a_crossing_right_after_the_target_is_linked_is_announced(sqlite_url, cl
     assert [x.split(",")[0] for x in _notices(parts, JOINT)] == ["⚓ TGT-1 EVER GIVEN entered the LALB approach"]
 
 
-def test_a_vessel_already_inside_when_it_became_a_target_is_not_announced_until_it_enters_again(sqlite_url, clock):
+@pytest.mark.parametrize("zone_followed", [False, True], ids=["first target in the zone", "zone already followed"])
+def test_a_vessel_already_inside_when_it_became_a_target_is_not_announced_until_it_enters_again(sqlite_url, clock,
+                                                                                               zone_followed):
     """It entered before anyone targeted it: no notice when it is nominated, nor at its next reports; leaving and
-    coming back in is an entry."""
+    coming back in is an entry. (With another target open in the zone its entry time is known, and is before the
+    nomination; without, the zone's area was not followed and the time is unknown: neither is announced.)"""
     parts = _parts(sqlite_url, clock)
+    if zone_followed:
+        ConsoleUser(parts, "LALB", "bob", "CBP").say("!target nominate 366999999 priority=low")
     feed = AisIngest(parts.db, parts.directory)
     feed.resume()
     t = clock.now
@@ -364,3 +371,123 @@ def test_vessels_silent_for_retain_days_leave_memory_and_a_cap_evicts_the_longes
     feed.flush(later)
     assert len(feed.tracks) <= 4 and "366100005" in feed.tracks.by_mmsi
     assert feed.evicted["cap"] == 8 - len(feed.tracks)
+
+
+# --- the time rules, as properties -------------------------------------------------------------------------------
+
+T0 = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+
+
+def _bare_ingest(now: datetime) -> AisIngest:
+    """An ingest that is never written (no database): for what happens in memory."""
+    from watchfloor.commands.directory import Directory
+    from watchfloor.config import load_settings
+
+    return AisIngest(None, Directory(load_settings(None, zone=[{"code": "LALB"}])), clock=lambda: now)
+
+
+@pytest.mark.calendar_free
+@settings(max_examples=300, deadline=None)
+@given(offsets=st.lists(st.integers(-86_400, 100 * 365 * 86_400), min_size=1, max_size=8, unique=True))
+def test_a_report_is_believed_up_to_five_minutes_ahead_and_never_beyond(offsets):
+    """Whatever the order: the track's time is the latest report no more than 5 minutes ahead of the time it is
+    processed; every report further ahead is counted `future`, none of them ever held."""
+    from watchfloor.ioc.reports import PositionReport
+
+    feed = _bare_ingest(T0)
+    for i, off in enumerate(offsets):
+        feed.outcomes["ok"] += 1
+        feed.apply([PositionReport(str(MMSI), T0 + timedelta(seconds=off), 33.0 + i / 100, -118.0, 10.0, 0.0)])
+    believed = [o for o in offsets if o <= 300]
+    track = feed.tracks.get(str(MMSI))
+    assert (track.position_at if track else None) == (T0 + timedelta(seconds=max(believed)) if believed else None)
+    assert feed.outcomes["future"] == len(offsets) - len(believed)
+    assert feed.outcomes["ok"] == len(believed)
+
+
+@pytest.mark.calendar_free
+@settings(max_examples=300, deadline=None)
+@given(times=st.lists(st.integers(0, 10_000), min_size=1, max_size=8, unique=True), data=st.data())
+def test_an_older_report_never_replaces_a_newer_one_in_any_order(times, data):
+    """Positions and static data: whatever order the reports come in, the track ends as the newest says."""
+    from watchfloor.ioc.reports import PositionReport, StaticReport
+
+    reports = [PositionReport(str(MMSI), T0 + timedelta(seconds=t), 33.0 + t / 1e5, -118.0, t % 20, 0.0)
+               for t in times]
+    reports += [StaticReport(str(MMSI), T0 + timedelta(seconds=t), name=f"NAME {t}", destination=f"PORT {t}")
+                for t in times]
+    order = data.draw(st.permutations(reports))
+    feed = _bare_ingest(T0 + timedelta(days=1))
+    feed.apply(order)
+    track, newest = feed.tracks.get(str(MMSI)), max(times)
+    assert track.position_at == T0 + timedelta(seconds=newest) and track.lat == 33.0 + newest / 1e5
+    assert (track.name, track.destination) == (f"NAME {newest}", f"PORT {newest}")
+    assert feed.tracks.mmsi_of(f"name:NAME {newest}") == str(MMSI)
+
+
+@pytest.fixture(scope="module")
+def order_world(tmp_path_factory):
+    """One database for every example: LALB (a 30 nm approach) already followed, through another open target."""
+    from tests.conftest import Clock
+
+    clock = Clock()
+    parts = _parts(f"sqlite:///{tmp_path_factory.mktemp('order') / 'wf.db'}", clock)
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!target nominate 366999999 priority=low")
+    feed = AisIngest(parts.db, parts.directory, clock=lambda: clock.now + timedelta(hours=1))
+    feed.resume()
+    yield parts, alice, feed, clock, iter(range(1, 10_000))
+    parts.db.dispose()
+
+
+def _imo(base: int) -> str:
+    digits = f"{base:06d}"
+    return digits + str(sum(int(d) * w for d, w in zip(digits, range(7, 1, -1))) % 10)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_order_of_identity_positions_and_flushes_does_not_change_the_notice(order_world, data):
+    """Nominated by IMO; the ship sails into the approach. Its type 5 (the IMO) comes before, between or after
+    its positions, and the feed writes at any moment: the entry is announced exactly once."""
+    parts, alice, feed, clock, serial = order_world
+    k = next(serial)
+    mmsi, imo = 367000000 + k, _imo(900_000 + k)
+    clock.advance(hours=1)
+    assert alice.say(f"!target nominate IMO{imo} priority=high").startswith("TGT-")
+    t = clock.now
+    positions = [_pos(LALB.lat - 1.0, t + timedelta(minutes=1), mmsi=mmsi),   # outside
+                 _pos(LALB.lat - 0.4, t + timedelta(minutes=10), mmsi=mmsi),  # the crossing
+                 _pos(LALB.lat - 0.35, t + timedelta(minutes=11), mmsi=mmsi)]
+    static = _static(t + timedelta(minutes=data.draw(st.integers(0, 20))), mmsi=mmsi, imo=int(imo), name=f"SHIP {k}")
+    events = list(positions)
+    events.insert(data.draw(st.integers(0, len(events))), "static")
+    for _ in range(data.draw(st.integers(0, 3))):
+        events.insert(data.draw(st.integers(0, len(events))), "flush")
+    for e in events + ["flush", "flush"]:
+        if e == "flush":
+            feed.flush(clock.now)
+        else:
+            for line in (static if e == "static" else [e]):
+                feed.feed(line, clock.now)
+    mine = [x for x in _notices(parts, JOINT) if f"SHIP {k} entered" in x]
+    assert len(mine) == 1, (events, mine)
+
+
+def test_an_unexpected_decoder_failure_is_counted_and_the_import_goes_on(sqlite_url, clock):
+    """`import ais` and the tests drive the ingest's own decoder: a line it fails on in a way nobody foresaw is
+    counted malformed, and the lines after it are read."""
+    parts = _parts(sqlite_url, clock)
+    feed = AisIngest(parts.db, parts.directory)
+    feed.resume()
+    real = feed.decoder
+
+    class Choking:
+        def feed(self, line, received):
+            if "BOOM" in str(line):
+                raise RecursionError("an unforeseen failure inside the decoder")
+            return real.feed(line, received)
+
+    feed._decoder = Choking()
+    outcomes = [feed.feed(x, clock.now) for x in (_pos(33.0, clock.now), "BOOM", _pos(33.1, clock.now, mmsi=366000002))]
+    assert outcomes == ["ok", "malformed", "ok"] and len(feed.tracks) == 2
