@@ -242,9 +242,6 @@ class AisIngest:
         if watched:
             # a new destination or reported ETA may change a target's best ETA (ioc/eta.py)
             self._recheck.update((ref.zone, ref.id) for ref in watched)
-            for ref in watched:
-                if ref.name is None and track.name:
-                    self._names[ref.id] = track.name
 
     def _moved(self, track: Track, r: PositionReport, first: bool) -> None:
         at, lat, lon = r.at, r.lat, r.lon
@@ -330,13 +327,19 @@ class AisIngest:
         for ref in refs:
             if ref not in old:
                 self._linked(track, ref)
+        self._name(track, refs)
+
+    def _name(self, track: Track, refs: Iterable[TargetRef]) -> None:
+        """A target without a name of its own goes by its vessel's AIS name (written with the next flush)."""
+        if track.name:
+            for ref in refs:
+                if ref.name is None:
+                    self._names[ref.id] = track.name
 
     def _linked(self, track: Track, ref: TargetRef) -> None:
-        """A target newly known to be this vessel: its ETA may have changed, it takes the vessel's AIS name if it
-        has none, and an entry into its zone's area since it was nominated that nobody was told of is told now."""
+        """A target newly known to be this vessel: its ETA may have changed, and an entry into its zone's area
+        since it was nominated that nobody was told of is told now."""
         self._recheck.add((ref.zone, ref.id))
-        if ref.name is None and track.name:
-            self._names[ref.id] = track.name
         entered_at = track.in_approach.get(ref.zone)
         area = self.areas.get(ref.zone)
         if entered_at is not None and entered_at >= ref.since and area is not None and track.has_position:
@@ -367,6 +370,7 @@ class AisIngest:
             for ref in refs_of:
                 if ref not in old.get(mmsi, ()):
                     self._linked(track, ref)
+            self._name(track, refs_of)
 
     def _follow(self, zones: frozenset[str]) -> None:
         """Follow the approach areas of these zones (those with an open target) from now on. A vessel already

@@ -322,14 +322,16 @@ def test_a_vessel_already_inside_when_it_became_a_target_is_not_announced_until_
 
 
 def test_import_ais_of_a_ship_speeding_into_the_window_opens_its_gap(tmp_path, sqlite_url, clock):
-    """Nominated by IMO with a typed ETA two days out; a recording in which the ship (known by its type 5) speeds
-    up to arrive within 24 hours: after the import the gap is open, with the AIS ETA that opened it."""
+    """Nominated by IMO with a typed ETA two days out; a recording in which the ship speeds up to arrive within 24
+    hours, and only then says who it is (its type 5, with the IMO): after the import the gap is open, with the AIS
+    ETA that opened it."""
     parts = _parts(sqlite_url, clock)
     alice = ConsoleUser(parts, "LALB", "alice", "CBP")
     alice.say("!target nominate IMO9074729 priority=high eta=+48h")
     far = LALB.lat - 200 / 60
     t = clock.now - timedelta(minutes=5)
-    lines = _static(t) + [_pos(far, t + timedelta(minutes=1), speed=5), _pos(far, t + timedelta(minutes=2), speed=12)]
+    lines = [_pos(far, t + timedelta(minutes=1), speed=5), _pos(far, t + timedelta(minutes=2), speed=12)]
+    lines += _static(t + timedelta(minutes=3))
     nmea = tmp_path / "recorded.nmea"
     nmea.write_text("\n".join(lines) + "\n")
     out = CliRunner().invoke(app, ["import", "ais", str(nmea), "--db", sqlite_url])
