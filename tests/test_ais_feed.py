@@ -298,16 +298,30 @@ async def _settled(feed, value, at_least: int, quiet: float = 3.0, timeout: floa
 
 
 async def test_udp_takes_a_burst_of_20000_datagrams_in_one_second_without_loss(sqlite_url, clock):
+    """While the bot is busy (a thread holding the GIL as a command being handled does): the socket is read by a
+    thread of its own, many datagrams per call, into a large receive buffer."""
+    import threading
+
     parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
     feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
     await feed.start()
     pool = [_pos(33.0 + i / 1000, 366000000 + i) for i in range(500)]
     dropped_before = _count("dropped")
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(i * i for i in range(20_000))  # pure Python: the GIL is taken from the other threads
+
+    worker = threading.Thread(target=busy)
+    worker.start()
     try:
-        took = send_bursts(feed.address, pool, 20_000, 20, 1.0)  # 1,000 datagrams every 50 ms
+        took = await asyncio.to_thread(send_bursts, feed.address, pool, 20_000, 20, 1.0)  # 1,000 every 50 ms
         received = await _settled(feed, lambda: feed.received, 20_000)
         await feed.flush_now()
     finally:
+        stop.set()
+        worker.join()
         await feed.cleanup()
     assert took < 1.5
     assert received == 20_000 and feed.ingest.outcomes["dropped"] == 0
@@ -325,7 +339,7 @@ async def test_what_the_kernel_drops_is_counted(sqlite_url, clock):
     pool = [_pos(33.0 + i / 1000, 366000000 + i) for i in range(100)]
     dropped_before = _count("dropped")
     try:
-        send_bursts(feed.address, pool, 20_000, 1, 0.0)  # all at once
+        await asyncio.to_thread(send_bursts, feed.address, pool, 20_000, 1, 0.0)  # all at once
         await _settled(feed, lambda: feed.received + feed.ingest.outcomes["dropped"], 20_000)
         await feed.flush_now()
         counted = _count("dropped") - dropped_before
