@@ -349,6 +349,14 @@ async def test_what_the_kernel_drops_is_counted(sqlite_url, clock):
     parts.db.dispose()
 
 
+async def _tcp_feed(parts, clock, serve, backoff):
+    """A feed server on loopback answering each connection with `serve`, and a feed (not started) connecting to it."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, AisFeed(parts, AisConfig(listen=f"tcp://127.0.0.1:{port}", flush_seconds=60), clock=clock,
+                           backoff=backoff)
+
+
 async def test_a_tcp_feed_gone_silent_is_dropped_and_reconnected(sqlite_url, clock):
     """A feed server that stops sending without closing (a half-open connection, a hung server): after the read
     timeout the feed connects again."""
@@ -362,10 +370,7 @@ async def test_a_tcp_feed_gone_silent_is_dropped_and_reconnected(sqlite_url, clo
         await writer.drain()
         await asyncio.sleep(3600)  # then nothing, and the connection stays open
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    feed = AisFeed(parts, AisConfig(listen=f"tcp://127.0.0.1:{port}", flush_seconds=60), clock=clock,
-                   backoff=(0.01, 0.05))
+    server, feed = await _tcp_feed(parts, clock, serve, (0.01, 0.05))
     feed.read_timeout = 0.5
     await feed.start()
     try:
@@ -398,10 +403,7 @@ async def test_a_server_that_accepts_and_closes_is_retried_with_backoff_reset_by
         closed.append(loop.time())
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    feed = AisFeed(parts, AisConfig(listen=f"tcp://127.0.0.1:{port}", flush_seconds=60), clock=clock,
-                   backoff=(0.05, 0.4))
+    server, feed = await _tcp_feed(parts, clock, serve, (0.05, 0.4))
     feed.stable_after = 0.5
     await feed.start()
     try:

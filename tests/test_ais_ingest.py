@@ -253,16 +253,22 @@ def _static(at: datetime, mmsi: int = MMSI, imo: int = 9074729, name: str = "EVE
                                           "destination": "USLAX"})]
 
 
-def test_identity_learnt_after_the_positions_the_target_follows_and_its_unannounced_entry_is_posted(sqlite_url,
-                                                                                                    clock):
-    """Nominated by IMO; the ship's positions (by MMSI) come first, its type 5 (the IMO) later: by then it is
-    already inside the approach area, an entry nobody was told of. The notice goes out then, once."""
-    parts = _parts(sqlite_url, clock)
+def _nominated_by_imo_and_heard_outside(url, clock):
+    """A target nominated by IMO9074729 in LALB, and its ship (by MMSI only) heard 60 nm out a minute later."""
+    parts = _parts(url, clock)
     ConsoleUser(parts, "LALB", "alice", "CBP").say("!target nominate IMO9074729 priority=high")
     feed = AisIngest(parts.db, parts.directory)
     feed.resume()
     t = clock.now
     feed.feed(_pos(LALB.lat - 1.0, t + timedelta(minutes=1)), t)
+    return parts, feed, t
+
+
+def test_identity_learnt_after_the_positions_the_target_follows_and_its_unannounced_entry_is_posted(sqlite_url,
+                                                                                                    clock):
+    """Nominated by IMO; the ship's positions (by MMSI) come first, its type 5 (the IMO) later: by then it is
+    already inside the approach area, an entry nobody was told of. The notice goes out then, once."""
+    parts, feed, t = _nominated_by_imo_and_heard_outside(sqlite_url, clock)
     feed.flush(t)
     feed.feed(_pos(LALB.lat - 0.4, t + timedelta(minutes=10)), t)  # into the 30 nm approach, nobody knows whose
     feed.flush(t)
@@ -280,12 +286,7 @@ def test_identity_learnt_after_the_positions_the_target_follows_and_its_unannoun
 
 def test_a_crossing_right_after_the_target_is_linked_is_announced(sqlite_url, clock):
     """The ship's IMO is learnt and written, and the very next position is the crossing."""
-    parts = _parts(sqlite_url, clock)
-    ConsoleUser(parts, "LALB", "alice", "CBP").say("!target nominate IMO9074729 priority=high")
-    feed = AisIngest(parts.db, parts.directory)
-    feed.resume()
-    t = clock.now
-    feed.feed(_pos(LALB.lat - 1.0, t + timedelta(minutes=1)), t)
+    parts, feed, t = _nominated_by_imo_and_heard_outside(sqlite_url, clock)
     for line in _static(t + timedelta(minutes=2)):
         feed.feed(line, t)
     feed.flush(t)
