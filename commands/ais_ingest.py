@@ -21,7 +21,7 @@ longest silent leave first, counted in `evicted`. A vessel heard again is filled
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -244,34 +244,16 @@ class AisIngest:
             self._recheck.update((ref.zone, ref.id) for ref in watched)
 
     def _moved(self, track: Track, r: PositionReport, first: bool) -> None:
-        at, lat, lon = r.at, r.lat, r.lon
+        at = r.at
         if self.latest is None or at > self.latest:
             self.latest = at
         last = self._history_at.get(r.mmsi)
         if (last is None or at - last >= HISTORY_STEP) and len(self._positions) < MAX_PENDING_POSITIONS:
             self._history_at[r.mmsi] = at
-            self._positions.append({"mmsi": r.mmsi, "at": at, "lat": lat, "lon": lon, "sog": r.sog, "cog": r.cog})
-        # The approach areas it is in (AreaIndex.inside written out, and the commonest cases first: this runs for
-        # every position of every vessel, and most ships are out at sea or sitting in one port's area).
-        cells = self._cells
-        near = cells.get(int((lat + 90.0) * CELLS_PER_DEG) * STRIDE + int((lon + 180.0) * CELLS_PER_DEG)) \
-            if cells else None
-        was_in = track.in_approach
-        entered = ()
-        if near is None:
-            if was_in:
-                step(was_in, (), None)  # it left
-        else:
-            whole, part = near
-            if not part:
-                inside = whole
-            elif len(part) == 1:
-                inside = (*whole, part[0]) if part[0].contains(lat, lon) else whole
-            else:
-                inside = (*whole, *(a for a in part if a.contains(lat, lon)))
-            if inside or was_in:
-                if not (len(inside) == 1 and len(was_in) == 1 and inside[0].zone in was_in):
-                    entered = step(was_in, inside, None if first else at)
+            self._positions.append({"mmsi": r.mmsi, "at": at, "lat": r.lat, "lon": r.lon, "sog": r.sog,
+                                    "cog": r.cog})
+        entered = self._approach(track, r.lat, r.lon, None if first else at) \
+            if self._cells or track.in_approach else ()
         watched = self._watched.get(track.mmsi)
         if not watched:
             return
@@ -283,6 +265,27 @@ class AisIngest:
                 for ref in watched:
                     if ref.zone == area.zone:
                         self._entry(track, area, ref, entered_at)
+
+    def _approach(self, track: Track, lat: float, lon: float, at: datetime | None) -> Sequence[ApproachArea]:
+        """The followed areas it has just entered (at `at`; None: its first position, the time is not known).
+        AreaIndex.inside written out, the commonest cases first: this runs for every position of every vessel in
+        a zone with a target, and most ships are out at sea or sitting in one port's area."""
+        near = self._cells.get(int((lat + 90.0) * CELLS_PER_DEG) * STRIDE + int((lon + 180.0) * CELLS_PER_DEG))
+        was_in = track.in_approach
+        if near is None:
+            if was_in:
+                step(was_in, (), None)  # it left
+            return ()
+        whole, part = near
+        if not part:
+            inside = whole
+        elif len(part) == 1:
+            inside = (*whole, part[0]) if part[0].contains(lat, lon) else whole
+        else:
+            inside = (*whole, *(a for a in part if a.contains(lat, lon)))
+        if not (inside or was_in) or (len(inside) == 1 and len(was_in) == 1 and inside[0].zone in was_in):
+            return ()
+        return step(was_in, inside, at)
 
     def _entry(self, track: Track, area: ApproachArea, ref: TargetRef, entered_at: datetime) -> None:
         # A snapshot: the track moves on before the flush posts the notice.
