@@ -520,25 +520,13 @@ class AisIngest:
 
     def _recheck_gaps(self, due: set[tuple[str, int]], now: datetime) -> None:
         """The gap rule uses the best ETA: a ship speeding up into the window opens a gap, one turning away
-        closes it. Each zone in its own transaction, taking the zone's lock first as the scheduler's scan does."""
-        from watchfloor.storage import locks
-        from watchfloor.storage.audit import hold_chain
-
-        from .deconflict import Changes, Deconfliction, rules_from
+        closes it (commands/gap_recheck.py)."""
+        from .deconflict import Deconfliction, rules_from
+        from .gap_recheck import recheck_gaps
 
         if self._deconfliction is None:
             self._deconfliction = Deconfliction(self.directory, rules_from(self.directory.settings))
-        for zone in sorted({z for z, _ in due}):
-            with self.db.session() as s:
-                locks.hold(s, locks.deconfliction_lock(zone))
-                hold_chain(s)
-                changes = Changes()
-                for tid in sorted(tid for z, tid in due if z == zone):
-                    row = s.get(TargetRow, tid)
-                    if row is not None and row.status == "open":
-                        changes.merge(self._deconfliction.check_target(s, row, now, "ais"))
-                if changes:
-                    self._deconfliction.alert(s, zone, changes, now, cause="the AIS feed (a new ETA)")
+        recheck_gaps(self.db, self.directory, due, now, "the AIS feed (a new ETA)", self._deconfliction)
 
     def _notice(self, s, entry: Entry, now) -> int:
         """Post one approach notice in the zone's joint rooms (1 if any room got it, 0 if it had been posted)."""

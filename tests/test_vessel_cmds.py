@@ -202,3 +202,23 @@ def test_a_target_nominated_by_number_takes_the_ais_name_and_arrivals_label_bare
     with parts.db.session() as s:
         alerts = [json.loads(r.payload)["text"] for r in s.exec(select(OutboxRow).where(OutboxRow.kind == "alert"))]
     assert any("TGT-3" in a and "NORTHERN LIGHT" in a for a in alerts), alerts
+
+
+def test_a_notice_of_arrival_bringing_a_target_into_the_window_opens_its_gap_once_rechecked(tmp_path, sqlite_url,
+                                                                                           clock):
+    """`import noa` changes targets' best ETAs; re-checking the zone's gaps after it (commands/gap_recheck.py) opens
+    the gap the notice's ETA makes, with its source."""
+    from watchfloor.commands.gap_recheck import recheck_zone
+
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!target nominate IMO9319466 priority=high eta=+48h")
+    noa = tmp_path / "noa.csv"
+    noa.write_text("vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted\n"
+                   "GAS CARRIER,IMO9319466,,C6AB2,Bahamas,+20h,Ulsan,yes,18,\n")
+    import_noa(parts.db, noa, LALB, clock.now)
+    changes = recheck_zone(parts.db, parts.directory, "LALB", clock.now, "notices of arrival imported")
+    assert [cf.kind for cf in changes.raised] == ["gap"]
+    listing = alice.say("!conflicts")
+    assert "CF-1 gap" in listing and "(NOA)" in listing
+    assert not recheck_zone(parts.db, parts.directory, "LALB", clock.now, "again")  # once
