@@ -27,7 +27,7 @@ from collections.abc import Callable
 log = logging.getLogger("watchfloor.ais")
 
 RCVBUF = 32 * 1024 * 1024  # asked for; Linux caps it at net.core.rmem_max (4 MB here: 8 MB, ~10,000 datagrams)
-VLEN = 256                 # datagrams per recvmmsg call at most
+VLEN = 1024                # datagrams per recvmmsg call at most
 SIZE = 4096                # bytes kept of one datagram (an NMEA datagram is one sentence or a few)
 _MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
 
