@@ -3,6 +3,7 @@ check, batched storage). Goal: ingest at least 0.5x the floor.
 
     python bench/bench_ais.py            # 200,000 sentences
     python bench/bench_ais.py --quick    # 20,000
+    python bench/bench_ais.py --udp      # only the UDP bursts (goal: 20,000 in one second without loss)
 """
 from __future__ import annotations
 
@@ -237,6 +238,7 @@ def op_log_under_feed(lines: list[str], workdir: Path, rounds: int, in_process: 
         if in_process:
             feed.worker = _InProcess(feed)
         await feed.start()
+        dropped_before = _dropped_total()  # (other parts of this run count theirs in the same metric)
         stop, sending = multiprocessing.Event(), multiprocessing.Event()
         proc = multiprocessing.Process(target=_sender, args=(feed.address[1], lines, 5000, stop, sending))
         proc.start()
@@ -255,13 +257,95 @@ def op_log_under_feed(lines: list[str], workdir: Path, rounds: int, in_process: 
             stop.set()
             proc.join()
             await feed.cleanup()
-        dropped = _dropped_total()
+        dropped = _dropped_total() - dropped_before
         return statistics.median(quiet), statistics.median(busy), feed.received, dropped
 
     try:
         return asyncio.run(run())
     finally:
         parts.db.dispose()
+
+
+def _burst_sender(port: int, lines: list[str], total: int, bursts: int, seconds: float, took) -> None:
+    """Send `total` datagrams in `bursts` bursts spread over `seconds` (each burst as fast as one process can)."""
+    import socket
+
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    data = [line.encode() for line in lines]
+    each = total // bursts
+    t0 = time.perf_counter()
+    for b in range(bursts):
+        for i in range(each):
+            tx.sendto(data[(b * each + i) % len(data)], ("127.0.0.1", port))
+        time.sleep(max(0.0, t0 + (b + 1) * seconds / bursts - time.perf_counter()))
+    took.value = time.perf_counter() - t0
+
+
+def udp_burst(lines: list[str], workdir: Path, total: int, bursts: int, seconds: float, busy: bool
+              ) -> tuple[float, int, int]:
+    """The live UDP feed (reader thread, decoding process) taking a burst: (seconds the sending took, lines
+    decoded, datagrams the kernel dropped and the feed counted). `busy`: a thread holds the GIL meanwhile, as
+    command handling does."""
+    import asyncio
+    import multiprocessing
+    import threading
+
+    from watchfloor.bot.ais.feed import AisFeed
+    from watchfloor.bot.wiring import build
+    from watchfloor.config import AisConfig, load_settings
+
+    parts = build(settings=load_settings(None, zone=[{"code": "LALB"}]), db_url=f"sqlite:///{workdir / 'udp.db'}")
+
+    async def run() -> tuple[float, int, int]:
+        feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60))
+        await feed.start()
+        stop = threading.Event()
+
+        def hog() -> None:
+            while not stop.is_set():
+                sum(i * i for i in range(20_000))
+
+        hogger = threading.Thread(target=hog)
+        if busy:
+            hogger.start()
+        took = multiprocessing.Value("d", 0.0)
+        proc = multiprocessing.Process(target=_burst_sender,
+                                       args=(feed.address[1], lines[:2000], total, bursts, seconds, took))
+        try:
+            proc.start()
+            await asyncio.to_thread(proc.join)
+            last, since = -1, time.monotonic()
+            while feed.received < total and time.monotonic() - since < 3:  # until all is decoded, or no more comes
+                if feed.received != last:
+                    last, since = feed.received, time.monotonic()
+                await asyncio.sleep(0.05)
+            await feed.flush_now()
+        finally:
+            stop.set()
+            if busy:
+                hogger.join()
+            await feed.cleanup()
+        return took.value, feed.received, feed.kernel_dropped
+
+    try:
+        return asyncio.run(run())
+    finally:
+        parts.db.dispose()
+
+
+def udp_bursts(lines: list[str]) -> None:
+    import logging
+
+    logging.getLogger("watchfloor.ais").setLevel(logging.ERROR)  # the kernel's drops are printed below
+    for total, bursts, seconds, busy, what in (
+            (20_000, 20, 1.0, False, "20,000 in 1 s (1,000 every 50 ms)"),
+            (20_000, 20, 1.0, True, "20,000 in 1 s (1,000 every 50 ms) while a thread holds the GIL"),
+            (20_000, 1, 0.0, True, "20,000 at once while a thread holds the GIL"),
+            (60_000, 1, 0.0, True, "60,000 at once while a thread holds the GIL")):
+        with tempfile.TemporaryDirectory() as d:
+            took, got, dropped = udp_burst(lines, Path(d), total, bursts, seconds, busy)
+        print(f"UDP burst, {what}: sent in {took:.2f} s; received {got:,}, lost {total - got:,} "
+              f"(kernel drops counted: {dropped:,})")
 
 
 def _dropped_total() -> int:
@@ -278,9 +362,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("-n", type=int, default=None)
+    ap.add_argument("--udp", action="store_true", help="only the UDP bursts")
     args = ap.parse_args()
     n = args.n or (20_000 if args.quick else 200_000)
     lines = sentences(n)
+    if args.udp:
+        udp_bursts(lines)
+        return
     raws, ourss, pipes = [], [], []
     for _ in range(2 if args.quick else 3):  # alternate the arms: the machine's load changes under us
         raws.append(raw_rate(lines))
@@ -296,6 +384,7 @@ def main() -> None:
           f"{max(pipes) / raw:.2f}x the floor")
     vessels = 2_000 if args.quick else 20_000
     print(f"memory: {memory_for(vessels):.1f} MB of tracks for {vessels:,} vessels (goal < 200 MB for 20,000)")
+    udp_bursts(lines)
     with tempfile.TemporaryDirectory() as d:
         rate = import_rate(sentences(100_000 if args.quick else 1_000_000), Path(d))
     print(f"import ais: {rate:,.0f} records/s; 1,000,000 in {1_000_000 / rate:.0f} s (goal < 60 s)")

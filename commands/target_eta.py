@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlmodel import Session
 
@@ -34,6 +34,15 @@ def tracks_of(s: Session, vessel_keys: set[str]) -> tuple[dict[str, object], dic
             elif found:
                 ambiguous[k] = len(found)
     return track_of, ambiguous
+
+
+def ais_name(s: Session, vessel_key: str) -> str | None:
+    """The name a vessel known by IMO or MMSI goes by on AIS (its latest heard track's), if any."""
+    if not vessel_key.startswith(("imo:", "mmsi:")):
+        return None
+    never = datetime.min.replace(tzinfo=UTC)
+    named = [t for t in repo.tracks_for_keys(s, {vessel_key}) if t.name]
+    return max(named, key=lambda t: t.position_at or t.static_at or never).name if named else None
 
 
 def best_etas(s: Session, rows: Iterable[TargetRow], now: datetime) -> dict[int, Eta]:

@@ -12,7 +12,7 @@ from watchfloor.templates import render
 
 from .context import Context, dispatch
 from .errors import CommandError
-from .target_eta import annotate as annotate_eta
+from .target_eta import ais_name, annotate as annotate_eta
 from .ops import _only_keys, _words
 from .values import parse_marking, parse_ref, parse_text, parse_time, parse_vessel_field
 from .views import record_withheld, target_view
@@ -147,6 +147,8 @@ def nominate(ctx: Context) -> None:
         return
     row = _new_row(ctx, vessel)
     notes = _apply(ctx, row)
+    if row.name is None:  # nominated by IMO or MMSI of a ship heard on AIS: it goes by its AIS name
+        row.name = ais_name(ctx.s, vessel.key)
     ctx.s.add(row)
     ctx.s.flush()
     _endorse(ctx, row)

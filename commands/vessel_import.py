@@ -190,7 +190,8 @@ _BOM = b"\xef\xbb\xbf"
 _WHY = {"malformed": "malformed (neither an AIS sentence nor an archive row)", "checksum": "a wrong checksum",
         "empty": "no payload", "unknown_type": "a message type AIS does not define",
         "orphan": "parts of messages whose other parts never came",
-        "ignored": "message types that carry no vessel position or identity"}
+        "ignored": "message types that carry no vessel position or identity",
+        "future": "stamped in the future (a receiver's clock ahead)"}
 
 
 @dataclass
@@ -318,10 +319,10 @@ def import_ais(db, directory, file: Path, progress: Callable[[int], None] | None
     totals = {"tracks": 0, "positions": 0, "notices": 0}
     outcomes: Counter[str] = Counter()
 
-    def flush() -> None:
+    def flush(everything: bool = False) -> None:
         # Notices are stamped with the feed's own time, not the wall clock, so replays read as they happened.
         when = ingest.latest or datetime.now(UTC)
-        batch = ingest.take(when)
+        batch = ingest.take(when, everything=everything)
         done = ingest.write(batch, when)
         for k in totals:
             totals[k] += done[k]
@@ -344,7 +345,7 @@ def import_ais(db, directory, file: Path, progress: Callable[[int], None] | None
     if header is None:
         ingest.decoder.finish()  # the parts of messages the recording never completed
         orphaned = ingest.decoder.orphaned
-    flush()
+    flush(everything=True)  # every track written and every gap re-checked, none left waiting its turn
     if orphaned:  # counted as parts line by line; they never made a message
         outcomes["part"] -= orphaned
         outcomes["orphan"] += orphaned

@@ -127,20 +127,19 @@ def arrivals_command(ctx: Context) -> None:
     for row in repo.tracks_heard_since(ctx.s, ctx.now - FRESH, ctx.now - REPORTED_FRESH):
         eta = track_eta(row, zone) if is_fresh(row.position_at, ctx.now) else None
         if eta is not None and start - FRESH <= eta.at <= end:
-            found.append(Arrival(row.name or f"MMSI {row.mmsi}", _keys(row, None, f"mmsi:{row.mmsi}"), eta,
-                                 imo=row.imo, mmsi=row.mmsi))
+            found.append(Arrival(row.name or "", _keys(row, None, f"mmsi:{row.mmsi}"), eta, imo=row.imo,
+                                 mmsi=row.mmsi))
             continue
         eta = reported_eta(row.ais_eta, row.destination, row.static_at, zone.code, ctx.now)
         if eta is not None and start - FRESH <= eta.at <= end:
-            bound.append(Arrival(row.name or f"MMSI {row.mmsi}", _keys(row, None, f"mmsi:{row.mmsi}"), eta,
-                                 imo=row.imo, mmsi=row.mmsi))
+            bound.append(Arrival(row.name or "", _keys(row, None, f"mmsi:{row.mmsi}"), eta, imo=row.imo,
+                                 mmsi=row.mmsi))
     for n in repo.notices_between(ctx.s, zone.code, start - timedelta(hours=6), end):
         found.append(Arrival(n.vessel_name, _keys(None, n, f"name:{n.vessel_name}"), Eta(n.eta, NOA), cdc=n.cdc,
                              imo=n.imo, mmsi=n.mmsi))
     targets = ctx.s.exec(select(TargetRow).where(TargetRow.zone_code == zone.code, TargetRow.status == "open")).all()
-    # A target known by name only is the vessel of the one AIS track of that name (commands/target_eta.py).
-    named = {t.vessel_key for t in targets if t.vessel_key.startswith("name:")}
-    track_of = tracks_of(ctx.s, named)[0] if named else {}
+    # A target is the vessel of its AIS track (by IMO, MMSI, or the one track of its name: commands/target_eta.py).
+    track_of = tracks_of(ctx.s, {t.vessel_key for t in targets})[0] if targets else {}
 
     def target_keys(t: TargetRow) -> list[str]:
         tr = track_of.get(t.vessel_key)
@@ -148,8 +147,12 @@ def arrivals_command(ctx: Context) -> None:
 
     for t in targets:
         if t.eta is not None and start <= t.eta <= end and ctx.visible(t.marking):
-            found.append(Arrival(t.name or t.vessel_key.split(":", 1)[1], target_keys(t), Eta(t.eta, TYPED),
-                                 target_id=t.id))
+            tr = track_of.get(t.vessel_key)
+            kind, _, value = t.vessel_key.partition(":")
+            found.append(Arrival(t.name or (tr.name if tr is not None else None) or (value if kind == "name" else ""),
+                                 target_keys(t), Eta(t.eta, TYPED), target_id=t.id,
+                                 imo=value if kind == "imo" else tr.imo if tr is not None else None,
+                                 mmsi=value if kind == "mmsi" else tr.mmsi if tr is not None else None))
     arrivals = merge(found + bound)
     by_key = {k: t for t in targets if ctx.visible(t.marking) for k in target_keys(t)}
     keys = {k for a in arrivals for k in a.keys}

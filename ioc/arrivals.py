@@ -35,7 +35,8 @@ class Notice:
 
 @dataclass
 class Arrival:
-    """One vessel expected in a zone; `eta` is the best one we have with its source."""
+    """One vessel expected in a zone; `eta` is the best one we have with its source. `name` is empty when no
+    source names it (it is then labelled by its IMO or MMSI)."""
 
     name: str
     keys: list[str]
@@ -60,6 +61,7 @@ def merge(arrivals: list[Arrival]) -> list[Arrival]:
             out.append(a)
             continue
         twin.keys = list(dict.fromkeys(twin.keys + a.keys))
+        twin.name = twin.name or a.name
         twin.cdc = twin.cdc or a.cdc
         twin.imo = twin.imo or a.imo
         twin.mmsi = twin.mmsi or a.mmsi

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from .geo import distance_m
 from .ports import zone_of_destination
+from .tracks import too_far_ahead
 
 NM = 1852.0
 MIN_SPEED_KN = 2.0
@@ -79,7 +80,8 @@ def bound_for(destination: str | None, zone_code: str) -> bool:
 def reported_eta(eta_at: datetime | None, destination: str | None, static_at: datetime | None, zone_code: str,
                  now: datetime) -> Eta | None:
     """The ETA the crew reported on AIS, when the destination is a port of the zone and the report is recent."""
-    if eta_at is None or static_at is None or now - static_at > REPORTED_FRESH or eta_at < now - REPORTED_PAST:
+    if eta_at is None or static_at is None or now - static_at > REPORTED_FRESH or eta_at < now - REPORTED_PAST \
+            or too_far_ahead(static_at, now):
         return None
     if not bound_for(destination, zone_code):
         return None
@@ -87,7 +89,9 @@ def reported_eta(eta_at: datetime | None, destination: str | None, static_at: da
 
 
 def is_fresh(position_at: datetime | None, now: datetime) -> bool:
-    return position_at is not None and now - position_at < FRESH
+    """Under 30 minutes old, and not from a time that has not come yet (a receiver's wrong clock: such a position
+    would stay "fresh" for years, and its ETA beat every other)."""
+    return position_at is not None and now - position_at < FRESH and not too_far_ahead(position_at, now)
 
 
 def best_eta(ais: Eta | None, ais_position_at: datetime | None, noa: datetime | None, typed: datetime | None,

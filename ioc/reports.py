@@ -10,9 +10,12 @@ OK, PART, IGNORED = "ok", "part", "ignored"
 SKIPPED = "skipped"  # a comment (`#...`) or a blank line: recordings have them, they are nobody's error
 EMPTY = "empty"  # a sentence with no payload (`!AIVDM,1,1,,B,,0*25`): receivers log them
 CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN = "checksum", "malformed", "unknown_type", "orphan"
-# Never decoded: the live feed's decoding process was behind by more than it may queue, or it died with them.
+# Never decoded: the live feed's decoding process was behind by more than it may queue, or it died with them, or
+# (UDP) the kernel had no room for the datagram.
 DROPPED = "dropped"
-OUTCOMES = (OK, PART, IGNORED, SKIPPED, EMPTY, CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN, DROPPED)
+# Stamped implausibly far ahead of when it was received or processed (ioc/tracks.py FUTURE_TOLERANCE): dropped.
+FUTURE = "future"
+OUTCOMES = (OK, PART, IGNORED, SKIPPED, EMPTY, CHECKSUM, MALFORMED, UNKNOWN_TYPE, ORPHAN, DROPPED, FUTURE)
 # The longest line read (live or recorded): an NMEA sentence is at most 82 characters, a tag block or the NAIS
 # trailer adds a few dozen. A longer one is counted malformed, never held in full.
 MAX_LINE = 1024

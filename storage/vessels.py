@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, or_
 from sqlmodel import Session, col, select
 
 from watchfloor.ioc.arrivals import Notice
-from watchfloor.ioc.tracks import Track
+from watchfloor.ioc.tracks import Track, parse_approach
 
 from .vessel_tables import ArrivalNoticeRow, VesselPositionRow, VesselRow
 
@@ -27,7 +27,7 @@ def _insert(s: Session):
 def track_values(t: Track, now: datetime) -> dict:
     return {"mmsi": t.mmsi, **{f: getattr(t, f) for f in _TRACK_FIELDS},
             "name": t.name[:40] if t.name else None, "destination": t.destination[:40] if t.destination else None,
-            "in_approach": ",".join(sorted(t.in_approach)), "updated_at": now}
+            "in_approach": t.approach_text(), "updated_at": now}
 
 
 def upsert_tracks(s: Session, tracks: Iterable[Track], now: datetime) -> int:
@@ -59,13 +59,25 @@ def prune_positions(s: Session, before: datetime) -> int:
 
 def to_track(row: VesselRow) -> Track:
     t = Track(row.mmsi, **{f: getattr(row, f) for f in _TRACK_FIELDS})
-    t.in_approach = {z for z in row.in_approach.split(",") if z}
+    t.in_approach = parse_approach(row.in_approach)
     return t
 
 
-def load_tracks(s: Session) -> list[Track]:
-    """Every stored track: what a restarted feed resumes from."""
-    return [to_track(r) for r in s.exec(select(VesselRow)).all()]
+def load_tracks(s: Session, heard_since: datetime | None = None) -> list[Track]:
+    """The stored tracks (those heard since `heard_since`, when given): what a restarted feed resumes from."""
+    q = select(VesselRow)
+    if heard_since is not None:
+        q = q.where(or_(col(VesselRow.position_at) >= heard_since, col(VesselRow.static_at) >= heard_since))
+    return [to_track(r) for r in s.exec(q).all()]
+
+
+def tracks_of_mmsis(s: Session, mmsis: Iterable[str]) -> list[Track]:
+    """The stored tracks of these MMSIs (those stored), in chunks that keep each query's parameters few."""
+    mmsis = sorted(set(mmsis))
+    out: list[Track] = []
+    for i in range(0, len(mmsis), 500):
+        out += [to_track(r) for r in s.exec(select(VesselRow).where(col(VesselRow.mmsi).in_(mmsis[i:i + 500]))).all()]
+    return out
 
 
 def positions_of(s: Session, mmsi: str, since: datetime | None = None) -> Sequence[VesselPositionRow]:

@@ -252,3 +252,171 @@ async def test_a_flush_while_the_database_is_away_loses_nothing(pg_url, clock):
             assert round(s.get(VesselRow, str(MMSI)).lat, 2) == round(LALB.lat - 0.5, 2)
         assert len(notices) == 1 and "TGT-1" in json.loads(notices[0].payload)["text"]
         parts.db.dispose()
+
+
+# --- a live feed you can trust: bursts, drops, stalls -----------------------------------------------------------
+
+_BURSTS = """
+import socket, sys, time
+host, port, total, bursts, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+lines = sys.stdin.buffer.read().split()
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+each = total // bursts
+t0 = time.perf_counter()
+for b in range(bursts):
+    for i in range(each):  # a burst as fast as this process can send it
+        tx.sendto(lines[(b * each + i) % len(lines)], (host, port))
+    time.sleep(max(0.0, t0 + (b + 1) * seconds / bursts - time.perf_counter()))
+print(f"{time.perf_counter() - t0:.3f}")
+"""
+
+
+def send_bursts(address, lines: list[bytes], total: int, bursts: int, seconds: float) -> float:
+    """Send `total` datagrams from another process in `bursts` bursts spread over `seconds`; the time it took."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _BURSTS, address[0], str(address[1]), str(total), str(bursts),
+                           str(seconds)], input=b"\n".join(lines), capture_output=True, check=True)
+    return float(done.stdout)
+
+
+async def _settled(feed, value, at_least: int, quiet: float = 3.0, timeout: float = 120.0) -> int:
+    """Wait until `value()` reaches `at_least`, or has not grown for `quiet` seconds; its last value."""
+    loop = asyncio.get_running_loop()
+    deadline, last, since = loop.time() + timeout, -1, loop.time()
+    while loop.time() < deadline:
+        now = value()
+        if now >= at_least:
+            return now
+        if now != last:
+            last, since = now, loop.time()
+        elif loop.time() - since > quiet:
+            return now
+        await asyncio.sleep(0.1)
+    return value()
+
+
+async def test_udp_takes_a_burst_of_20000_datagrams_in_one_second_without_loss(sqlite_url, clock):
+    """While the bot is busy (a thread holding the GIL as a command being handled does): the socket is read by a
+    thread of its own, many datagrams per call, into a large receive buffer."""
+    import threading
+
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+    await feed.start()
+    pool = [_pos(33.0 + i / 1000, 366000000 + i) for i in range(500)]
+    dropped_before = _count("dropped")
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(i * i for i in range(20_000))  # pure Python: the GIL is taken from the other threads
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        took = await asyncio.to_thread(send_bursts, feed.address, pool, 20_000, 20, 1.0)  # 1,000 every 50 ms
+        received = await _settled(feed, lambda: feed.received, 20_000)
+        await feed.flush_now()
+    finally:
+        stop.set()
+        worker.join()
+        await feed.cleanup()
+    assert took < 1.5
+    assert received == 20_000 and feed.ingest.outcomes["dropped"] == 0
+    assert _count("dropped") == dropped_before and len(feed.ingest.tracks) == 500
+    parts.db.dispose()
+
+
+async def test_what_the_kernel_drops_is_counted(sqlite_url, clock):
+    """A receive buffer too small for the burst: what the kernel could not queue is counted as dropped, so that
+    received and dropped add up to what was sent."""
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+    feed.rcvbuf = 4096  # a few datagrams (asking for so little is what makes the kernel drop here)
+    await feed.start()
+    pool = [_pos(33.0 + i / 1000, 366000000 + i) for i in range(100)]
+    dropped_before = _count("dropped")
+    try:
+        await asyncio.to_thread(send_bursts, feed.address, pool, 20_000, 1, 0.0)  # all at once
+        await _settled(feed, lambda: feed.received + feed.ingest.outcomes["dropped"], 20_000)
+        await feed.flush_now()
+        counted = _count("dropped") - dropped_before
+    finally:
+        await feed.cleanup()
+    assert counted > 0 and feed.received + counted == 20_000, (feed.received, counted)
+    parts.db.dispose()
+
+
+async def _tcp_feed(parts, clock, serve, backoff):
+    """A feed server on loopback answering each connection with `serve`, and a feed (not started) connecting to it."""
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, AisFeed(parts, AisConfig(listen=f"tcp://127.0.0.1:{port}", flush_seconds=60), clock=clock,
+                           backoff=backoff)
+
+
+async def test_a_tcp_feed_gone_silent_is_dropped_and_reconnected(sqlite_url, clock):
+    """A feed server that stops sending without closing (a half-open connection, a hung server): after the read
+    timeout the feed connects again."""
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    connections = 0
+
+    async def serve(reader, writer):
+        nonlocal connections
+        connections += 1
+        writer.write(_pos(33.0, 366000000 + connections) + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(3600)  # then nothing, and the connection stays open
+
+    server, feed = await _tcp_feed(parts, clock, serve, (0.01, 0.05))
+    feed.read_timeout = 0.5
+    await feed.start()
+    try:
+        await feed.until(lambda: feed.received >= 2 and feed.connections >= 2, timeout=15)
+        assert feed.keepalive  # and the kernel probes a connection whose peer vanished
+    finally:
+        await feed.cleanup()
+        server.close()
+    parts.db.dispose()
+
+
+async def test_a_server_that_accepts_and_closes_is_retried_with_backoff_reset_by_a_good_connection(sqlite_url,
+                                                                                                 clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    loop = asyncio.get_running_loop()
+    opened: list[float] = []
+    closed: list[float] = []
+    good = False
+
+    async def serve(reader, writer):
+        opened.append(loop.time())
+        try:
+            if good:  # delivers a position every 0.1 s for a while, then drops
+                for i in range(10):
+                    writer.write(_pos(33.0 + i / 100, 366000001) + b"\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+        except ConnectionError:
+            pass  # the feed stopping
+        closed.append(loop.time())
+        writer.close()
+
+    server, feed = await _tcp_feed(parts, clock, serve, (0.05, 0.4))
+    feed.stable_after = 0.5
+    await feed.start()
+    try:
+        await asyncio.sleep(2.5)
+        gaps = [b - a for a, b in zip(opened, opened[1:])]
+        assert len(opened) <= 10, gaps  # without backoff: every 0.05 s, some 50 times
+        assert gaps[0] < 0.2 and gaps[2] >= 0.18 and all(g >= 0.35 for g in gaps[3:]), gaps
+        good = True
+        n = len(opened)
+        await feed.until(lambda: len(closed) > n, timeout=10)  # a connection that delivered for a second
+        await feed.until(lambda: len(opened) > n + 1, timeout=10)
+        assert opened[n + 1] - closed[n] < 0.2  # the backoff started over
+    finally:
+        await feed.cleanup()
+        server.close()
+    parts.db.dispose()

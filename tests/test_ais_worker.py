@@ -120,12 +120,50 @@ async def test_a_backlog_past_its_bound_is_dropped_and_counted_not_queued(sqlite
     try:
         os.kill(feed.worker.process.pid, signal.SIGSTOP)  # a worker far behind
         tx.sendto(b"\n".join(_pos(366000010 + i) for i in range(3)), feed.address)
-        tx.sendto(b"\n".join(_pos(366000020 + i) for i in range(3)), feed.address)  # 6 > 4: this one is dropped
-        await feed.until(lambda: feed.ingest.outcomes["dropped"] == 3, timeout=20)
+        tx.sendto(b"\n".join(_pos(366000020 + i) for i in range(3)), feed.address)  # 6 > 4: two are dropped
+        await feed.until(lambda: feed.ingest.outcomes["dropped"] == 2, timeout=20)
         os.kill(feed.worker.process.pid, signal.SIGCONT)
         await feed.until(lambda: feed.received == 6, timeout=20)
-        assert {m for m in feed.ingest.tracks.by_mmsi} == {f"36600001{i}" for i in range(3)}
+        assert {m for m in feed.ingest.tracks.by_mmsi} == {f"36600001{i}" for i in range(3)} | {"366000020"}
     finally:
         tx.close()
         await feed.cleanup()
     parts.db.dispose()
+
+
+class Choking:
+    """A decoder that fails in a way nobody foresaw on one line (the worker is given it by name)."""
+
+    def __init__(self):
+        from watchfloor.ioc.ais import Decoder
+
+        self.real = Decoder()
+
+    def feed(self, line, received):
+        if line == b"BOOM":
+            raise RecursionError("an unforeseen failure inside the decoder")
+        return self.real.feed(line, received)
+
+
+async def test_an_unexpected_decoding_failure_is_counted_and_the_worker_goes_on():
+    from datetime import UTC, datetime
+
+    from watchfloor.bot.ais.worker import DecodeWorker
+
+    got: dict[str, int] = {}
+    dropped: list[int] = []
+
+    def results(n, outcomes, positions, statics):
+        for k, v in outcomes.items():
+            got[k] = got.get(k, 0) + v
+
+    worker = DecodeWorker(results, dropped.append, decoder=f"{__name__}:Choking")
+    await worker.start()
+    try:
+        worker.submit([_pos(366000001), b"BOOM", _pos(366000002)], datetime.now(UTC))
+        assert await worker.drain(timeout=20)
+        worker.submit([_pos(366000003)], datetime.now(UTC))
+        assert await worker.drain(timeout=20)
+    finally:
+        await worker.stop()
+    assert got == {"ok": 3, "malformed": 1} and dropped == [] and worker.starts == 1

@@ -74,3 +74,28 @@ def test_the_eta_says_its_source_distance_and_speed():
     assert Eta(T0, AIS, 14.2, 12.0).detail() == "AIS, 14 nm at 12 kn"
     assert Eta(T0, NOA).detail() == "NOA"
     assert Eta(T0, TYPED).detail() == "typed"
+
+
+@settings(max_examples=500, deadline=None)
+@given(age_s=st.integers(-100 * 365 * 86_400, 86_400))
+def test_fresh_means_under_30_minutes_old_and_not_from_the_future(age_s):
+    """A position from a receiver whose clock runs ahead is never fresh (it would stay fresh for years and its ETA
+    beat every other); a few minutes ahead is a clock's drift, and counts."""
+    from watchfloor.ioc.eta import is_fresh
+
+    now = T0 + timedelta(seconds=age_s % 7)  # not always on the minute
+    at = now - timedelta(seconds=age_s)
+    assert is_fresh(at, now) == (-300 <= age_s < 1800)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ahead_s=st.integers(301, 100 * 365 * 86_400), typed_h=st.integers(1, 200))
+def test_a_position_from_the_future_never_gives_the_eta(ahead_s, typed_h):
+    from watchfloor.ioc.eta import reported_eta
+
+    at = T0 + timedelta(seconds=ahead_s)
+    ais = ais_eta(33.0, -118.0, 12.0, 0.0, at, 33.5, -118.0)  # 30 nm south, heading for it
+    best = best_eta(ais, at, None, T0 + timedelta(hours=typed_h), T0)
+    assert best.source == TYPED
+    assert reported_eta(at + timedelta(hours=2), "USLAX", at, "LALB", T0) is None  # its type 5 neither
+    assert reported_eta(T0 + timedelta(hours=2), "USLAX", T0, "LALB", T0) is not None

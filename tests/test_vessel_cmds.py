@@ -175,3 +175,70 @@ def test_a_target_known_by_name_follows_the_one_track_of_that_name(db_url, clock
     assert "(AIS" not in shown
     assert "⚠ 2 AIS tracks are named EVER-GIVEN" in shown and "by IMO or MMSI" in shown
     parts.db.dispose()
+
+
+def test_a_target_nominated_by_number_takes_the_ais_name_and_arrivals_label_bare_numbers(sqlite_url, clock):
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!target nominate IMO9277230 priority=high eta=+5h")
+    alice.say("!target nominate 366987654 priority=low eta=+6h")
+    listed = alice.say("!arrivals").splitlines()
+    assert len(listed) == 3, listed
+    assert listed[1].split(" · ")[1] == "IMO 9277230" and "TGT-1 high" in listed[1]
+    assert listed[2].split(" · ")[1] == "MMSI 366987654" and "TGT-2 low" in listed[2]
+    # The IMO's ship is heard on AIS (its type 5 gives the IMO and the name): the target takes the name.
+    feed = AisIngest(parts.db, parts.directory)
+    feed.resume()
+    for line in encode_dict({"type": 5, "mmsi": 538009999, "imo": 9277230, "shipname": "CAPE ORCHID"}):
+        feed.feed(line, clock.now)
+    feed.flush(clock.now)
+    assert 'TGT-1 IMO9277230 "CAPE ORCHID"' in alice.say("!target show TGT-1")
+    listed = alice.say("!arrivals").splitlines()
+    assert listed[1].split(" · ")[1] == "CAPE ORCHID" and "TGT-1 high" in listed[1]
+    # Nominated by the MMSI of a ship already heard: the reply and the gap alert name it.
+    _heard(parts, clock, 366000555, "NORTHERN LIGHT", 30)
+    reply = alice.say("!target nominate 366000555 priority=high")
+    assert reply.startswith("TGT-3 ") and '366000555 "NORTHERN LIGHT"' in reply.splitlines()[0], reply
+    with parts.db.session() as s:
+        alerts = [json.loads(r.payload)["text"] for r in s.exec(select(OutboxRow).where(OutboxRow.kind == "alert"))]
+    assert any("TGT-3" in a and "NORTHERN LIGHT" in a for a in alerts), alerts
+
+
+def test_a_notice_of_arrival_bringing_a_target_into_the_window_opens_its_gap_once_rechecked(tmp_path, sqlite_url,
+                                                                                           clock):
+    """`import noa` changes targets' best ETAs; re-checking the zone's gaps after it (commands/gap_recheck.py) opens
+    the gap the notice's ETA makes, with its source."""
+    from watchfloor.commands.gap_recheck import recheck_zone
+
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!target nominate IMO9319466 priority=high eta=+48h")
+    noa = tmp_path / "noa.csv"
+    noa.write_text("vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted\n"
+                   "GAS CARRIER,IMO9319466,,C6AB2,Bahamas,+20h,Ulsan,yes,18,\n")
+    import_noa(parts.db, noa, LALB, clock.now)
+    changes = recheck_zone(parts.db, parts.directory, "LALB", clock.now, "notices of arrival imported")
+    assert [cf.kind for cf in changes.raised] == ["gap"]
+    listing = alice.say("!conflicts")
+    assert "CF-1 gap" in listing and "(NOA)" in listing
+    assert not recheck_zone(parts.db, parts.directory, "LALB", clock.now, "again")  # once
+
+
+def test_import_noa_opens_the_gap_its_notice_brings_into_the_window(tmp_path, sqlite_url):
+    """The command itself re-checks the zone's gaps after storing (contract: gaps re-evaluated after every import).
+    Run on the real clock, as a user runs it: the times are relative."""
+    from typer.testing import CliRunner
+
+    from watchfloor.bot.cli import app
+
+    parts = make_parts(sqlite_url, zone=[{"code": "LALB"}])
+    alice = ConsoleUser(parts, "LALB", "alice", "CBP")
+    alice.say("!target nominate IMO9319466 priority=high eta=+48h")
+    assert "None open" in alice.say("!conflicts") or "0 conflicts" in alice.say("!conflicts")
+    noa = tmp_path / "noa.csv"
+    noa.write_text("vessel_name,imo,mmsi,call_sign,flag,eta,last_port,cdc,persons,submitted\n"
+                   "GAS CARRIER,IMO9319466,,C6AB2,Bahamas,+20h,Ulsan,yes,18,\n")
+    out = CliRunner().invoke(app, ["import", "noa", str(noa), "--zone", "LALB", "--db", sqlite_url])
+    assert out.exit_code == 0, out.output
+    listing = alice.say("!conflicts")
+    assert "CF-1 gap" in listing and "(NOA)" in listing

@@ -33,6 +33,7 @@ BATCH_DELAY = 0.02        # seconds a line may wait for others before its frame 
 MAX_BACKLOG = 200_000     # lines handed over and not yet answered; past this, new lines are dropped (counted)
 STALL_SECONDS = 20.0      # a worker with lines and no answer for this long is stuck: killed and started again
 RESTART_BACKOFF = (0.2, 30.0)
+DECODER = "watchfloor.ioc.ais:Decoder"  # the class the worker decodes with (`module:name`, imported there)
 _HEADER = struct.Struct("!i")
 
 
@@ -46,9 +47,10 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-def serve(lines_in, results_out, parent_pid: int) -> None:
+def serve(lines_in, results_out, parent_pid: int, decoder: str = DECODER) -> None:
     """The worker's loop: a frame of [(received unix time, b"line\\nline..."), ...] in, one frame of
     (lines, {outcome: count}, positions, statics) out; reports as tuples, their times as unix times."""
+    import importlib
     import signal
 
     # Ctrl-C, or a service manager stopping the whole group, reaches this process too: the bot decides when it
@@ -56,9 +58,10 @@ def serve(lines_in, results_out, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
-    from watchfloor.ioc.ais import MALFORMED, Decoder, PositionReport
+    from watchfloor.ioc.ais import MALFORMED, PositionReport
 
-    feed = Decoder().feed
+    module, _, name = decoder.partition(":")
+    feed = getattr(importlib.import_module(module), name)().feed
     while True:
         try:
             groups = pickle.loads(lines_in.recv_bytes())
@@ -74,7 +77,7 @@ def serve(lines_in, results_out, parent_pid: int) -> None:
                 n += 1
                 try:
                     outcome, reports = feed(line, at)
-                except Exception:  # a sentence pyais chokes on in a way we did not foresee: count it, go on
+                except Exception:  # a sentence the decoder chokes on in a way nobody foresaw: count it, go on
                     outcome, reports = MALFORMED, ()
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 for r in reports:
@@ -102,8 +105,9 @@ class DecodeWorker:
     def __init__(self, on_results: Results, on_dropped: Callable[[int], None], *, batch_lines: int = BATCH_LINES,
                  batch_delay: float = BATCH_DELAY, max_backlog: int = MAX_BACKLOG,
                  stall_seconds: float = STALL_SECONDS, backoff: tuple[float, float] = RESTART_BACKOFF,
-                 on_started: Callable[[], None] | None = None):
+                 on_started: Callable[[], None] | None = None, decoder: str = DECODER):
         self.on_results = on_results
+        self.decoder = decoder
         self.on_started = on_started
         self.on_dropped = on_dropped
         self.batch_lines = batch_lines
@@ -147,7 +151,8 @@ class DecodeWorker:
         ctx = multiprocessing.get_context("spawn")
         lines_r, lines_w = ctx.Pipe(duplex=False)
         results_r, results_w = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=serve, args=(lines_r, results_w, os.getpid()), name="watchfloor-ais-decode",
+        proc = ctx.Process(target=serve, args=(lines_r, results_w, os.getpid(), self.decoder),
+                           name="watchfloor-ais-decode",
                            daemon=True)
         await asyncio.to_thread(proc.start)
         lines_r.close()  # the worker holds these ends now; ours closed, its pipe's end of file is the bot's exit
@@ -165,10 +170,14 @@ class DecodeWorker:
             self.on_started()
 
     def submit(self, lines: list[bytes], received: datetime) -> None:
-        """Hand lines received at `received` over for decoding (never blocks; overflow is dropped, counted)."""
-        if self.backlog + len(lines) > self.max_backlog:
-            self.on_dropped(len(lines))
-            return
+        """Hand lines received at `received` over for decoding (never blocks; what overflows the backlog is
+        dropped, counted)."""
+        room = self.max_backlog - self.backlog
+        if len(lines) > room:
+            self.on_dropped(len(lines) - max(room, 0))
+            lines = lines[:max(room, 0)]
+            if not lines:
+                return
         self._groups.append((received.timestamp(), b"\n".join(lines)))
         self._group_lines += len(lines)
         if self._group_lines >= self.batch_lines:

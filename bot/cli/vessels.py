@@ -18,8 +18,13 @@ _USED = ("ok", "part", "ignored", "skipped")
 def import_noa(file: Path, zone, parts) -> None:
     from watchfloor.commands.vessel_import import VesselImportError, import_notices
 
+    from watchfloor.commands.gap_recheck import recheck_zone
+
     try:
         result = import_notices(parts.db, file, zone)
+        if result.ids:
+            # A notice changes its vessel's best ETA: a target it brings into the window has its gap opened now.
+            recheck_zone(parts.db, parts.directory, zone.code, parts.engine.clock(), "notices of arrival imported")
     except VesselImportError as e:
         typer.echo("\n".join(e.problems), err=True)
         raise typer.Exit(e.code) from None
