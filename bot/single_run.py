@@ -13,6 +13,8 @@ from typing import IO
 
 from sqlalchemy.engine import make_url
 
+from watchfloor.storage.db import default_url, normalize_url
+
 
 class AlreadyRunning(Exception):
     def __init__(self, lock: Path, pid: str):
@@ -20,9 +22,10 @@ class AlreadyRunning(Exception):
                          "SQLite serves one running bot: stop it first, or share PostgreSQL between replicas")
 
 
-def hold_sqlite_run_lock(url: str) -> IO[str] | None:
-    """Hold the lock of a SQLite file database (None for other databases); keep the returned file open."""
-    parsed = make_url(url)
+def hold_sqlite_run_lock(url: str | None) -> IO[str] | None:
+    """Hold the lock of a SQLite file database (None for other databases); keep the returned file open.
+    No url is the default database, as `Database` reads it (a config without `[database]`)."""
+    parsed = make_url(normalize_url(url or default_url()))
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     db = Path(parsed.database).resolve()

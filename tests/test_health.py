@@ -217,6 +217,39 @@ async def test_health_server_listens_on_loopback_unless_told(sqlite_url, clock):
 
 
 
+def _answers_health(proc: subprocess.Popen, port: int, seconds: float = 60) -> bool:
+    """Wait until the process serves /healthz (False if it ended or never answered)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+            return True
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    return False
+
+
+def test_a_config_without_a_database_runs_on_watchfloor_db_in_its_folder(tmp_path):
+    """The README's and the container's config may leave `[database]` out: `run` uses ./watchfloor.db, as every
+    other command does, and still serves one run per file (before: a traceback, 'got None')."""
+    port = _free_port()
+    config = tmp_path / "wf.toml"
+    config.write_text(f'[service]\nport = {port}\n[[zone]]\ncode = "LALB"\n')
+    cmd = [sys.executable, "-m", "watchfloor.bot.cli", "run", "--config", str(config)]
+    env = {k: v for k, v in os.environ.items() if k != "WATCHFLOOR_DB_URL"}
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _answers_health(first, port), first.stderr.read() if first.poll() is not None else "no answer"
+        assert (tmp_path / "watchfloor.db").exists()
+        second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and f"pid {first.pid}" in second.stderr, second.stderr
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=10) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
 def test_a_second_run_on_one_sqlite_file_exits_2_and_the_first_keeps_running(tmp_path):
     port = _free_port()
     config = tmp_path / "wf.toml"
@@ -225,14 +258,7 @@ def test_a_second_run_on_one_sqlite_file_exits_2_and_the_first_keeps_running(tmp
     cmd = [sys.executable, "-m", "watchfloor.bot.cli", "run", "--config", str(config)]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and first.poll() is None:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.2)
-        assert first.poll() is None, first.stderr.read()
+        assert _answers_health(first, port), first.stderr.read() if first.poll() is not None else "no answer"
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert second.returncode == 2
         lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
@@ -243,15 +269,7 @@ def test_a_second_run_on_one_sqlite_file_exits_2_and_the_first_keeps_running(tmp
         first.wait(timeout=10)
         third = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            up = False
-            while time.monotonic() < deadline and third.poll() is None and not up:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
-                    up = True
-                except (urllib.error.URLError, ConnectionError):
-                    time.sleep(0.2)
-            assert up, third.stderr.read() if third.poll() is not None else "no answer"
+            assert _answers_health(third, port), third.stderr.read() if third.poll() is not None else "no answer"
         finally:
             third.send_signal(signal.SIGTERM)
             assert third.wait(timeout=10) == 0
