@@ -5,6 +5,8 @@
   other user's device); a device that logs in with the bot's password from outside (not a replica: nothing of
   it in the database) and asks at the same moment is answered nothing, and the bot shares no room key with it
   (bot/matrix/crypto.py `is_replica`, `trust_own_devices`);
+- nor is one logged in under a registered replica's device id with keys of its own: the id is no secret, the
+  registered keys are what make a device ours;
 - another user's device asking the bot for a room key gets nothing (their own clients hold their keys);
 - the sender of a message the bot cannot read is told once, however many rounds pass and however many replicas
   find it overdue at once (bot/matrix/crypto.py `overdue`, `tell`)."""
@@ -131,6 +133,51 @@ async def test_a_replica_gets_the_room_keys_it_asks_for_and_a_device_logged_in_f
             assert not hasattr(seen, "body"), f"the intruder read the bot's answer: {seen.body[:60]!r}"
     finally:
         for c in (alice, replica, intruder):
+            if c is not None:
+                await c.close()
+
+
+async def test_a_device_logged_in_under_a_registered_replicas_id_with_other_keys_gets_nothing(
+        synapse, sqlite_url, tmp_path):
+    """A replica retired long ago left its device id and keys in the database; its device is gone from the
+    homeserver. Device ids are no secret (everyone in a room sees them): whoever has the bot's password logs in
+    under that id, with keys of its own. The id alone does not make it ours: its keys are not the registered
+    ones, so it is answered nothing and shares in nothing the bot says (bot/matrix/crypto.py `is_replica`)."""
+    import base64
+    import os
+
+    world = make_world(synapse, joint=1)
+    bot_id = world.bot_user["user_id"]
+    alice = E2EUser(synapse, world.alice, str(tmp_path / "alice"))
+    intruder = None
+    try:
+        await alice.sync()
+        room = await alice.create_encrypted_room([bot_id])
+        _with_joint(world, room)
+        async with Bot(world, sqlite_url) as bot:
+            await wait_for(lambda: _joined(bot, room))
+            said = await alice.say(room, OP)
+            [reply] = await alice.bot_says(world, room)
+            assert reply.body.startswith("OP-1 logged")
+            retired = [base64.b64encode(os.urandom(32)).decode().rstrip("=") for _ in range(2)]
+            with bot.parts.db.session() as s:
+                devices.register(s, bot_id, "WFRETIRED", *retired, bot.parts.engine.clock())
+
+            intruder = await _bot_device(synapse, world, tmp_path, "WFRETIRED")
+            _trust_every_bot_device(intruder)
+            event = _encrypted_event(intruder, room, said)
+            await intruder.client.request_room_key(event)
+            for _ in range(QUIET_ROUNDS):  # a device taken for ours is answered within a round or two
+                await _rounds(bot, 1)
+                leaked = await _readable(intruder, event)
+                assert leaked is None, f"the intruder was given Alice's room key and read {leaked.body[:40]!r}"
+
+            await alice.say(room, "!help")
+            [_, answer] = await alice.bot_says(world, room, at_least=2)
+            seen = await wait_for(lambda: _event(intruder, room, answer.event_id))
+            assert not hasattr(seen, "body"), f"the intruder read the bot's answer: {seen.body[:60]!r}"
+    finally:
+        for c in (alice, intruder):
             if c is not None:
                 await c.close()
 

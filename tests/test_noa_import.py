@@ -112,6 +112,47 @@ def test_two_imports_of_one_file_at_once_store_it_once(tmp_path, db_url):
     assert sorted(len(r.ids) for r in results) == [0, 3] and len(_rows(db_url)) == 3
 
 
+@pytest.mark.postgres
+def test_two_imports_that_meet_in_the_database_store_the_file_once(tmp_path, pg_url):
+    """Not left to timing: the notices table is held by another session (a busy database would hold it so) until
+    both imports are waiting, so without the zone's lock both would have read "nothing stored yet" before either
+    wrote. With it the second waits for the first to commit, then finds every notice already there."""
+    import threading
+    import time
+
+    import psycopg
+
+    from watchfloor.commands.vessel_import import import_notices
+    from watchfloor.ioc.zones import get_zone
+
+    f = tmp_path / "noa.csv"
+    f.write_text(GOOD)
+    db = Database(pg_url)
+    db.upgrade()
+    results: list = []
+    plain = pg_url.replace("+psycopg", "")
+    try:
+        with psycopg.connect(plain) as holder, psycopg.connect(plain, autocommit=True) as watcher:
+            holder.execute("LOCK TABLE arrival_notice IN EXCLUSIVE MODE")  # reads pass, writes wait
+            imports = [threading.Thread(target=lambda: results.append(import_notices(db, f, get_zone("LALB"))))
+                       for _ in range(2)]
+            for t in imports:
+                t.start()
+            deadline = time.monotonic() + 10
+            while watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'").fetchone()[0] < 2:
+                assert time.monotonic() < deadline, "the two imports never both waited"
+                time.sleep(0.05)
+            holder.rollback()
+            for t in imports:
+                t.join(10)
+    finally:
+        db.dispose()
+    stored = _rows(pg_url)
+    assert sorted(len(r.ids) for r in results) == [0, 3], f"{len(stored)} notices stored for a file of 3"
+    assert sorted(len(r.already) for r in results) == [0, 3] and len(stored) == 3
+
+
 @pytest.mark.parametrize("column, cell", [
     ("vessel_name", "=cmd|' /C calc'!A0"), ("vessel_name", "  =HYPERLINK(\"http://x\")"),
     ("flag", "+Panama"), ("last_port", "@SUM(1+1)"), ("call_sign", "-2+3"), ("last_port", "\tShanghai"),
