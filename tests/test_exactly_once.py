@@ -497,3 +497,67 @@ async def test_a_matrix_briefing_whose_text_and_picture_both_went_out_is_not_pos
     shown = bot_events(events, world, row_id)
     assert briefing.status == outbox.SENT and json.loads(briefing.page_ids) == [e["event_id"] for e in shown]
     parts_b.db.dispose()
+
+
+async def test_a_long_slack_briefing_half_posted_gets_its_last_page_and_picture_once(sqlite_url, clock, slack_api):
+    """Pages and picture together: 60 blocks (two pages) and a picture; the dead replica posted both pages and
+    recorded the first. The next worker posts only the picture."""
+    parts, adapter = slack_parts(sqlite_url, clock, slack_api)
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"vessel {i}"}} for i in range(60)]
+    with parts.db.session() as s:
+        row_id = outbox.enqueue(s, room=SLACK_WATCH, kind="briefing", now=clock(), payload={
+            "text": BRIEFING, "blocks": blocks,
+            "image": {"filename": "lalb-timeline.png", "data_b64": base64.b64encode(PNG).decode()}}).id
+    dead = Delivery(parts, [adapter])
+    job = dead._rebuild(row_id)
+    posts = _pages(adapter, job)
+    assert [p["page"] for p in posts] == [1, 2, 3] and posts[-1].get(paging.PICTURE)
+    ids = [await adapter.send(job.room, job.kind, post) for post in posts[:2]]
+    dead._record_pages(row_id, ids[:1])
+
+    replica = Delivery(parts, [adapter], health_ttl=0)
+    await deliver_until_settled(replica, adapter, parts, SLACK_WATCH, clock)
+    await adapter.stop()
+    shown = slack_api.messages_in(WATCH)
+    assert [len(m.get("blocks") or []) for m in shown] == [50, 10, 0]  # each page once, then the picture
+    assert [f["title"] for f in shown[2]["files"]] == ["lalb-timeline.png"]
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+    assert len(slack_api.calls_to("files.completeUploadExternal")) == 1
+    [row] = rows(parts, SLACK_WATCH)
+    assert row.status == outbox.SENT and row.remote_id == shown[0]["ts"]
+    parts.db.dispose()
+
+
+@pytest.mark.synapse
+async def test_in_an_encrypted_room_the_same_device_finds_its_briefing_and_picture(synapse, sqlite_url):
+    """The picture's mark travels inside the encrypted m.image; a restarted replica of the same device decrypts
+    both posts and records the row: nothing reaches the homeserver."""
+    world = make_world(synapse, joint=1)
+    bot_id = world.bot_user["user_id"]
+    room_id = await asyncio.to_thread(
+        synapse.create_room, world.alice.token, name="enc", invite=[bot_id],
+        initial_state=[{"type": "m.room.encryption", "state_key": "",
+                        "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    world.settings["zone"][0]["joint_rooms"] = [f"matrix:{room_id}"]
+    room = f"matrix:{room_id}"
+    config = matrix_config(world, synapse.base_url, "WFSAMEPIC")
+    parts_a, a = await started(world, sqlite_url, synapse.base_url, "WFSAMEPIC", config)
+    assert a.crypto.encrypted(room_id)
+    row_id = briefing_row(parts_a, room)
+    job, posts = as_posted(Delivery(parts_a, [a]), a, row_id)
+    posted = [await a.send(job.room, job.kind, post) for post in posts]  # both sent; not recorded
+    await a.stop()
+    parts_a.db.dispose()
+    wire = from_bot(await history(synapse, world.alice, room_id), bot_id, "m.room.encrypted")
+    assert [e["event_id"] for e in wire] == posted and "org.watchfloor" not in str(wire)
+
+    async with SwallowingProxy(synapse.base_url) as proxy:
+        parts_b, b = await started(world, sqlite_url, proxy.url, "WFSAMEPIC", config)
+        try:
+            await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
+        finally:
+            await b.stop()
+    assert proxy.sends == 0
+    [row] = rows(parts_b, room)
+    assert row.status == outbox.SENT and json.loads(row.page_ids) == posted
+    parts_b.db.dispose()
