@@ -499,7 +499,7 @@ async def test_a_matrix_briefing_whose_text_and_picture_both_went_out_is_not_pos
     parts_b.db.dispose()
 
 
-async def test_a_long_slack_briefing_half_posted_gets_its_last_page_and_picture_once(sqlite_url, clock, slack_api):
+async def test_a_long_slack_briefing_whose_pages_went_out_gets_its_picture_once(sqlite_url, clock, slack_api):
     """Pages and picture together: 60 blocks (two pages) and a picture; the dead replica posted both pages and
     recorded the first. The next worker posts only the picture."""
     parts, adapter = slack_parts(sqlite_url, clock, slack_api)
