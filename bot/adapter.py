@@ -47,6 +47,9 @@ class Adapter(Protocol):
     platform: str  # "matrix" | "slack" — the prefix of its room ids
     # Optional: `limits: MessageLimits`; without it delivery uses the platform's known limits (delivery.LIMITS).
     # Optional: `find_sent` (below); without it a send whose answer was lost may be posted again (at least once).
+    # Optional: `picture_apart = True`: a payload's picture ("image") is a post of its own after the text; delivery
+    # then sends it as the row's last page (bot.paging), a payload holding only the picture (`PICTURE` set), which
+    # `find_pages` must be able to find.
 
     async def start(self, on_message: OnMessage) -> None:
         """Connect and begin delivering platform messages to `on_message` (returns once running)."""
@@ -82,7 +85,8 @@ class FindsSent(Protocol):
 
     async def find_pages(self, room: str, outbox_id: int, *, threads: Collection[str] = ()) -> dict[int, str]:
         """The posted pages of one row sent as several posts (bot.paging): page number, from 1 -> platform id.
-        Asked only for such a row found posted, so a page whose send was lost is not posted again."""
+        Asked only for such a row found posted, so a page whose send was lost is not posted again. With
+        `picture_apart`, the picture page too (the row's last), however the platform lets it be recognised."""
 
 
 # Where a post names its outbox row: Slack message metadata's event_type, the Matrix event content's key.

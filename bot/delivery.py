@@ -18,7 +18,10 @@ holding every later alert behind one that will never go is worse than a gap). An
 row finds no posted copy and is dropped with it; a reply to it is posted without the thread.
 
 A message longer than the platform takes (`MessageLimits`) goes out as several posts in order (bot.paging);
-the pages already posted are recorded, so a retry posts only the rest.
+the pages already posted are recorded, so a retry posts only the rest. A briefing's picture is one more page on
+platforms where it is a call of its own (Slack's upload, Matrix's m.image): the text is recorded as posted before
+the picture goes, and the picture is looked up like any page, so a crash between the two neither loses it nor
+shows it twice.
 
 Exactly once at the platform. Every post names its outbox row (Slack message metadata, a Matrix content key),
 and an adapter with `find_sent` can say which rows are in a room already. A row may have been taken without
@@ -425,8 +428,7 @@ class Delivery:
         """A row of several pages whose first page is posted: which of the rest are (the page whose send was
         unsure, or posted by a predecessor after the pages it recorded) go into `job.page_ids`; True when some
         page is still to be posted."""
-        limits = getattr(adapter, "limits", None) or LIMITS.get(adapter.platform)
-        count = len(paging.pages(job.kind, job.payload, limits))
+        count = len(_pages(adapter, job))
         if count == 1:
             return False
         find_pages = getattr(adapter, "find_pages", None)
@@ -456,8 +458,7 @@ class Delivery:
     async def _send(self, adapter: Adapter, job: Job) -> str | None:
         """Post the row, as several pages when it is longer than the platform takes; returns the platform id of
         its (first) post, the one replies thread under and edits change."""
-        limits = getattr(adapter, "limits", None) or LIMITS.get(adapter.platform)
-        pages = paging.pages(job.kind, job.payload, limits)
+        pages = _pages(adapter, job)
         if len(pages) == 1:
             return await asyncio.wait_for(
                 adapter.send(job.room, job.kind, job.payload, target_id=job.target_id,
@@ -688,6 +689,13 @@ class _Marks:
             if self.writing is None or self.writing.done():
                 self.writing = asyncio.ensure_future(self._write())
             await asyncio.wait([self.writing])
+
+
+def _pages(adapter: Adapter, job: Job) -> list[dict[str, Any]]:
+    """The posts the row is made of on this adapter's platform: its text cut to the platform's limits, and its
+    picture as a page of its own where the adapter posts pictures apart (`picture_apart`, bot.paging)."""
+    limits = getattr(adapter, "limits", None) or LIMITS.get(adapter.platform)
+    return paging.pages(job.kind, job.payload, limits, picture_apart=bool(getattr(adapter, "picture_apart", False)))
 
 
 def copy_in(s: Session, room: str, origin: list[str] | tuple[str, str]) -> str | None:

@@ -3,6 +3,12 @@
 Cut at block boundaries (Slack) or line boundaries (text, Matrix HTML); nothing is dropped: a single line
 longer than a whole post is cut inside, never inside an HTML tag or entity. A message that fits is one page,
 unchanged.
+
+A message with a picture (a briefing's timeline), for an adapter that posts pictures apart (`picture_apart`: a
+Slack upload, a Matrix m.image are calls of their own after the text), ends with one more page holding only the
+picture (`PICTURE` set). So delivery records the text as posted before the picture goes, and a replica that
+takes over finds what is there page by page (`find_pages`) and posts only what is missing: the picture is never
+lost to a crash between the two calls, nor posted twice.
 """
 from __future__ import annotations
 
@@ -14,12 +20,26 @@ from typing import Any
 
 from watchfloor.bot.adapter import MessageLimits
 
+PICTURE = "picture"  # set on the page that is the message's picture alone
+# What the picture page does not carry: the text is on the pages before it, and an alert is changed by page 1.
+_TEXT_KEYS = ("text", "html", "blocks", "conflict_update", "image")
+
 _TAG = re.compile(r"<[^>]*>")
 _BR = re.compile(r"<br\s*/?>")
 
 
-def pages(kind: str, payload: dict[str, Any], limits: MessageLimits | None) -> list[dict[str, Any]]:
-    """The payload as the posts to make, first to last (one, the payload itself, when it fits)."""
+def pages(kind: str, payload: dict[str, Any], limits: MessageLimits | None, *,
+          picture_apart: bool = False) -> list[dict[str, Any]]:
+    """The payload as the posts to make, first to last (one, the payload itself, when it fits and has no picture
+    to post apart)."""
+    if picture_apart and payload.get("image") and kind not in ("edit", "redact"):
+        text = pages(kind, {k: v for k, v in payload.items() if k != "image"}, limits)
+        picture = {k: v for k, v in payload.items() if k not in _TEXT_KEYS}
+        picture.update({PICTURE: True, "image": payload["image"]})
+        out = [*text, picture]  # fresh dicts all (the text's are cut from a copy): numbered in place
+        for i, page in enumerate(out):
+            page.update(page=i + 1, pages=len(out))
+        return out
     if limits is None or kind == "redact" or fits(kind, payload, limits):
         return [payload]
     text, html, blocks = payload.get("text") or "", payload.get("html") or "", payload.get("blocks") or []

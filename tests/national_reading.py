@@ -319,7 +319,7 @@ class Reading:
                     pictures.count(got, f"{z.code} {room}")
                 elif got:
                     pictures.doubled.append(f"{z.code} {room} x{got}, no briefing with a picture shown")
-        pictures.note = "uploaded pictures carry no outbox mark (README, Known limits)"
+        pictures.note = "each marked with its row and page (Matrix: content key; Slack: file name)"
         return texts, pictures
 
     # ---------------------------------------------------------------------------------------- figures

@@ -212,3 +212,27 @@ def test_pages_are_cut_at_line_boundaries_and_a_giant_line_inside(kind):
         size = len(json.dumps(p["text"])) + len(json.dumps(p["html"]))
         assert (2 * size if kind == "edit" else size) <= 2000
         assert not re.search(r"<[^>]*$|&[a-z]*$", p["html"])  # never cut inside a tag or an entity
+
+
+def test_a_picture_posted_apart_is_the_last_page_after_all_the_text():
+    """Where the picture is a call of its own (Slack, Matrix), it is one more page: recorded after the text and
+    looked up like any page (tests/test_exactly_once.py); its page holds the picture alone, nothing of the text."""
+    from watchfloor.bot.adapter import MessageLimits
+    from watchfloor.bot.paging import PICTURE, pages
+
+    image = {"filename": "lalb-timeline.png", "data_b64": "iVBORw0K"}
+    short = {"text": "Morning briefing", "html": "<b>Morning briefing</b>", "image": image, "outbox_id": 7,
+             "conflict_update": {"code": "CF-1"}}
+    text, picture = pages("briefing", short, MessageLimits(max_bytes=30_000), picture_apart=True)
+    assert (text["text"], text["page"], text["conflict_update"]) == ("Morning briefing", 1, {"code": "CF-1"})
+    assert "image" not in text
+    assert picture == {"image": image, "outbox_id": 7, PICTURE: True, "page": 2, "pages": 2}
+    assert short["image"] is image and "page" not in short  # the row's payload is left as it was
+
+    long = {**short, "html": "<br>\n".join(f"line {i} " + "x" * 80 for i in range(100))}
+    out = pages("briefing", long, MessageLimits(max_bytes=2000), picture_apart=True)
+    assert len(out) > 3 and [p["page"] for p in out] == list(range(1, len(out) + 1))
+    assert [bool(p.get(PICTURE)) for p in out] == [False] * (len(out) - 1) + [True]
+    assert all("image" not in p for p in out[:-1]) and {p["pages"] for p in out} == {len(out)}
+    # Not apart (an adapter posting text and picture in one call, as e-mail does): as before.
+    assert pages("briefing", short, MessageLimits(max_bytes=30_000)) == [short]

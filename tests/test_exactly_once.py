@@ -6,14 +6,18 @@ the real Synapse, with a proxy that lets the homeserver take a post and never pa
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import struct
 import tempfile
+import zlib
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from watchfloor.bot import paging
-from watchfloor.bot.delivery import LIMITS, Delivery
+from watchfloor.bot.delivery import LIMITS, Delivery, _pages
 from watchfloor.bot.matrix.adapter import MatrixAdapter
 from watchfloor.bot.slack.adapter import SlackAdapter
 from watchfloor.storage import outbox
@@ -155,6 +159,7 @@ class SwallowingProxy:
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
         self.armed = False
+        self.pass_first = 0  # armed: message sends let through (answered) before the one swallowed
         self.swallowed: list[str] = []
         self.sends = 0  # event sends that reached the homeserver through here
         self.url = ""
@@ -184,13 +189,20 @@ class SwallowingProxy:
             body = await resp.read()
             if request.method == "PUT" and "/send/" in request.path:
                 self.sends += 1
-            if self.armed and request.method == "PUT" and "/send/m.room.message/" in request.path:
+            if self.armed and request.method == "PUT" and "/send/m.room.message/" in request.path \
+                    and not self._passed():
                 self.armed = False
                 self.swallowed.append(request.path)
                 await self._release.wait()  # taken upstream; the answer never comes (the client gave up)
             out = {k: v for k, v in resp.headers.items()
                    if k.lower() not in ("content-length", "transfer-encoding", "connection")}
             return web.Response(status=resp.status, body=body, headers=out)
+
+    def _passed(self) -> bool:
+        if self.pass_first:
+            self.pass_first -= 1
+            return True
+        return False
 
 
 def matrix_config(world, homeserver: str, device: str) -> dict:
@@ -305,4 +317,247 @@ async def test_in_an_encrypted_room_the_mark_is_ciphertext_and_the_same_device_f
     assert proxy.sends == 0
     [row] = rows(parts_b, room)
     assert row.status == outbox.SENT and row.remote_id == posted
+    parts_b.db.dispose()
+
+
+# ------------------------------------------------------------------------------------------------ a briefing's picture
+# Two platform calls, the text then the picture: a worker killed between them, or after both and before recording
+# the row, leaves the next worker to post the picture once, and never the text again.
+
+
+def one_pixel_png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\x1f\x4e\x79")) + chunk(b"IEND", b""))
+
+
+PNG = one_pixel_png()
+BRIEFING = "Morning briefing LALB"
+
+
+def briefing_row(parts, room: str) -> int:
+    with parts.db.session() as s:
+        return outbox.enqueue(s, room=room, kind="briefing", now=parts.engine.clock(), payload={
+            "text": BRIEFING,
+            "image": {"filename": "lalb-timeline.png", "data_b64": base64.b64encode(PNG).decode()}}).id
+
+
+def as_posted(delivery: Delivery, adapter, row_id: int):
+    """The row as delivery posts it: its job and its posts (the text, then the picture alone)."""
+    job = delivery._rebuild(row_id)
+    posts = _pages(adapter, job)
+    assert [bool(p.get(paging.PICTURE)) for p in posts] == [False, True]
+    return job, posts
+
+
+async def kill_after_text(delivery: Delivery, adapter, parts, room: str, row_id: int) -> None:
+    """The real worker, killed once it posted the text and recorded it (the picture under way): nothing more
+    is done or written, as with SIGKILL."""
+    worker = asyncio.create_task(delivery.run_once(adapter))
+
+    async def text_recorded():
+        return [r for r in await asyncio.to_thread(rows, parts, room) if r.id == row_id][0].page_ids
+    await wait_for(text_recorded, timeout=10, interval=0.02)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+
+
+@pytest.mark.parametrize("death", ["killed during the upload", "died before recording the text"])
+async def test_a_slack_briefing_whose_worker_died_after_its_text_gets_its_picture_once(sqlite_url, clock, slack_api,
+                                                                                      death):
+    parts, adapter = slack_parts(sqlite_url, clock, slack_api)
+    row_id = briefing_row(parts, SLACK_WATCH)
+    enqueue(parts, SLACK_WATCH, "CF-10 alert")
+    dead = Delivery(parts, [adapter], health_ttl=0)
+    if death == "killed during the upload":
+        slack_api.stall_next("files.getUploadURLExternal", 3.0)
+        await kill_after_text(dead, adapter, parts, SLACK_WATCH, row_id)
+    else:
+        job, (text, _picture) = as_posted(dead, adapter, row_id)
+        await adapter.send(job.room, job.kind, text)
+    assert not slack_api.calls_to("files.completeUploadExternal")
+    assert rows(parts, SLACK_WATCH)[0].status == outbox.PENDING
+
+    replica = Delivery(parts, [adapter], health_ttl=0)
+    await deliver_until_settled(replica, adapter, parts, SLACK_WATCH, clock)
+    await adapter.stop()
+    shown = slack_api.messages_in(WATCH)
+    assert texts(shown) == [BRIEFING, "", "CF-10 alert"]  # the text once, its picture under it, then the rest
+    assert [f["title"] for f in shown[1]["files"]] == ["lalb-timeline.png"]
+    assert slack_api.uploads[shown[1]["files"][0]["id"]] == PNG
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+    assert len(slack_api.calls_to("files.completeUploadExternal")) == 1
+    briefing = rows(parts, SLACK_WATCH)[0]
+    assert briefing.status == outbox.SENT and briefing.remote_id == shown[0]["ts"]
+    parts.db.dispose()
+
+
+@pytest.mark.parametrize("fault", ["died before recording", "the upload's answer was lost"])
+async def test_a_slack_briefing_whose_text_and_picture_both_went_out_is_not_posted_again(sqlite_url, clock,
+                                                                                        slack_api, fault):
+    parts, adapter = slack_parts(sqlite_url, clock, slack_api)
+    row_id = briefing_row(parts, SLACK_WATCH)
+    enqueue(parts, SLACK_WATCH, "CF-12 alert")
+    if fault == "died before recording":
+        dead = Delivery(parts, [adapter])
+        job, posts = as_posted(dead, adapter, row_id)
+        for post in posts:
+            await adapter.send(job.room, job.kind, post)
+        worker = Delivery(parts, [adapter], health_ttl=0)  # the next holder
+    else:
+        slack_api.stall_after_next("files.completeUploadExternal", 2.0)  # shared; the answer comes too late
+        worker = Delivery(parts, [adapter], send_timeout=0.5, health_ttl=0)
+    await deliver_until_settled(worker, adapter, parts, SLACK_WATCH, clock)
+    await adapter.stop()
+    shown = slack_api.messages_in(WATCH)
+    assert texts(shown) == [BRIEFING, "", "CF-12 alert"]
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+    assert len(slack_api.calls_to("files.completeUploadExternal")) == 1
+    briefing = rows(parts, SLACK_WATCH)[0]
+    assert briefing.status == outbox.SENT and briefing.remote_id == shown[0]["ts"]
+    assert json.loads(briefing.page_ids) == [shown[0]["ts"], shown[1]["files"][0]["id"]]  # the picture found
+    parts.db.dispose()
+
+
+def picture_events(events, world, row_id: int) -> list[tuple[str, str, int | None]]:
+    """The bot's posts for the row: (msgtype, body, page)."""
+    return [(e["content"]["msgtype"], e["content"]["body"], e["content"].get("org.watchfloor.outbox_page"))
+            for e in bot_events(events, world, row_id)]
+
+
+@pytest.mark.synapse
+@pytest.mark.parametrize("recorded", [True, False])
+async def test_a_matrix_briefing_whose_worker_died_after_its_text_gets_its_picture_once(synapse, sqlite_url,
+                                                                                       recorded):
+    world = make_world(synapse, joint=1)
+    room_id = world.joint[0]
+    room = f"matrix:{room_id}"
+    parts_a, a = await started(world, sqlite_url, synapse.base_url, "WFPICDEAD1")
+    row_id = briefing_row(parts_a, room)
+    enqueue(parts_a, room, "CF-13 alert")
+    dead = Delivery(parts_a, [a])
+    job, (text, _picture) = as_posted(dead, a, row_id)
+    posted = await a.send(job.room, job.kind, text)  # the text went out; the process died before the picture
+    if recorded:
+        dead._record_pages(row_id, [posted])
+    await a.stop()
+    parts_a.db.dispose()
+
+    parts_b, b = await started(world, sqlite_url, synapse.base_url, "WFPICTAKE2")
+    try:
+        await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
+    finally:
+        await b.stop()
+    events = await history(synapse, world.alice, room_id)
+    assert [e["content"]["body"] for e in from_bot(events, world.bot_user["user_id"])] == [
+        BRIEFING, "lalb-timeline.png", "CF-13 alert"]  # the text once, its picture once, then the rest
+    assert [(t, body) for t, body, _page in picture_events(events, world, row_id)][1:] == [
+        ("m.image", "lalb-timeline.png")]
+    briefing = rows(parts_b, room)[0]
+    assert briefing.status == outbox.SENT and briefing.remote_id == posted
+    parts_b.db.dispose()
+
+
+@pytest.mark.synapse
+@pytest.mark.parametrize("fault", ["the picture's answer was lost", "died before recording"])
+async def test_a_matrix_briefing_whose_text_and_picture_both_went_out_is_not_posted_again(synapse, sqlite_url,
+                                                                                         fault):
+    world = make_world(synapse, joint=1)
+    room_id = world.joint[0]
+    room = f"matrix:{room_id}"
+    async with SwallowingProxy(synapse.base_url) as proxy:
+        parts_a, a = await started(world, sqlite_url, proxy.url, "WFPICGONE1")
+        row_id = briefing_row(parts_a, room)
+        enqueue(parts_a, room, "CF-14 alert")
+        if fault == "the picture's answer was lost":
+            proxy.armed, proxy.pass_first = True, 1  # the text answered; the m.image taken, its answer never comes
+            await Delivery(parts_a, [a], send_timeout=1.5, health_ttl=0).run_once(a)
+            assert len(proxy.swallowed) == 1
+        else:
+            job, posts = as_posted(Delivery(parts_a, [a]), a, row_id)
+            for post in posts:
+                await a.send(job.room, job.kind, post)
+        assert rows(parts_a, room)[0].status == outbox.PENDING
+        await a.stop()
+        parts_a.db.dispose()
+
+    # Another replica, another device: the homeserver's transaction ids do not cover it.
+    parts_b, b = await started(world, sqlite_url, synapse.base_url, "WFPICTAKE3")
+    try:
+        await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
+    finally:
+        await b.stop()
+    events = await history(synapse, world.alice, room_id)
+    assert [e["content"]["body"] for e in from_bot(events, world.bot_user["user_id"])] == [
+        BRIEFING, "lalb-timeline.png", "CF-14 alert"]  # each once
+    mine = picture_events(events, world, row_id)
+    assert [(t, page) for t, _body, page in mine][1:] == [("m.image", 2)]  # the picture names its row and page
+    briefing = rows(parts_b, room)[0]
+    shown = bot_events(events, world, row_id)
+    assert briefing.status == outbox.SENT and json.loads(briefing.page_ids) == [e["event_id"] for e in shown]
+    parts_b.db.dispose()
+
+
+async def test_a_long_slack_briefing_whose_pages_went_out_gets_its_picture_once(sqlite_url, clock, slack_api):
+    """Pages and picture together: 60 blocks (two pages) and a picture; the dead replica posted both pages and
+    recorded the first. The next worker posts only the picture."""
+    parts, adapter = slack_parts(sqlite_url, clock, slack_api)
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"vessel {i}"}} for i in range(60)]
+    with parts.db.session() as s:
+        row_id = outbox.enqueue(s, room=SLACK_WATCH, kind="briefing", now=clock(), payload={
+            "text": BRIEFING, "blocks": blocks,
+            "image": {"filename": "lalb-timeline.png", "data_b64": base64.b64encode(PNG).decode()}}).id
+    dead = Delivery(parts, [adapter])
+    job = dead._rebuild(row_id)
+    posts = _pages(adapter, job)
+    assert [p["page"] for p in posts] == [1, 2, 3] and posts[-1].get(paging.PICTURE)
+    ids = [await adapter.send(job.room, job.kind, post) for post in posts[:2]]
+    dead._record_pages(row_id, ids[:1])
+
+    replica = Delivery(parts, [adapter], health_ttl=0)
+    await deliver_until_settled(replica, adapter, parts, SLACK_WATCH, clock)
+    await adapter.stop()
+    shown = slack_api.messages_in(WATCH)
+    assert [len(m.get("blocks") or []) for m in shown] == [50, 10, 0]  # each page once, then the picture
+    assert [f["title"] for f in shown[2]["files"]] == ["lalb-timeline.png"]
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+    assert len(slack_api.calls_to("files.completeUploadExternal")) == 1
+    [row] = rows(parts, SLACK_WATCH)
+    assert row.status == outbox.SENT and row.remote_id == shown[0]["ts"]
+    parts.db.dispose()
+
+
+@pytest.mark.synapse
+async def test_in_an_encrypted_room_the_same_device_finds_its_briefing_and_picture(synapse, sqlite_url):
+    """The picture's mark travels inside the encrypted m.image; a restarted replica of the same device decrypts
+    both posts and records the row: nothing reaches the homeserver."""
+    world = make_world(synapse, joint=1)
+    bot_id = world.bot_user["user_id"]
+    room_id = await asyncio.to_thread(
+        synapse.create_room, world.alice.token, name="enc", invite=[bot_id],
+        initial_state=[{"type": "m.room.encryption", "state_key": "",
+                        "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    world.settings["zone"][0]["joint_rooms"] = [f"matrix:{room_id}"]
+    room = f"matrix:{room_id}"
+    config = matrix_config(world, synapse.base_url, "WFSAMEPIC")
+    parts_a, a = await started(world, sqlite_url, synapse.base_url, "WFSAMEPIC", config)
+    assert a.crypto.encrypted(room_id)
+    row_id = briefing_row(parts_a, room)
+    job, posts = as_posted(Delivery(parts_a, [a]), a, row_id)
+    posted = [await a.send(job.room, job.kind, post) for post in posts]  # both sent; not recorded
+    await a.stop()
+    parts_a.db.dispose()
+    wire = from_bot(await history(synapse, world.alice, room_id), bot_id, "m.room.encrypted")
+    assert [e["event_id"] for e in wire] == posted and "org.watchfloor" not in str(wire)
+
+    async with SwallowingProxy(synapse.base_url) as proxy:
+        parts_b, b = await started(world, sqlite_url, proxy.url, "WFSAMEPIC", config)
+        try:
+            await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
+        finally:
+            await b.stop()
+    assert proxy.sends == 0
+    [row] = rows(parts_b, room)
+    assert row.status == outbox.SENT and json.loads(row.page_ids) == posted
     parts_b.db.dispose()

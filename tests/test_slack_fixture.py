@@ -109,6 +109,10 @@ async def test_async_client_files_upload_v2(slack_api: MockSlackApi):
     assert r["file"]["size"] == 5
     assert list(slack_api.uploads.values()) == [b"hello"]
     assert slack_api.last("files.completeUploadExternal").params["initial_comment"] == "hi"
+    # Shared in the channel, the file shows there as a message of the uploader's, as Slack lists it.
+    [share] = (await client.conversations_history(channel="C1"))["messages"]
+    assert share["text"] == "hi" and [(f["id"], f["name"], f["title"]) for f in share["files"]] == [
+        (r["file"]["id"], "a.txt", "A")]
 
 
 async def test_fail_next_variants(slack_api: MockSlackApi):

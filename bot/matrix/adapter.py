@@ -31,6 +31,7 @@ from watchfloor.bot.adapter import (OUTBOX_KEY, OnMessage, PermanentSendError, P
 from watchfloor.bot.matrix.crypto import ENCRYPTED, Crypto, make_client
 from watchfloor.bot.matrix.direct import DirectRooms
 from watchfloor.bot.matrix.events import chat_message, message_content
+from watchfloor.bot.paging import PICTURE
 
 log = logging.getLogger("watchfloor.matrix")
 
@@ -48,6 +49,9 @@ class MatrixStartError(RuntimeError):
 
 class MatrixAdapter:
     platform = "matrix"
+    # A briefing's picture is an m.image event of its own after the text: delivery sends it as the row's last page
+    # (bot.paging), marked like any page, so a replica taking over finds it or posts it, once.
+    picture_apart = True
 
     def __init__(self, parts, config: MatrixConfig, *, sync_timeout_ms: int = 30_000, timeline_limit: int = 100,
                  startup_wait: float = 15.0, retry_cap: float = 10.0, unreadable_after: float = 60.0):
@@ -434,6 +438,9 @@ class MatrixAdapter:
                     raise PermanentSendError(f"not allowed to post in {room_id}: cannot join")
                 raise TransientSendError(f"{room_id} not synced yet; sending again", 0.5)
             await self.crypto.before_send(room_id)
+            if payload.get(PICTURE) and payload.get("image"):
+                # The picture page of a row (bot.paging): the m.image alone, marked with the row and page.
+                return await self._send_image(room_id, payload["image"], f"{txn}-image", _marked(payload))
             if kind == "redact":
                 resp = await self.client.room_redact(room_id, target_id, reason=payload.get("reason"), tx_id=txn)
             else:
@@ -487,9 +494,12 @@ class MatrixAdapter:
                 found.setdefault((row, page), event.event_id)
         return found
 
-    async def _send_image(self, room_id: str, image: dict[str, Any], txn: str) -> None:
-        """A briefing's timeline picture, as m.image after its text. A retry resends the text under the same
-        transaction id (the homeserver answers with the first event), then tries the picture again."""
+    async def _send_image(self, room_id: str, image: dict[str, Any], txn: str,
+                          marks: dict[str, Any] | None = None) -> str:
+        """A briefing's timeline picture, as m.image after its text; returns its event id. `marks`: the row and
+        page it is (its own page, from delivery). Given with the text in one payload (no marks: the text's page
+        would be found twice), a retry resends the text under the same transaction id (the homeserver answers
+        with the first event), then tries the picture again."""
         data = base64.b64decode(image["data_b64"])
         name = image.get("filename") or "timeline.png"
         try:
@@ -499,7 +509,8 @@ class MatrixAdapter:
                                                 filesize=len(data), encrypt=encrypt)
             if not isinstance(up, UploadResponse):
                 await self._raise_for(up, room_id)
-            content = {"msgtype": "m.image", "body": name, "info": {"mimetype": "image/png", "size": len(data)}}
+            content = {"msgtype": "m.image", "body": name, "info": {"mimetype": "image/png", "size": len(data)},
+                       **(marks or {})}
             if encrypt:
                 content["file"] = {"url": up.content_uri, **keys}
             else:
@@ -507,9 +518,11 @@ class MatrixAdapter:
             resp = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn,
                                                ignore_unverified_devices=True)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            # Sent again by this device under the same transaction id: the homeserver answers with the first.
             raise TransientSendError(f"homeserver unreachable: {_one_line(e)}") from None
         if not isinstance(resp, RoomSendResponse):
             await self._raise_for(resp, room_id)
+        return resp.event_id
 
     async def _raise_for(self, resp: ErrorResponse, room_id: str) -> None:
         code = resp.status_code

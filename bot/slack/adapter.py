@@ -42,6 +42,7 @@ from watchfloor.templates import render
 
 from watchfloor.bot.adapter import (OUTBOX_EVENT_TYPE, OnMessage, PermanentSendError, PlatformAuthError, TransientSendError,
                       outbox_mark)
+from watchfloor.bot.paging import PICTURE
 from watchfloor.bot.slack.alerts import ACK_REACTIONS, SlackAlerts, conflicts_of_alert
 from watchfloor.bot.slack.errors import classify
 from watchfloor.bot.slack.markup import MAX_TEXT, escape, readable
@@ -67,6 +68,10 @@ _POSTING = ("chat.postMessage", "files.completeUploadExternal")
 
 class SlackAdapter:
     platform = "slack"
+    # A briefing's picture is an upload of its own after the text: delivery sends it as the row's last page
+    # (bot.paging). Files carry no metadata: the upload's file name names the row and page (`_picture_name`),
+    # which `find_pages` reads back from the channel's file-share messages.
+    picture_apart = True
 
     def __init__(self, parts, config: SlackConfig, *, socket_ping_interval: float = 10.0):
         self.parts = parts
@@ -385,9 +390,11 @@ class SlackAdapter:
                     # An alert shown as it stands now: a later change (bot/slack/alerts.py) starts from it.
                     await self._kv(f"slack:alert:{room}:{target_id}", json.dumps(payload.get("blocks") or []))
                 return target_id
+            thread = _ts(payload.get("thread")) or _ts(reply_to_remote)
+            if payload.get(PICTURE) and payload.get("image"):
+                return await self._upload(channel, payload["image"], thread, outbox_mark(payload))
             if kind == "reply":
                 return await self._reply(room, channel, payload)
-            thread = _ts(payload.get("thread")) or _ts(reply_to_remote)
             if kind == "notice" and payload.get("conflict_update") is not None:
                 alert_ts = await self.alerts.update_for_notice(room, channel, payload)
                 thread = thread or alert_ts
@@ -466,11 +473,18 @@ class SlackAdapter:
                 await self._kv(key, ts)
         image = payload.get("image")
         if image:
-            data = base64.b64decode(image["data_b64"])
-            await self.client.files_upload_v2(channel=channel, file=data, filename=image.get("filename", "image.png"),
-                                              title=image.get("title") or image.get("filename"),
-                                              thread_ts=thread)
+            await self._upload(channel, image, thread)
         return ts
+
+    async def _upload(self, channel: str, image: dict[str, Any], thread: str | None,
+                      mark: dict[str, int] | None = None) -> str | None:
+        """Share the picture in the channel (or thread); returns the file's id. `mark`: the outbox row and page the
+        picture is, put in the file's name (its title, what people see, keeps the plain name)."""
+        data = base64.b64decode(image["data_b64"])
+        name = image.get("filename") or "image.png"
+        resp = await self.client.files_upload_v2(channel=channel, file=data, filename=_picture_name(name, mark),
+                                                 title=image.get("title") or name, thread_ts=thread)
+        return ((resp.get("files") or [{}])[0] or {}).get("id")
 
     async def _post_message(self, channel: str, thread: str | None = None, **content: Any):
         kwargs = {"channel": channel, **content, "unfurl_links": False, "unfurl_media": False}
@@ -556,20 +570,40 @@ def _marked(payload: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"event_type": OUTBOX_EVENT_TYPE, "event_payload": mark}} if mark else {}
 
 
+def _picture_name(filename: str, mark: dict[str, int] | None) -> str:
+    """The upload's file name naming its outbox row and page: `lalb-timeline.png` -> `lalb-timeline.wf12-2.png`
+    (a file carries no metadata; its name is kept in the file-share message `find_pages` reads)."""
+    if not mark:
+        return filename
+    stem, dot, ext = filename.rpartition(".")
+    stem, ext = (stem, dot + ext) if dot and stem else (filename, "")
+    return f"{stem}.wf{mark['outbox_id']}-{mark.get('page') or 1}{ext}"
+
+
+_PICTURE_MARK = re.compile(r"\.wf(\d+)-(\d+)(?:\.[A-Za-z0-9]+)?$")
+
+
 def _collect(messages: list[dict[str, Any]], me: set[str], wanted: set[int],
              found: dict[tuple[int, int], str]) -> None:
-    """The bot's own posts whose metadata names one of the `wanted` rows, by (row, page)."""
+    """The bot's own posts naming one of the `wanted` rows, by (row, page): messages by their metadata (-> ts),
+    shared pictures by their file name (-> file id)."""
     for m in messages:
+        if not ({m.get("user"), m.get("bot_id")} & me):
+            continue
         meta = m.get("metadata") or {}
-        if meta.get("event_type") != OUTBOX_EVENT_TYPE or not ({m.get("user"), m.get("bot_id")} & me):
+        if meta.get("event_type") == OUTBOX_EVENT_TYPE:
+            names = meta.get("event_payload") or {}
+            try:
+                row, page = int(names.get("outbox_id")), int(names.get("page") or 1)
+            except (TypeError, ValueError):
+                continue
+            if row in wanted and m.get("ts"):
+                found.setdefault((row, page), m["ts"])
             continue
-        names = meta.get("event_payload") or {}
-        try:
-            row, page = int(names.get("outbox_id")), int(names.get("page") or 1)
-        except (TypeError, ValueError):
-            continue
-        if row in wanted and m.get("ts"):
-            found.setdefault((row, page), m["ts"])
+        for f in m.get("files") or []:
+            named = _PICTURE_MARK.search(str((f or {}).get("name") or ""))
+            if named and int(named[1]) in wanted and f.get("id"):
+                found.setdefault((int(named[1]), int(named[2])), f["id"])
 
 
 def _classified(e: SlackApiError) -> Exception:
