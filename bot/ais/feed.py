@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
 
-from watchfloor.commands.ais_ingest import AisIngest
+from watchfloor.commands.ais_ingest import LIVE_TRACKS_EVERY, AisIngest
 from watchfloor.ioc.reports import DROPPED, MALFORMED, OUTCOMES
 
 from watchfloor.bot import metrics
@@ -77,7 +77,8 @@ class AisFeed:
         self.read_timeout = READ_TIMEOUT
         self.stable_after = STABLE_AFTER
         self.rcvbuf = RCVBUF
-        self.ingest = AisIngest(parts.db, parts.directory, on_outcome=_count, on_evicted=_evicted, clock=clock)
+        self.ingest = AisIngest(parts.db, parts.directory, on_outcome=_count, on_evicted=_evicted, clock=clock,
+                                tracks_every=LIVE_TRACKS_EVERY)
         self.worker = DecodeWorker(self._decoded, self._dropped, on_started=lambda: self._changed.set())
         self.received = 0       # lines decoded (or dropped) and applied to the ingest
         self.connections = 0    # TCP connections made (the first and every reconnect)
