@@ -52,10 +52,12 @@ _EARLY = timedelta(seconds=1)
 HANDOVER_GRACE = timedelta(hours=1)
 # How often the leader looks for zones whose chat platforms are all down (their alerts then go to watch_email).
 WATCH_EMAIL_EVERY = 30
-# The jobs run in threads of their own, this many: not in the event loop's default executor, where the commands
-# run (bot/runner.py `asyncio.to_thread`). When every zone's briefing fell due together, the briefings filled that
-# executor and a command waited for a free thread behind them (issue 27); now they queue among themselves.
-JOB_THREADS = 2
+# The jobs run in a thread of their own: not in the event loop's default executor, where the commands run
+# (bot/runner.py `asyncio.to_thread`). When every zone's briefing fell due together, the briefings filled that
+# executor and a command waited for a free thread behind them (issue 27); now they queue among themselves. One
+# thread: a second made the 37 briefings 15% faster but doubled what they added to a command's p99 (GIL), and the
+# pictures are drawn one at a time anyway (bot/drawing.py). `python bench/bench_briefing_commands.py`.
+JOB_THREADS = 1
 
 
 def briefing_trigger(zone: Zone, at) -> CronTrigger:
