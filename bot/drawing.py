@@ -7,7 +7,8 @@ and 7.1 s at worst in the briefings' 15 seconds, 0.3 s in the others. Drawn here
 core and the job's thread only waits for the PNG (waiting releases the GIL).
 
 - One process per replica, started at its first picture and kept (importing matplotlib costs most of a second),
-  drawing one picture at a time: the briefings queue for it rather than for the bot's CPU.
+  drawing one picture at a time at a lower priority (nice 10): the briefings queue for it rather than for the
+  bot's CPU.
 - It dies with the bot: it exits as soon as the bot is no longer its parent (SIGKILL included), and
   `shutdown()` ends it when the bot stops.
 - When no process can be had, or it dies in the middle of a picture, the picture is drawn in the calling thread
@@ -46,6 +47,9 @@ def _start(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
+    # A picture can wait a few seconds; a command cannot: on a busy machine the cores go to the bot and the
+    # database first.
+    os.nice(10)
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
 
