@@ -81,18 +81,21 @@ def ingest_rate(lines: list[str], workdir: Path) -> tuple[float, float]:
     return rates
 
 
-def pipeline_rate(lines: list[str], workdir: Path) -> float:
-    """The live feed's path: lines handed to the decoding process in reads of 50, its answers applied to the
-    tracks (approach check, history) and written every 10,000, until the last one is stored; sentences/s."""
+def pipeline_rate(lines: list[str], workdir: Path, tracks_every: timedelta | None = None) -> float:
+    """The live feed's path: lines handed to the decoding process in reads of 50 (5,000 a second of feed time),
+    its answers applied to the tracks (approach check, history) and written every 10,000 (2 s of feed time, the
+    feed's flush), the tracks as often as the live feed writes them (`tracks_every`, default the feed's own),
+    until the last one is stored; sentences/s."""
     import asyncio
 
     from watchfloor.bot.ais.worker import DecodeWorker
     from watchfloor.bot.wiring import build
-    from watchfloor.commands.ais_ingest import AisIngest
+    from watchfloor.commands.ais_ingest import LIVE_TRACKS_EVERY, AisIngest
     from watchfloor.config import load_settings
 
     parts = build(settings=load_settings(None, zone=[{"code": "LALB"}]), db_url=f"sqlite:///{workdir / 'p.db'}")
-    ingest = AisIngest(parts.db, parts.directory)
+    ingest = AisIngest(parts.db, parts.directory,
+                       tracks_every=LIVE_TRACKS_EVERY if tracks_every is None else tracks_every)
     ingest.resume()
     now = datetime(2026, 12, 1, tzinfo=UTC)
     ingest.flush(now)
@@ -104,7 +107,8 @@ def pipeline_rate(lines: list[str], workdir: Path) -> float:
         ingest.apply_decoded(outcomes, positions, statics)
         before, done = done, done + n
         if before // 10_000 != done // 10_000:
-            ingest.write(ingest.take(now), now)
+            at = now + timedelta(seconds=done / 5000)  # the feed time of the lines applied: the flush's `now`
+            ingest.write(ingest.take(at), at)
 
     async def run() -> float:
         worker = DecodeWorker(applied, lambda n: None, max_backlog=len(lines))
@@ -348,6 +352,23 @@ def udp_bursts(lines: list[str]) -> None:
               f"(kernel drops counted: {dropped:,})")
 
 
+def tracks_every_flush(lines: list[str], rounds: int) -> None:
+    """The live path writing the changed tracks at every flush (2 s of feed time; a position reaches the stored
+    track within the flush) against every 10 s (the step before issue 27), arms alternating, each ÷ raw pyais."""
+    raws, every_flush, every_10s = [], [], []
+    for _ in range(rounds):
+        raws.append(raw_rate(lines)[0])
+        with tempfile.TemporaryDirectory() as d:
+            every_10s.append(pipeline_rate(lines, Path(d), tracks_every=timedelta(seconds=10)))
+        with tempfile.TemporaryDirectory() as d:
+            every_flush.append(pipeline_rate(lines, Path(d)))
+    raw, a, b = max(raws), max(every_flush), max(every_10s)
+    print(f"{len(lines):,} sentences, 2,000 vessels (each track changes in every flush: the most rows per flush): "
+          f"pyais decode {raw:,.0f}/s; live path, tracks every flush {a:,.0f}/s = {a / raw:.2f}x; every 10 s "
+          f"{b:,.0f}/s = {b / raw:.2f}x; every flush / every 10 s = {a / b:.2f}x "
+          f"(runs: {', '.join(f'{x:,.0f}' for x in every_flush)} vs {', '.join(f'{x:,.0f}' for x in every_10s)})")
+
+
 def _dropped_total() -> int:
     from watchfloor.bot import metrics
 
@@ -363,11 +384,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("-n", type=int, default=None)
     ap.add_argument("--udp", action="store_true", help="only the UDP bursts")
+    ap.add_argument("--tracks", action="store_true",
+                    help="only the live feed's path, its tracks written at every flush vs every 10 s of feed time")
     args = ap.parse_args()
     n = args.n or (20_000 if args.quick else 200_000)
     lines = sentences(n)
     if args.udp:
         udp_bursts(lines)
+        return
+    if args.tracks:
+        tracks_every_flush(lines, 2 if args.quick else 3)
         return
     raws, ourss, pipes = [], [], []
     for _ in range(2 if args.quick else 3):  # alternate the arms: the machine's load changes under us

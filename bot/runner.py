@@ -226,7 +226,7 @@ def _duty_extras(parts, settings: Settings, delivery, duties) -> list[tuple[str,
     extras: list[tuple[str, Any]] = []
     scheduler = _optional("watchfloor.bot.scheduler")
     if scheduler is not None:
-        jobs = scheduler.JobScheduler(parts)
+        jobs = scheduler.JobScheduler(parts, pictures_apart=True)  # a picture's drawing must not slow commands
         jobs.attach(duties)
         jobs.start()  # jobs scheduled now; they run only while the duty is held
         extras.append(("scheduler", jobs))

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from collections.abc import Callable
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor as JobThreads
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -51,6 +52,12 @@ _EARLY = timedelta(seconds=1)
 HANDOVER_GRACE = timedelta(hours=1)
 # How often the leader looks for zones whose chat platforms are all down (their alerts then go to watch_email).
 WATCH_EMAIL_EVERY = 30
+# The jobs run in a thread of their own: not in the event loop's default executor, where the commands run
+# (bot/runner.py `asyncio.to_thread`). When every zone's briefing fell due together, the briefings filled that
+# executor and a command waited for a free thread behind them (issue 27); now they queue among themselves. One
+# thread: a second made the 37 briefings 15% faster but doubled what they added to a command's p99 (GIL), and the
+# pictures are drawn one at a time anyway (bot/drawing.py). `python bench/bench_briefing_commands.py`.
+JOB_THREADS = 1
 
 
 def briefing_trigger(zone: Zone, at) -> CronTrigger:
@@ -82,9 +89,11 @@ def briefing_rooms(directory, zone_code: str) -> list[Room]:
     return [rooms[k] for k in sorted(rooms)]
 
 
-def post_briefing(parts, zone_code: str, at: datetime, now: datetime | None = None) -> int:
+def post_briefing(parts, zone_code: str, at: datetime, now: datetime | None = None,
+                  draw: Callable[..., Picture | None] = timeline) -> int:
     """Post the zone's briefing for the day of `at` to every joint and watch room, and every agency address of the
-    zone, not yet given it.
+    zone, not yet given it. `draw(data, colours)` draws its picture (`timeline`, or the same in the drawing
+    process: bot/drawing.py).
 
     Returns the number of rooms it was posted to now (0 when every room already has that day's briefing).
     """
@@ -99,7 +108,7 @@ def post_briefing(parts, zone_code: str, at: datetime, now: datetime | None = No
         todo = [r for r in rooms if keys[r.id] not in done]
         if not todo:
             return 0
-        briefing = _Briefing(s, parts.directory, zone, at)
+        briefing = _Briefing(s, parts.directory, zone, at, draw)
         posted = 0
         for room in todo:
             extra: dict[str, Any] = {"zone": zone.code, "day": day.isoformat()}
@@ -131,8 +140,8 @@ def prune(parts, now: datetime) -> dict[str, int]:
 class _Briefing:
     """One briefing's data and picture per clearance, each built once however many rooms share it."""
 
-    def __init__(self, s, directory, zone: Zone, at: datetime):
-        self.s, self.directory, self.zone, self.at = s, directory, zone, at
+    def __init__(self, s, directory, zone: Zone, at: datetime, draw: Callable[..., Picture | None] = timeline):
+        self.s, self.directory, self.zone, self.at, self.draw = s, directory, zone, at, draw
         self._data: dict[tuple[str, bool], dict] = {}
         self._pictures: dict[tuple, Picture | None] = {}
 
@@ -151,7 +160,7 @@ class _Briefing:
         if seen not in self._pictures:
             # each agency in its colour of the zone, as on the operating picture's page
             colours = agency_colours(self.s, self.zone.code, data["by_agency"])
-            self._pictures[seen] = timeline(data, colours)
+            self._pictures[seen] = self.draw(data, colours)
         return self._pictures[seen]
 
 
@@ -175,9 +184,18 @@ class JobScheduler:
     """The scheduled jobs of one replica. `start()` from inside a running asyncio event loop (AsyncIOScheduler
     needs one); `shutdown()` stops the jobs. With `attach(duties)` it leads while holding the `scheduler` duty."""
 
-    def __init__(self, parts, clock=None):
+    def __init__(self, parts, clock=None, *, pictures_apart: bool = False):
+        """`pictures_apart`: draw the briefings' pictures in a process of their own (bot/drawing.py), as
+        `watchfloor run` does; else in the job's thread."""
         self.parts = parts
         self.clock = clock or parts.engine.clock
+        self.pictures_apart = pictures_apart
+        if pictures_apart:
+            from watchfloor.bot import drawing
+
+            self.draw: Callable[..., Picture | None] = drawing.draw
+        else:
+            self.draw = timeline
         self.grace = timedelta(hours=parts.settings.briefing.grace_hours)
         self._scheduler: AsyncIOScheduler | None = None
         self._leading = False
@@ -218,7 +236,7 @@ class JobScheduler:
 
     def post_briefing(self, zone_code: str, at: datetime) -> int:
         """Post the zone's briefing of `at`'s local day to its rooms; returns the rows enqueued (0 if done)."""
-        return post_briefing(self.parts, zone_code, at, now=self.clock())
+        return post_briefing(self.parts, zone_code, at, now=self.clock(), draw=self.draw)
 
     def nudge_overdue(self) -> int:
         """Nudge, once each, the operations overdue now in their zones' joint rooms; returns the rows posted."""
@@ -231,12 +249,13 @@ class JobScheduler:
         for code, trigger in self.triggers().items():
             fire = due_firing(trigger, now, self.grace)
             if fire is not None:
-                out[code] = post_briefing(self.parts, code, fire, now=now)
+                out[code] = post_briefing(self.parts, code, fire, now=now, draw=self.draw)
         return out
 
     def start(self) -> None:
         grace_s = max(1, int(self.grace.total_seconds()))
-        sched = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        sched = AsyncIOScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1},
+                                 executors={"default": JobThreads(JOB_THREADS)})
         for code, trigger in self.triggers().items():
             # Grace set on purpose: APScheduler's default of 1 s would drop a briefing the loop woke late for.
             sched.add_job(self._briefing_job, trigger, args=[code], id=f"briefing:{code}",
@@ -270,6 +289,10 @@ class JobScheduler:
                 pass
         self._leading = False
         metrics.set_leader(False)
+        if self.pictures_apart:
+            from watchfloor.bot import drawing
+
+            drawing.shutdown()
 
     # --- leadership -------------------------------------------------------------------------------------
 
@@ -312,7 +335,7 @@ class JobScheduler:
         try:
             fire = due_firing(self.triggers()[zone_code], self.clock(), self.grace)
             if fire is not None:
-                post_briefing(self.parts, zone_code, fire, now=self.clock())
+                post_briefing(self.parts, zone_code, fire, now=self.clock(), draw=self.draw)
         except Exception:
             log.exception("briefing of %s failed", zone_code)
 

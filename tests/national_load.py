@@ -457,6 +457,8 @@ class National:
                 continue
             role = "ais-decoder" if "spawn_main" in cmd else ("resource-tracker" if "resource_tracker" in cmd
                                                               else "child")
+            if role == "ais-decoder" and _draws(d):
+                role = "drawing"  # the briefing pictures' process (bot/drawing.py): same command line
             if role != "resource-tracker":
                 out.append((int(d.name), role))
         return out
@@ -597,7 +599,7 @@ class National:
         holders = [r for r in self.live() if (seen.get(r.name) or {}).get(self.s.kill_duty)]
         victim = holders[0] if holders else self.live()[0]
         held = [d for d, h in (seen.get(victim.name) or {}).items() if h]
-        decoders = [pid for pid, role in self._children(victim.proc.pid) if role == "ais-decoder"]
+        decoders = [pid for pid, role in self._children(victim.proc.pid) if role in ("ais-decoder", "drawing")]
         victim.kill()
         with self._lock:
             self.kill = (time.time(), victim.name, held)
@@ -650,6 +652,14 @@ def run_national(scale: Scale, synapse, api: MockSlackApi, pg_url: str, workdir:
         return run, run.run()
     finally:
         run.close()
+
+
+def _draws(proc: Path) -> bool:
+    """A spawned child that has matplotlib loaded is the drawing process, not the AIS decoder."""
+    try:
+        return "/matplotlib/" in (proc / "maps").read_text()
+    except OSError:
+        return False
 
 
 def _rss_mb(pid: int) -> float | None:

@@ -556,7 +556,8 @@ class Reading:
         if missing:
             rep.problems.append(f"duties not taken over after the SIGKILL: {missing}")
         if run.decoder_left:
-            rep.problems.append(f"the killed replica's AIS decoding process lived on: pids {run.decoder_left}")
+            rep.problems.append(f"the killed replica's AIS decoding (or drawing) process lived on: "
+                                f"pids {run.decoder_left}")
         worst = max(run.takeovers.values(), default=0.0)
         rep.goals.append((f"takeover after the SIGKILL = {worst:.1f} s <= 30 s", not missing and worst <= 30))
 

@@ -420,3 +420,38 @@ async def test_a_server_that_accepts_and_closes_is_retried_with_backoff_reset_by
         await feed.cleanup()
         server.close()
     parts.db.dispose()
+
+
+async def test_a_moved_vessel_reaches_its_stored_track_at_the_next_flush(sqlite_url, clock):
+    """The contract's national figure: a position in the stored track within 5 s. The live feed writes the
+    changed tracks at every flush (here every 0.2 s), not once in 10 s of feed time."""
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=0.2), clock=clock)
+    await feed.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    async def stored_lat(within: float) -> float | None:
+        loop = asyncio.get_running_loop()
+        deadline, lat = loop.time() + within, None
+        while loop.time() < deadline:
+            with parts.db.session() as s:
+                row = s.get(VesselRow, str(MMSI))
+                lat = row.lat if row is not None else None
+            if lat is not None and abs(lat - want) < 1e-3:
+                return lat
+            await asyncio.sleep(0.05)
+        return lat
+
+    try:
+        want = LALB.lat - 1.0
+        tx.sendto(_pos(want), feed.address)
+        assert await stored_lat(10) == want
+        clock.advance(seconds=3)  # 3 s of feed time later the ship reports further in
+        want = LALB.lat - 0.9
+        tx.sendto(_pos(want), feed.address)
+        got = await stored_lat(3)  # a dozen flushes of wall time
+        assert got is not None and abs(got - want) < 1e-3, f"stored track still at {got}, the ship is at {want}"
+    finally:
+        tx.close()
+        await feed.cleanup()
+    parts.db.dispose()

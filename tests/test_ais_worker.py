@@ -167,3 +167,50 @@ async def test_an_unexpected_decoding_failure_is_counted_and_the_worker_goes_on(
     finally:
         await worker.stop()
     assert got == {"ok": 3, "malformed": 1} and dropped == [] and worker.starts == 1
+
+
+def _gauge(text: str, name: str) -> float:
+    line = next(line for line in text.splitlines() if line.startswith(name + " "))
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_metrics_show_how_far_a_slow_decoding_process_is_behind(sqlite_url, clock):
+    """An operator sees the backlog on /metrics: lines waiting and how long the oldest has waited."""
+    import asyncio
+
+    import aiohttp
+
+    from watchfloor.bot.web.health import bound_port, start_health
+
+    parts = make_parts(sqlite_url, clock=clock, zone=[{"code": "LALB"}])
+    feed = AisFeed(parts, AisConfig(listen="udp://127.0.0.1:0", flush_seconds=60), clock=clock)
+    await feed.start()
+    runner = await start_health(parts, [], 0, host="127.0.0.1")
+    url = f"http://127.0.0.1:{bound_port(runner)}/metrics"
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def scrape() -> tuple[float, float]:
+                async with http.get(url) as r:
+                    text = await r.text()
+                return (_gauge(text, "watchfloor_ais_backlog"),
+                        _gauge(text, "watchfloor_ais_backlog_oldest_age_seconds"))
+
+            assert await scrape() == (0, 0)
+            os.kill(feed.worker.process.pid, signal.SIGSTOP)  # a worker that cannot keep up
+            tx.sendto(b"\n".join(_pos(366000030 + i) for i in range(3)), feed.address)
+            for _ in range(200):  # the reader thread hands the datagram over (no event tells the test)
+                if feed.worker.backlog == 3:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.2)
+            backlog, age = await scrape()
+            assert backlog == 3 and 1.0 <= age < 15, (backlog, age)
+            os.kill(feed.worker.process.pid, signal.SIGCONT)
+            await feed.until(lambda: feed.received == 3, timeout=20)
+            assert await scrape() == (0, 0)  # caught up
+    finally:
+        tx.close()
+        await runner.cleanup()
+        await feed.cleanup()
+    parts.db.dispose()

@@ -18,12 +18,13 @@ import asyncio
 import logging
 import re
 import socket
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge
 
-from watchfloor.commands.ais_ingest import AisIngest
+from watchfloor.commands.ais_ingest import LIVE_TRACKS_EVERY, AisIngest
 from watchfloor.ioc.reports import DROPPED, MALFORMED, OUTCOMES
 
 from watchfloor.bot import metrics
@@ -44,6 +45,15 @@ EVICTED = Counter("watchfloor_ais_tracks_evicted", "Vessel tracks that left memo
 for _r in ("retain", "cap"):
     EVICTED.labels(reason=_r)
 TRACKS = Gauge("watchfloor_ais_tracks", "Vessel tracks the AIS feed keeps in memory.", registry=metrics.REGISTRY)
+# How far the decoding process is behind, read when /metrics is scraped (a backlog that only grows, or lines waiting
+# for seconds, is a feed faster than this machine decodes; past MAX_BACKLOG lines they are counted `dropped`).
+_WORKERS: weakref.WeakSet = weakref.WeakSet()  # the decoding workers of this process's feeds
+BACKLOG = Gauge("watchfloor_ais_backlog", "AIS lines handed to the decoding process and not yet decoded.",
+                registry=metrics.REGISTRY)
+BACKLOG.set_function(lambda: sum(w.backlog for w in list(_WORKERS)))
+BACKLOG_AGE = Gauge("watchfloor_ais_backlog_oldest_age_seconds", "Seconds the oldest AIS line not yet decoded "
+                    "has waited (0 when none waits).", registry=metrics.REGISTRY)
+BACKLOG_AGE.set_function(lambda: max((w.oldest_age() for w in list(_WORKERS)), default=0.0))
 MAX_LINE = 1024  # an NMEA sentence is at most 82 characters; a tag block adds a few dozen
 READ_TIMEOUT = 60.0   # seconds of silence on a TCP feed before it is dropped and connected again
 STABLE_AFTER = 30.0   # a TCP connection that delivered data this long resets the reconnect backoff
@@ -77,8 +87,10 @@ class AisFeed:
         self.read_timeout = READ_TIMEOUT
         self.stable_after = STABLE_AFTER
         self.rcvbuf = RCVBUF
-        self.ingest = AisIngest(parts.db, parts.directory, on_outcome=_count, on_evicted=_evicted, clock=clock)
+        self.ingest = AisIngest(parts.db, parts.directory, on_outcome=_count, on_evicted=_evicted, clock=clock,
+                                tracks_every=LIVE_TRACKS_EVERY)
         self.worker = DecodeWorker(self._decoded, self._dropped, on_started=lambda: self._changed.set())
+        _WORKERS.add(self.worker)
         self.received = 0       # lines decoded (or dropped) and applied to the ingest
         self.connections = 0    # TCP connections made (the first and every reconnect)
         self.kernel_dropped = 0  # UDP datagrams the kernel dropped (no room in the receive buffer)

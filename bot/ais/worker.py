@@ -122,7 +122,9 @@ class DecodeWorker:
         self._conns: tuple = ()
         self._groups: list[tuple[float, bytes]] = []  # the frame being gathered
         self._group_lines = 0
+        self._group_since = 0.0                # monotonic time its first lines were handed over
         self._frames: list[int] = []           # lines of each frame sent (or in _wbuf) and not yet answered
+        self._frames_since: list[float] = []   # and when each frame's first lines were handed over
         self._wbuf = bytearray()
         self._rbuf = bytearray()
         self._timer: asyncio.TimerHandle | None = None
@@ -135,6 +137,12 @@ class DecodeWorker:
     @property
     def backlog(self) -> int:
         return self._group_lines + sum(self._frames)
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest line handed over and not yet answered was handed over (0: none waits): how
+        far behind the decoding is, as /metrics shows it."""
+        since = self._frames_since[0] if self._frames_since else self._group_since if self._group_lines else None
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -178,6 +186,8 @@ class DecodeWorker:
             lines = lines[:max(room, 0)]
             if not lines:
                 return
+        if not self._group_lines:
+            self._group_since = time.monotonic()
         self._groups.append((received.timestamp(), b"\n".join(lines)))
         self._group_lines += len(lines)
         if self._group_lines >= self.batch_lines:
@@ -197,6 +207,7 @@ class DecodeWorker:
         if not self._frames:
             self._answered_at = time.monotonic()  # the stall clock starts with the first unanswered frame
         self._frames.append(self._group_lines)
+        self._frames_since.append(self._group_since)
         self._groups, self._group_lines = [], 0
         self._write()
 
@@ -236,6 +247,7 @@ class DecodeWorker:
             n, outcomes, positions, statics = pickle.loads(frame)
             if self._frames:
                 self._frames.pop(0)
+                self._frames_since.pop(0)
             self._answered_at = time.monotonic()
             self._delay = self.backoff[0]
             try:
@@ -263,6 +275,7 @@ class DecodeWorker:
         self._close()
         lost = sum(self._frames)
         self._frames.clear()
+        self._frames_since.clear()
         if lost:
             self.on_dropped(lost)
         if proc is not None and proc.is_alive():
@@ -334,3 +347,4 @@ class DecodeWorker:
             self.on_dropped(left)
         self._groups, self._group_lines = [], 0
         self._frames.clear()
+        self._frames_since.clear()
