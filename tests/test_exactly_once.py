@@ -284,6 +284,15 @@ async def test_a_matrix_post_a_dead_replica_never_recorded_appears_once(synapse,
     assert by_id[second].remote_id == events[1]["event_id"]
     parts_b.db.dispose()
 
+async def encrypted_joint_room(synapse, world) -> tuple[str, str]:
+    """An encrypted room Alice makes and invites the bot to, the zone's one joint room: (room id, outbox room)."""
+    room_id = await asyncio.to_thread(
+        synapse.create_room, world.alice.token, name="enc", invite=[world.bot_user["user_id"]],
+        initial_state=[{"type": "m.room.encryption", "state_key": "",
+                        "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    world.settings["zone"][0]["joint_rooms"] = [f"matrix:{room_id}"]
+    return room_id, f"matrix:{room_id}"
+
 
 @pytest.mark.synapse
 async def test_in_an_encrypted_room_the_mark_is_ciphertext_and_the_same_device_finds_its_post(synapse, sqlite_url):
@@ -291,12 +300,7 @@ async def test_in_an_encrypted_room_the_mark_is_ciphertext_and_the_same_device_f
     own post and records it instead of sending it again (nothing reaches the homeserver)."""
     world = make_world(synapse, joint=1)
     bot_id = world.bot_user["user_id"]
-    room_id = await asyncio.to_thread(
-        synapse.create_room, world.alice.token, name="enc", invite=[bot_id],
-        initial_state=[{"type": "m.room.encryption", "state_key": "",
-                        "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
-    world.settings["zone"][0]["joint_rooms"] = [f"matrix:{room_id}"]
-    room = f"matrix:{room_id}"
+    room_id, room = await encrypted_joint_room(synapse, world)
     config = matrix_config(world, synapse.base_url, "WFSAME")
     parts_a, a = await started(world, sqlite_url, synapse.base_url, "WFSAME", config)
     assert a.crypto.encrypted(room_id)
@@ -534,12 +538,7 @@ async def test_in_an_encrypted_room_the_same_device_finds_its_briefing_and_pictu
     both posts and records the row: nothing reaches the homeserver."""
     world = make_world(synapse, joint=1)
     bot_id = world.bot_user["user_id"]
-    room_id = await asyncio.to_thread(
-        synapse.create_room, world.alice.token, name="enc", invite=[bot_id],
-        initial_state=[{"type": "m.room.encryption", "state_key": "",
-                        "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
-    world.settings["zone"][0]["joint_rooms"] = [f"matrix:{room_id}"]
-    room = f"matrix:{room_id}"
+    room_id, room = await encrypted_joint_room(synapse, world)
     config = matrix_config(world, synapse.base_url, "WFSAMEPIC")
     parts_a, a = await started(world, sqlite_url, synapse.base_url, "WFSAMEPIC", config)
     assert a.crypto.encrypted(room_id)
