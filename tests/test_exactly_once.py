@@ -248,11 +248,7 @@ async def test_a_matrix_send_the_homeserver_took_is_not_posted_again_by_another_
         parts_a.db.dispose()
 
     # Another replica, another device: the homeserver's transaction id does not cover it.
-    parts_b, b = await started(world, sqlite_url, synapse.base_url, "WFREPLICA2")
-    try:
-        await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
-    finally:
-        await b.stop()
+    parts_b = await take_over(room, world, sqlite_url, synapse.base_url, "WFREPLICA2")
     shown = bot_events(await history(synapse, world.alice, room_id), world, row_id)
     assert [e["content"]["body"] for e in shown] == ["CF-5 pilot boarding overlaps patrol"]
     assert rows(parts_b, room)[0].remote_id == shown[0]["event_id"]
@@ -271,11 +267,7 @@ async def test_a_matrix_post_a_dead_replica_never_recorded_appears_once(synapse,
     await a.stop()
     parts_a.db.dispose()
 
-    parts_b, b = await started(world, sqlite_url, synapse.base_url, "WFTAKEOVER2")
-    try:
-        await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
-    finally:
-        await b.stop()
+    parts_b = await take_over(room, world, sqlite_url, synapse.base_url, "WFTAKEOVER2")
 
     events = from_bot(await history(synapse, world.alice, room_id), world.bot_user["user_id"])
     assert [e["content"]["body"] for e in events] == ["CF-6 alert", "CF-7 alert"]  # each once, in order
@@ -283,6 +275,18 @@ async def test_a_matrix_post_a_dead_replica_never_recorded_appears_once(synapse,
     assert by_id[first].status == outbox.SENT and by_id[first].remote_id == posted
     assert by_id[second].remote_id == events[1]["event_id"]
     parts_b.db.dispose()
+
+
+async def take_over(room: str, *args):
+    """Another replica (`started(*args)`) takes the room's delivery over, delivers until nothing is waiting and
+    stops; its parts, for reading the rows."""
+    parts, adapter = await started(*args)
+    try:
+        await deliver_until_settled(Delivery(parts, [adapter], health_ttl=0), adapter, parts, room)
+    finally:
+        await adapter.stop()
+    return parts
+
 
 async def encrypted_joint_room(synapse, world) -> tuple[str, str]:
     """An encrypted room Alice makes and invites the bot to, the zone's one joint room: (room id, outbox room)."""
@@ -313,11 +317,7 @@ async def test_in_an_encrypted_room_the_mark_is_ciphertext_and_the_same_device_f
     assert [e["event_id"] for e in wire] == [posted] and "org.watchfloor" not in str(wire[0]["content"])
 
     async with SwallowingProxy(synapse.base_url) as proxy:
-        parts_b, b = await started(world, sqlite_url, proxy.url, "WFSAME", config)
-        try:
-            await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
-        finally:
-            await b.stop()
+        parts_b = await take_over(room, world, sqlite_url, proxy.url, "WFSAME", config)
     assert proxy.sends == 0
     [row] = rows(parts_b, room)
     assert row.status == outbox.SENT and row.remote_id == posted
@@ -448,11 +448,7 @@ async def test_a_matrix_briefing_whose_worker_died_after_its_text_gets_its_pictu
     await a.stop()
     parts_a.db.dispose()
 
-    parts_b, b = await started(world, sqlite_url, synapse.base_url, "WFPICTAKE2")
-    try:
-        await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
-    finally:
-        await b.stop()
+    parts_b = await take_over(room, world, sqlite_url, synapse.base_url, "WFPICTAKE2")
     events = await history(synapse, world.alice, room_id)
     assert [e["content"]["body"] for e in from_bot(events, world.bot_user["user_id"])] == [
         BRIEFING, "lalb-timeline.png", "CF-13 alert"]  # the text once, its picture once, then the rest
@@ -487,11 +483,7 @@ async def test_a_matrix_briefing_whose_text_and_picture_both_went_out_is_not_pos
         parts_a.db.dispose()
 
     # Another replica, another device: the homeserver's transaction ids do not cover it.
-    parts_b, b = await started(world, sqlite_url, synapse.base_url, "WFPICTAKE3")
-    try:
-        await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
-    finally:
-        await b.stop()
+    parts_b = await take_over(room, world, sqlite_url, synapse.base_url, "WFPICTAKE3")
     events = await history(synapse, world.alice, room_id)
     assert [e["content"]["body"] for e in from_bot(events, world.bot_user["user_id"])] == [
         BRIEFING, "lalb-timeline.png", "CF-14 alert"]  # each once
@@ -551,11 +543,7 @@ async def test_in_an_encrypted_room_the_same_device_finds_its_briefing_and_pictu
     assert [e["event_id"] for e in wire] == posted and "org.watchfloor" not in str(wire)
 
     async with SwallowingProxy(synapse.base_url) as proxy:
-        parts_b, b = await started(world, sqlite_url, proxy.url, "WFSAMEPIC", config)
-        try:
-            await deliver_until_settled(Delivery(parts_b, [b], health_ttl=0), b, parts_b, room)
-        finally:
-            await b.stop()
+        parts_b = await take_over(room, world, sqlite_url, proxy.url, "WFSAMEPIC", config)
     assert proxy.sends == 0
     [row] = rows(parts_b, room)
     assert row.status == outbox.SENT and json.loads(row.page_ids) == posted
