@@ -335,7 +335,7 @@ class JobScheduler:
         try:
             fire = due_firing(self.triggers()[zone_code], self.clock(), self.grace)
             if fire is not None:
-                post_briefing(self.parts, zone_code, fire, now=self.clock(), draw=self.draw)
+                self.post_briefing(zone_code, fire)
         except Exception:
             log.exception("briefing of %s failed", zone_code)
 
