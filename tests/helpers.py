@@ -52,3 +52,36 @@ def check_query_plans(parts: Parts, probe) -> list[str]:
         explain, col = ("EXPLAIN (COSTS OFF) ", 0) if parts.db.is_postgres else ("EXPLAIN QUERY PLAN ", 3)
         return [" | ".join(str(r[col]).strip() for r in s.connection().exec_driver_sql(explain + q, p).fetchall())
                 for q, p in statements]
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or a zombie (the container's init may not reap it: it runs no more code)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def child_outlives_a_sigkilled_parent(tmp_path, script: str) -> bool:
+    """Run `script` (a bot that starts a child process and prints its pid), SIGKILL it (no atexit, no clean-up of
+    its children) and say whether the child is still there 10 s later."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "bot.py"
+    path.write_text(script)
+    bot = subprocess.Popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        child = int(bot.stdout.readline())
+        assert not process_gone(child), "the child was gone before its parent was killed"
+        bot.kill()
+        bot.wait()
+        deadline = time.monotonic() + 10
+        while not process_gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process: nothing to wait on but its state
+        return not process_gone(child)
+    finally:
+        if bot.poll() is None:
+            bot.kill()

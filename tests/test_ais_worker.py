@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 
 from pyais import encode_dict
 from sqlmodel import select
 
-from tests.helpers import make_parts
+from tests.helpers import child_outlives_a_sigkilled_parent, make_parts, process_gone
 from watchfloor.bot.ais.feed import AisFeed
 from watchfloor.config import AisConfig
 from watchfloor.storage.vessel_tables import VesselRow
@@ -21,15 +18,6 @@ from watchfloor.storage.vessel_tables import VesselRow
 def _pos(mmsi: int, lat: float = 33.5) -> bytes:
     return encode_dict({"type": 1, "mmsi": mmsi, "lat": lat, "lon": -118.3, "speed": 10, "course": 0},
                        sentence_type="VDM")[0].encode()
-
-
-def _gone(pid: int) -> bool:
-    """No such process, or a zombie (the container's init may not reap it: it runs no more code)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 async def test_a_killed_decoding_process_is_started_again_and_the_feed_goes_on(sqlite_url, clock):
@@ -45,14 +33,14 @@ async def test_a_killed_decoding_process_is_started_again_and_the_feed_goes_on(s
         await feed.until(lambda: feed.worker.starts == 2 and feed.worker.process.pid != first, timeout=20)
         tx.sendto(_pos(366000002), feed.address)
         await feed.until(lambda: feed.ingest.tracks.get("366000002") is not None, timeout=20)
-        assert _gone(first)
+        assert process_gone(first)
         await feed.flush_now()
     finally:
         tx.close()
         await feed.cleanup()
     with parts.db.session() as s:
         assert {r.mmsi for r in s.exec(select(VesselRow)).all()} == {"366000001", "366000002"}
-    assert _gone(feed.worker.process.pid)  # a clean stop ends the worker too
+    assert process_gone(feed.worker.process.pid)  # a clean stop ends the worker too
     parts.db.dispose()
 
 
@@ -74,7 +62,7 @@ async def test_a_hung_decoding_process_is_killed_and_replaced(sqlite_url, clock)
     finally:
         tx.close()
         await feed.cleanup()
-    assert _gone(hung)
+    assert process_gone(hung)
     parts.db.dispose()
 
 
@@ -94,21 +82,7 @@ if __name__ == "__main__":
 
 
 def test_the_decoding_process_dies_with_the_bot_even_on_sigkill(tmp_path):
-    script = tmp_path / "bot.py"
-    script.write_text(_ORPHAN_CHECK)
-    bot = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        worker = int(bot.stdout.readline())
-        assert not _gone(worker)
-        bot.kill()  # SIGKILL: no atexit, no cleanup of multiprocessing's children
-        bot.wait()
-        deadline = time.monotonic() + 10
-        while not _gone(worker) and time.monotonic() < deadline:
-            time.sleep(0.05)  # another process: nothing to wait on but its state
-        assert _gone(worker), "the decoding process outlived the bot"
-    finally:
-        if bot.poll() is None:
-            bot.kill()
+    assert not child_outlives_a_sigkilled_parent(tmp_path, _ORPHAN_CHECK), "the decoding process outlived the bot"
 
 
 async def test_a_backlog_past_its_bound_is_dropped_and_counted_not_queued(sqlite_url, clock):

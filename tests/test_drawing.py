@@ -7,16 +7,13 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 from watchfloor.bot import drawing
 from watchfloor.bot.scheduler import JobScheduler
 from watchfloor.bot.timeline import timeline
-from tests.helpers import ConsoleUser, make_parts
-from tests.test_ais_worker import _gone
+from tests.helpers import ConsoleUser, child_outlives_a_sigkilled_parent, make_parts, process_gone
 from tests.test_briefing import BRIEFING_AT, LES_ROOM, SETTINGS, UNCLASS_ROOM, _briefings, _day_of_operations, \
     _lanes
 
@@ -28,7 +25,7 @@ def test_pictures_drawn_apart_are_the_room_s_pictures_and_the_process_ends_with_
     try:
         assert sched.post_briefing("LALB", BRIEFING_AT) == 4
         pid = drawing.drawing_pid()
-        assert pid is not None and pid != os.getpid() and not _gone(pid)
+        assert pid is not None and pid != os.getpid() and not process_gone(pid)
         got = _briefings(parts)
         # each room's clearance still decides what is drawn
         assert _lanes(got[LES_ROOM]["image"]) == ["CBP", "HSI", "USCG"]
@@ -36,9 +33,9 @@ def test_pictures_drawn_apart_are_the_room_s_pictures_and_the_process_ends_with_
     finally:
         sched.shutdown()
     deadline = time.monotonic() + 10
-    while not _gone(pid) and time.monotonic() < deadline:
+    while not process_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _gone(pid), "the drawing process outlived the scheduler's shutdown"
+    assert process_gone(pid), "the drawing process outlived the scheduler's shutdown"
     parts.db.dispose()
 
 
@@ -49,7 +46,7 @@ def test_a_drawing_process_that_dies_costs_no_picture(pg_url, clock, caplog):
         drawing.draw({"by_agency": {}})  # (nothing to draw: None) the process is up
         first = drawing.drawing_pid()
         os.kill(first, signal.SIGKILL)  # as the kernel's OOM killer would
-        while not _gone(first):
+        while not process_gone(first):
             time.sleep(0.05)
         with caplog.at_level(logging.WARNING, logger="watchfloor.drawing"):
             assert JobScheduler(parts, clock, pictures_apart=True).post_briefing("LALB", BRIEFING_AT) == 4
@@ -76,21 +73,7 @@ if __name__ == "__main__":
 
 
 def test_the_drawing_process_dies_with_the_bot_even_on_sigkill(tmp_path):
-    script = tmp_path / "bot.py"
-    script.write_text(_ORPHAN_CHECK)
-    bot = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        worker = int(bot.stdout.readline())
-        assert not _gone(worker)
-        bot.kill()  # SIGKILL: no atexit, no shutdown of the pool
-        bot.wait()
-        deadline = time.monotonic() + 10
-        while not _gone(worker) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _gone(worker), "the drawing process outlived the bot"
-    finally:
-        if bot.poll() is None:
-            bot.kill()
+    assert not child_outlives_a_sigkilled_parent(tmp_path, _ORPHAN_CHECK), "the drawing process outlived the bot"
 
 
 async def test_a_command_is_not_queued_behind_a_briefing_being_made(pg_url, clock):
